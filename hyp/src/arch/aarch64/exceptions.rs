@@ -1,0 +1,154 @@
+//! EL2 exception vectors: save a trapping vCPU's general registers into this CPU's frame,
+//! call the Rust handler, and resume whichever vCPU the frame then holds.
+//!
+//! TPIDR_EL2 points at this CPU's [`PerCpu`], whose first field is the register frame, so
+//! the save and restore paths need no other state. The hypervisor itself never runs with
+//! interrupts unmasked: it is entered only from guests and leaves by `eret`.
+
+use super::cpu::PerCpu;
+use core::arch::global_asm;
+
+global_asm!(
+    r#"
+.macro SAVE_GUEST_REGISTERS
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, tpidr_el2
+    stp     x2, x3, [x0, #16]
+    stp     x4, x5, [x0, #32]
+    stp     x6, x7, [x0, #48]
+    stp     x8, x9, [x0, #64]
+    stp     x10, x11, [x0, #80]
+    stp     x12, x13, [x0, #96]
+    stp     x14, x15, [x0, #112]
+    stp     x16, x17, [x0, #128]
+    stp     x18, x19, [x0, #144]
+    stp     x20, x21, [x0, #160]
+    stp     x22, x23, [x0, #176]
+    stp     x24, x25, [x0, #192]
+    stp     x26, x27, [x0, #208]
+    stp     x28, x29, [x0, #224]
+    mrs     x1, elr_el2
+    stp     x30, x1, [x0, #240]
+    mrs     x1, spsr_el2
+    str     x1, [x0, #256]
+    ldp     x2, x3, [sp], #16
+    stp     x2, x3, [x0]
+.endm
+
+.macro VECTOR target
+    .balign 0x80
+    b       \target
+.endm
+
+    .section .text.vectors, "ax"
+    .balign 0x800
+    .global hyp_vectors
+hyp_vectors:
+    VECTOR  hyp_fault_entry         /* current EL, SP0: sync */
+    VECTOR  hyp_fault_entry         /* irq */
+    VECTOR  hyp_fault_entry         /* fiq */
+    VECTOR  hyp_fault_entry         /* serror */
+    VECTOR  hyp_fault_entry         /* current EL, SPx: sync */
+    VECTOR  hyp_fault_entry         /* irq */
+    VECTOR  hyp_fault_entry         /* fiq */
+    VECTOR  hyp_fault_entry         /* serror */
+    VECTOR  guest_sync_entry        /* lower EL, AArch64: sync */
+    VECTOR  guest_irq_entry         /* irq */
+    VECTOR  guest_irq_entry         /* fiq */
+    VECTOR  guest_serror_entry      /* serror */
+    VECTOR  hyp_fault_entry         /* lower EL, AArch32: never (HCR_EL2.RW = 1) */
+    VECTOR  hyp_fault_entry
+    VECTOR  hyp_fault_entry
+    VECTOR  hyp_fault_entry
+
+guest_sync_entry:
+    SAVE_GUEST_REGISTERS
+    bl      handle_guest_sync
+    b       guest_resume
+
+guest_irq_entry:
+    SAVE_GUEST_REGISTERS
+    bl      handle_guest_irq
+    b       guest_resume
+
+guest_serror_entry:
+    SAVE_GUEST_REGISTERS
+    bl      handle_guest_serror
+    b       guest_resume
+
+hyp_fault_entry:
+    mrs     x0, esr_el2
+    mrs     x1, elr_el2
+    mrs     x2, far_el2
+    bl      handle_hyp_fault
+    b       .
+
+/* Restores the frame of TPIDR_EL2's PerCpu and returns to that vCPU. */
+    .global guest_resume
+guest_resume:
+    mrs     x0, tpidr_el2
+    ldr     x1, [x0, #256]
+    msr     spsr_el2, x1
+    ldp     x30, x1, [x0, #240]
+    msr     elr_el2, x1
+    ldp     x2, x3, [x0, #16]
+    ldp     x4, x5, [x0, #32]
+    ldp     x6, x7, [x0, #48]
+    ldp     x8, x9, [x0, #64]
+    ldp     x10, x11, [x0, #80]
+    ldp     x12, x13, [x0, #96]
+    ldp     x14, x15, [x0, #112]
+    ldp     x16, x17, [x0, #128]
+    ldp     x18, x19, [x0, #144]
+    ldp     x20, x21, [x0, #160]
+    ldp     x22, x23, [x0, #176]
+    ldp     x24, x25, [x0, #192]
+    ldp     x26, x27, [x0, #208]
+    ldp     x28, x29, [x0, #224]
+    ldp     x0, x1, [x0]
+    eret
+    dsb     nsh                 /* no speculation past eret */
+    isb
+
+/* Drops the current hypervisor stack and enters the vCPU in this CPU's frame. */
+    .global enter_guest
+enter_guest:
+    mrs     x0, tpidr_el2
+    ldr     x1, [x0, #{stack_top}]
+    mov     sp, x1
+    b       guest_resume
+"#,
+    stack_top = const core::mem::offset_of!(PerCpu, stack_top),
+);
+
+unsafe extern "C" {
+    /// The vector table (2 KiB aligned), for VBAR_EL2.
+    pub static hyp_vectors: u8;
+    /// Resets SP to this CPU's stack top and enters the vCPU held in its frame.
+    pub fn enter_guest() -> !;
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn handle_guest_sync(per_cpu: &mut PerCpu) {
+    let esr = super::cpu::read_esr_el2();
+    let far = super::cpu::read_far_el2();
+    let hpfar = super::cpu::read_hpfar_el2();
+    let exit = crate::esr::decode_guest_exit(esr, far, hpfar);
+    crate::hypervisor::handle_guest_exit(&mut per_cpu.cpu, exit, esr);
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn handle_guest_irq(per_cpu: &mut PerCpu) {
+    crate::hypervisor::handle_guest_interrupt(&mut per_cpu.cpu);
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn handle_guest_serror(per_cpu: &mut PerCpu) {
+    let esr = super::cpu::read_esr_el2();
+    crate::hypervisor::handle_guest_serror(&mut per_cpu.cpu, esr);
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn handle_hyp_fault(esr: u64, elr: u64, far: u64) -> ! {
+    panic!("hypervisor fault: ESR {:#x} at PC {:#x}, FAR {:#x}", esr, elr, far);
+}

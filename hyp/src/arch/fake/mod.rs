@@ -1,0 +1,163 @@
+//! Host stand-in for the architecture layer, used by unit tests.
+//!
+//! "Physical" memory is a host buffer that starts at [`FAKE_RAM_BASE`]; translating a
+//! physical address outside it panics, which in a test is a failed assertion about code
+//! that touched memory it does not own.
+
+extern crate std;
+
+use crate::addr::PhysAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::vec::Vec;
+
+/// Where the fake physical memory starts.
+pub const FAKE_RAM_BASE: u64 = 0x4000_0000;
+/// How much fake physical memory there is.
+pub const FAKE_RAM_SIZE: u64 = 256 * 1024 * 1024;
+
+struct FakeRam(*mut u8);
+// SAFETY: the buffer is leaked (lives forever) and tests coordinate their own use of it.
+unsafe impl Send for FakeRam {}
+// SAFETY: as above.
+unsafe impl Sync for FakeRam {}
+
+fn fake_ram() -> *mut u8 {
+    static RAM: OnceLock<FakeRam> = OnceLock::new();
+    RAM.get_or_init(|| {
+        let buffer: Vec<u8> = std::vec![0; FAKE_RAM_SIZE as usize];
+        FakeRam(buffer.leak().as_mut_ptr())
+    })
+    .0
+}
+
+/// A pointer through which the hypervisor reaches physical address `address`.
+///
+/// # Panics
+/// In the fake only, when `address` is outside the fake RAM.
+pub fn phys_to_virt(address: PhysAddr) -> *mut u8 {
+    let offset = address
+        .raw()
+        .checked_sub(FAKE_RAM_BASE)
+        .filter(|offset| *offset < FAKE_RAM_SIZE)
+        .unwrap_or_else(|| panic!("fake arch: {address:?} is outside fake RAM"));
+    // SAFETY: offset is inside the leaked buffer of FAKE_RAM_SIZE bytes.
+    unsafe { fake_ram().add(offset as usize) }
+}
+
+static TLB_INVALIDATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// Invalidates the stage-2 TLB entries of `vmid` (counted, for tests).
+pub fn tlb_invalidate_vmid(_vmid: u16) {
+    TLB_INVALIDATIONS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many TLB invalidations the code under test has asked for so far.
+pub fn tlb_invalidation_count() -> usize {
+    TLB_INVALIDATIONS.load(Ordering::Relaxed)
+}
+
+/// Makes new table descriptors visible (nothing to do on the host).
+pub fn table_write_barrier() {}
+
+/// The result of translating a guest virtual address (see the aarch64 version).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// The physical address.
+    pub address: PhysAddr,
+    /// The memory is Device memory.
+    pub device: bool,
+}
+
+/// One fake guest page mapping: (guest VA page, PA page, writable, device).
+pub type FakeGuestPage = (u64, u64, bool, bool);
+
+std::thread_local! {
+    static GUEST_PAGES: std::cell::RefCell<Vec<FakeGuestPage>> = const { std::cell::RefCell::new(Vec::new()) };
+    static LIVE_EL1: std::cell::RefCell<crate::vcpu::El1Context> = std::cell::RefCell::new(Default::default());
+    static LIVE_FP: std::cell::RefCell<crate::vcpu::FpContext> = std::cell::RefCell::new(Default::default());
+    static STAGE2: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Serialises tests that use fake physical memory at overlapping addresses.
+pub fn guest_translation_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Sets the fake two-stage translation the current test's "vCPU" sees.
+pub fn set_guest_translation(pages: &[FakeGuestPage]) {
+    GUEST_PAGES.with(|table| *table.borrow_mut() = pages.to_vec());
+}
+
+/// Translates through the table set by [`set_guest_translation`].
+pub fn translate_guest_address(address: crate::addr::GuestVirtAddr, write: bool) -> Option<Translation> {
+    GUEST_PAGES.with(|table| {
+        table.borrow().iter().find(|page| page.0 == address.page_base().raw()).and_then(
+            |&(_, physical, writable, device)| {
+                (writable || !write).then(|| Translation {
+                    address: PhysAddr::new(physical | address.page_offset()),
+                    device,
+                })
+            },
+        )
+    })
+}
+
+/// A monotonic fake counter.
+pub fn read_counter() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    COUNTER.fetch_add(1000, Ordering::Relaxed)
+}
+
+/// The fake counter runs at QEMU's 62.5 MHz.
+pub fn read_counter_frequency() -> u64 {
+    62_500_000
+}
+
+/// Saves the "live" fake EL1 registers.
+pub fn save_el1(context: &mut crate::vcpu::El1Context) {
+    LIVE_EL1.with(|live| *context = *live.borrow());
+}
+
+/// Loads the "live" fake EL1 registers.
+pub fn restore_el1(context: &crate::vcpu::El1Context) {
+    LIVE_EL1.with(|live| *live.borrow_mut() = *context);
+}
+
+/// Saves the "live" fake FP registers.
+pub fn save_fp(context: &mut crate::vcpu::FpContext) {
+    LIVE_FP.with(|live| *context = *live.borrow());
+}
+
+/// Loads the "live" fake FP registers.
+pub fn restore_fp(context: &crate::vcpu::FpContext) {
+    LIVE_FP.with(|live| *live.borrow_mut() = *context);
+}
+
+/// Records the stage-2 base register value.
+pub fn set_stage2(vttbr: u64) {
+    STAGE2.with(|cell| cell.set(vttbr));
+}
+
+/// The stage-2 base register value last set.
+pub fn current_stage2() -> u64 {
+    STAGE2.with(|cell| cell.get())
+}
+
+/// Injects an exception into the fake EL1 (see the aarch64 version).
+pub fn inject_exception(frame: &mut crate::vcpu::GuestRegisters, esr: u64, instruction_address: u64) {
+    LIVE_EL1.with(|live| {
+        let mut live = live.borrow_mut();
+        live.elr_el1 = instruction_address;
+        live.spsr_el1 = frame.pstate;
+        live.esr_el1 = esr;
+        frame.pc = live.vbar_el1.wrapping_add(crate::vcpu::el1_vector_offset(frame.pstate));
+    });
+    frame.pstate = crate::vcpu::INITIAL_PSTATE;
+}
+
+/// The fake cannot power off; tests that reach this have failed.
+pub fn power_off(_psci_over_smc: bool) -> ! {
+    panic!("fake arch: power_off")
+}

@@ -1,0 +1,33 @@
+//! Per-physical-CPU state that portable code sees.
+
+use crate::vcpu::GuestRegisters;
+
+/// Names one vCPU of one domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuId {
+    /// Slot of the domain in the domain table.
+    pub domain: usize,
+    /// Index of the vCPU in its domain.
+    pub vcpu: usize,
+}
+
+/// What a physical CPU holds while it runs guests.
+///
+/// `frame` must stay the first field: the exception vectors save and restore the running
+/// vCPU's general registers there (see `arch::aarch64::exceptions`).
+#[repr(C)]
+pub struct CpuState {
+    /// The running vCPU's general registers while it is trapped; loaded on switch-in.
+    pub frame: GuestRegisters,
+    /// This CPU's index (0 = the boot CPU).
+    pub index: usize,
+    /// The vCPU on this CPU, if any.
+    pub current: Option<VcpuId>,
+}
+
+impl CpuState {
+    /// A CPU with nothing running yet.
+    pub const fn new(index: usize) -> Self {
+        Self { frame: GuestRegisters { x: [0; 31], pc: 0, pstate: 0 }, index, current: None }
+    }
+}

@@ -1,0 +1,273 @@
+//! The domain control block, and building a domain from a boot-pack entry.
+//!
+//! A domain owns one contiguous run of physical memory (zeroed before it gets it, scrubbed
+//! when it ends), a stage-2 table set with its own VMID that maps that memory and nothing
+//! else, its vCPUs, and its console line buffer.
+
+use crate::addr::{AddrRange, IntermediatePhysAddr, PhysAddr};
+use crate::arch;
+use crate::bootpack::{arm64_image_header, DomainImage};
+use crate::console::LineBuffer;
+use crate::domain_dt::{layout, write_domain_dt, DomainDtParams, GuestGic};
+use crate::mm::{FrameAllocator, MemoryKind, Stage2, Stage2Attributes};
+use crate::vcpu::{RunState, Vcpu};
+use hypercall_abi::sched_op::ShutdownReason;
+
+/// Most domains the hypervisor runs at once.
+pub const MAX_DOMAINS: usize = 8;
+/// Most vCPUs one domain may have.
+pub const MAX_VCPUS: usize = 8;
+/// Guest IPA space: 39 bits, as the stage-2 tables are built.
+pub const IPA_BITS: u32 = 39;
+/// Longest domain name kept.
+pub const NAME_CAPACITY: usize = 32;
+
+const MIB: u64 = 1024 * 1024;
+const TWO_MIB: u64 = 2 * MIB;
+
+/// How a domain ended, or that it has not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainState {
+    /// At least one vCPU may still run.
+    Alive,
+    /// It asked to stop with SCHEDOP_shutdown (or PSCI SYSTEM_OFF / SYSTEM_RESET).
+    ShutDown(ShutdownReason),
+    /// The hypervisor ended it for a fault of its own.
+    Crashed,
+}
+
+impl DomainState {
+    /// Whether the domain ended the way a finished program should: powered off or rebooted
+    /// at its own request.
+    pub fn is_clean(self) -> bool {
+        matches!(self, Self::ShutDown(ShutdownReason::Poweroff | ShutdownReason::Reboot))
+    }
+}
+
+/// A domain control block.
+pub struct Domain {
+    /// Its slot in the domain table; domain ids as guests see them are `slot`.
+    pub slot: usize,
+    /// Its name from the system configuration (console prefix, log lines).
+    pub name: heapless::String<NAME_CAPACITY>,
+    /// The physical memory it owns.
+    pub ram: AddrRange<PhysAddr>,
+    /// Where that memory appears in its IPA space.
+    pub ram_ipa: AddrRange<IntermediatePhysAddr>,
+    /// Its stage-2 translation.
+    pub stage2: Stage2,
+    /// Its vCPUs; index = vCPU id.
+    pub vcpus: heapless::Vec<Vcpu, MAX_VCPUS>,
+    /// Alive or how it ended.
+    pub state: DomainState,
+    /// Partial console line.
+    pub console: LineBuffer,
+}
+
+/// Why a domain could not be built. Nothing is left allocated when this is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    /// The image lacks the arm64 Image header.
+    NotAnArm64Image,
+    /// Image, initrd and device tree do not fit the configured memory.
+    DoesNotFit,
+    /// Not enough free physical memory for the domain's RAM.
+    OutOfMemory,
+    /// Stage-2 tables could not be built (out of table pages).
+    Stage2,
+    /// The device tree did not fit its buffer.
+    DeviceTree,
+    /// A configured count (vCPUs, memory) is outside what the hypervisor supports.
+    Unsupported,
+}
+
+impl BuildError {
+    /// A short explanation for the log.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Self::NotAnArm64Image => "image has no arm64 Image header",
+            Self::DoesNotFit => "image, initrd and device tree do not fit the domain's memory",
+            Self::OutOfMemory => "not enough free memory",
+            Self::Stage2 => "out of page-table memory for stage 2",
+            Self::DeviceTree => "device tree too large",
+            Self::Unsupported => "vCPU count or memory size unsupported",
+        }
+    }
+}
+
+/// Where the parts of a domain go inside its RAM (all offsets from the RAM base).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootLayout {
+    /// Offset of the kernel image.
+    pub kernel: u64,
+    /// Offset of the initrd (if any).
+    pub initrd: u64,
+    /// Offset of the device tree.
+    pub device_tree: u64,
+}
+
+/// Plans where the kernel, initrd and device tree go in `memory_size` bytes of RAM.
+pub fn plan_layout(
+    memory_size: u64,
+    text_offset: u64,
+    kernel_size: u64,
+    initrd_size: u64,
+) -> Result<BootLayout, BuildError> {
+    let kernel = layout::KERNEL_OFFSET.checked_add(text_offset).ok_or(BuildError::DoesNotFit)?;
+    let device_tree = memory_size.checked_sub(layout::DT_OFFSET_FROM_END).ok_or(BuildError::DoesNotFit)?;
+    let initrd = device_tree
+        .checked_sub(initrd_size)
+        .map(|start| start & !(crate::addr::PAGE_SIZE - 1))
+        .ok_or(BuildError::DoesNotFit)?;
+    let kernel_end = kernel.checked_add(kernel_size).ok_or(BuildError::DoesNotFit)?;
+    if kernel_end > initrd {
+        return Err(BuildError::DoesNotFit);
+    }
+    Ok(BootLayout { kernel, initrd, device_tree })
+}
+
+/// Copies `bytes` to physical memory at `destination`.
+fn copy_to_physical(destination: PhysAddr, bytes: &[u8]) {
+    // SAFETY: callers pass a range inside memory just allocated to the domain being built,
+    // which nothing else references yet.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), arch::phys_to_virt(destination), bytes.len()) };
+}
+
+impl Domain {
+    /// Builds a domain from its boot-pack entry: allocates and zeroes its RAM, loads the
+    /// kernel and initrd, writes its device tree, builds its stage-2 tables and readies
+    /// vCPU 0 at the kernel entry with x0 = the device tree's IPA.
+    pub fn build(
+        slot: usize,
+        image: &DomainImage<'_>,
+        gic: GuestGic,
+        frames: &mut FrameAllocator,
+    ) -> Result<Domain, BuildError> {
+        let vcpu_count = image.vcpus as usize;
+        if vcpu_count == 0 || vcpu_count > MAX_VCPUS || image.memory_mib == 0 {
+            return Err(BuildError::Unsupported);
+        }
+        let header = arm64_image_header(image.image).map_err(|_| BuildError::NotAnArm64Image)?;
+        let memory_size = u64::from(image.memory_mib) * MIB;
+        let kernel_size = header.image_size.max(image.image.len() as u64);
+        let plan = plan_layout(memory_size, header.text_offset, kernel_size, image.initrd.len() as u64)?;
+
+        // Guest memory is zeroed before the domain gets it.
+        let ram = frames.allocate_zeroed(memory_size, TWO_MIB).map_err(|_| BuildError::OutOfMemory)?;
+        match Self::populate(slot, image, gic, plan, ram, frames) {
+            Ok(domain) => Ok(domain),
+            Err(error) => {
+                // SAFETY: `ram` came from `frames` just now and no domain ever ran in it.
+                let _ = unsafe { frames.free_scrubbed(ram) };
+                Err(error)
+            }
+        }
+    }
+
+    fn populate(
+        slot: usize,
+        image: &DomainImage<'_>,
+        gic: GuestGic,
+        plan: BootLayout,
+        ram: AddrRange<PhysAddr>,
+        frames: &mut FrameAllocator,
+    ) -> Result<Domain, BuildError> {
+        let ram_ipa = AddrRange::new(IntermediatePhysAddr::new(layout::RAM_BASE), ram.size);
+        copy_to_physical(ram.start.add(plan.kernel), image.image);
+        let initrd = (!image.initrd.is_empty()).then(|| {
+            copy_to_physical(ram.start.add(plan.initrd), image.initrd);
+            AddrRange::new(ram_ipa.start.add(plan.initrd), image.initrd.len() as u64)
+        });
+
+        let params = DomainDtParams {
+            memory: ram_ipa,
+            vcpu_count: image.vcpus,
+            gic,
+            bootargs: image.cmdline,
+            initrd,
+            grant_table: AddrRange::new(
+                IntermediatePhysAddr::new(layout::GNTTAB_BASE),
+                layout::GNTTAB_SIZE,
+            ),
+            event_channel_ppi: layout::EVENT_CHANNEL_INTID,
+            timer_ppis: [29, 30, 27, 26],
+        };
+        let tree_size = layout::DT_OFFSET_FROM_END as usize;
+        // SAFETY: the device-tree area lies inside the domain's fresh RAM (plan_layout
+        // checked it) and nothing else refers to it.
+        let tree = unsafe {
+            core::slice::from_raw_parts_mut(arch::phys_to_virt(ram.start.add(plan.device_tree)), tree_size)
+        };
+        write_domain_dt(tree, &params).map_err(|_| BuildError::DeviceTree)?;
+
+        let vmid = (slot + 1) as u16;
+        let mut stage2 = Stage2::new(vmid, IPA_BITS, frames).map_err(|_| BuildError::Stage2)?;
+        let normal = Stage2Attributes { read: true, write: true, execute: true, memory: MemoryKind::Normal };
+        if stage2.map(ram_ipa.start, ram.start, ram.size, normal, frames).is_err() {
+            stage2.destroy(frames);
+            return Err(BuildError::Stage2);
+        }
+
+        let mut vcpus = heapless::Vec::new();
+        for index in 0..image.vcpus {
+            let entry = ram_ipa.start.add(plan.kernel).raw();
+            let argument = ram_ipa.start.add(plan.device_tree).raw();
+            let mut vcpu = Vcpu::new(index, entry, argument);
+            if index == 0 {
+                // New -> Ready cannot fail.
+                let _ = vcpu.set_state(RunState::Ready);
+            }
+            let _ = vcpus.push(vcpu);
+        }
+        let mut name = heapless::String::new();
+        for character in image.name.chars() {
+            if name.push(character).is_err() {
+                break;
+            }
+        }
+        Ok(Domain { slot, name, ram, ram_ipa, stage2, vcpus, state: DomainState::Alive, console: LineBuffer::new() })
+    }
+
+    /// Ends the domain: every vCPU dead, its memory scrubbed and returned, its tables freed.
+    pub fn tear_down(self, frames: &mut FrameAllocator) {
+        let Domain { ram, stage2, .. } = self;
+        // Tables first, so no translation to the RAM survives its scrub.
+        stage2.destroy(frames);
+        // SAFETY: `ram` was allocated from `frames` for this domain, whose vCPUs are all
+        // dead and whose stage 2 is gone, so nothing can reach it any more.
+        let _ = unsafe { frames.free_scrubbed(ram) };
+    }
+
+    /// Marks the domain ended with `state` and every vCPU dead.
+    pub fn end(&mut self, state: DomainState) {
+        if self.state == DomainState::Alive {
+            self.state = state;
+        }
+        for vcpu in self.vcpus.iter_mut() {
+            let _ = vcpu.set_state(RunState::Dead);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_places_everything_in_order() {
+        let plan = plan_layout(32 * MIB, 0x80000, 0x10_0000, 0x1000).unwrap();
+        assert_eq!(plan.kernel, 0x28_0000);
+        assert_eq!(plan.device_tree, 30 * MIB);
+        assert_eq!(plan.initrd, 30 * MIB - 0x1000);
+        assert!(plan.kernel + 0x10_0000 <= plan.initrd);
+    }
+
+    #[test]
+    fn layout_refuses_what_does_not_fit() {
+        assert_eq!(plan_layout(2 * MIB, 0, 0x1000, 0), Err(BuildError::DoesNotFit));
+        assert_eq!(plan_layout(4 * MIB, 0, 3 * MIB, 0), Err(BuildError::DoesNotFit));
+        assert_eq!(plan_layout(8 * MIB, 0, MIB, 5 * MIB), Err(BuildError::DoesNotFit));
+        assert_eq!(plan_layout(8 * MIB, u64::MAX, 1, 0), Err(BuildError::DoesNotFit));
+        assert_eq!(plan_layout(8 * MIB, 0, MIB, u64::MAX), Err(BuildError::DoesNotFit));
+    }
+}

@@ -1,0 +1,237 @@
+//! Decoding of ESR_EL2 (the exception syndrome) into the reasons a guest exits to us.
+//!
+//! Pure functions of the register values, so they are unit-tested on the host and can be
+//! fuzzed: a guest controls what it traps with, so every syndrome must decode to something.
+
+use crate::addr::{GuestVirtAddr, IntermediatePhysAddr};
+
+/// Exception classes (ESR_ELx.EC) the hypervisor distinguishes (Arm ARM D24.2.40).
+pub mod class {
+    /// Unknown reason (also what an injected UNDEF reports).
+    pub const UNKNOWN: u32 = 0x00;
+    /// WFI or WFE trapped.
+    pub const WFI_WFE: u32 = 0x01;
+    /// HVC from AArch64 state.
+    pub const HVC64: u32 = 0x16;
+    /// SMC from AArch64 state.
+    pub const SMC64: u32 = 0x17;
+    /// MSR, MRS or system instruction trapped.
+    pub const SYSTEM_REGISTER: u32 = 0x18;
+    /// Instruction abort from a lower exception level.
+    pub const INSTRUCTION_ABORT_LOWER: u32 = 0x20;
+    /// Instruction abort at the same exception level.
+    pub const INSTRUCTION_ABORT_SAME: u32 = 0x21;
+    /// PC alignment fault.
+    pub const PC_ALIGNMENT: u32 = 0x22;
+    /// Data abort from a lower exception level.
+    pub const DATA_ABORT_LOWER: u32 = 0x24;
+    /// Data abort at the same exception level.
+    pub const DATA_ABORT_SAME: u32 = 0x25;
+    /// SP alignment fault.
+    pub const SP_ALIGNMENT: u32 = 0x26;
+    /// SError interrupt.
+    pub const SERROR: u32 = 0x2f;
+    /// BRK instruction from AArch64 state.
+    pub const BRK64: u32 = 0x3c;
+}
+
+/// The exception class field of a syndrome.
+pub const fn exception_class(esr: u64) -> u32 {
+    ((esr >> 26) & 0x3f) as u32
+}
+
+/// The instruction-specific syndrome field.
+pub const fn iss(esr: u64) -> u32 {
+    (esr & 0x01ff_ffff) as u32
+}
+
+/// Whether the trapped instruction was 32 bits long (IL); always true for AArch64 guests
+/// except for some UNKNOWN syndromes.
+pub const fn instruction_is_32bit(esr: u64) -> bool {
+    esr & (1 << 25) != 0
+}
+
+/// A data access the hypervisor can emulate: the syndrome describes the instruction
+/// (ESR ISV = 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmulatableAccess {
+    /// Access size in bytes: 1, 2, 4 or 8.
+    pub size: u8,
+    /// Sign-extend a load (SSE).
+    pub sign_extend: bool,
+    /// The general register transferred (SRT); 31 means XZR.
+    pub register: u8,
+    /// Load into a 64-bit register (SF).
+    pub sixty_four_bit: bool,
+    /// Acquire/release semantics (AR).
+    pub acquire_release: bool,
+}
+
+/// Why a stage-2 abort happened (the fault status code, DFSC/IFSC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// No translation at this level (0-3).
+    Translation(u8),
+    /// Access flag fault at this level.
+    AccessFlag(u8),
+    /// Permission fault at this level.
+    Permission(u8),
+    /// Anything else (alignment, external abort, TLB conflict, ...): the raw status code.
+    Other(u8),
+}
+
+impl FaultKind {
+    /// Decodes a DFSC/IFSC value.
+    pub const fn from_status(status: u8) -> Self {
+        let level = status & 0x3;
+        match status & 0x3c {
+            0x04 => Self::Translation(level),
+            0x08 => Self::AccessFlag(level),
+            0x0c => Self::Permission(level),
+            _ => Self::Other(status),
+        }
+    }
+}
+
+/// A stage-2 (or stage-1 walk) abort taken from the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Abort {
+    /// The faulting guest virtual address (FAR_EL2), when valid.
+    pub virtual_address: GuestVirtAddr,
+    /// The faulting intermediate physical address (from HPFAR_EL2 plus FAR's page offset).
+    pub ipa: IntermediatePhysAddr,
+    /// The access was a write (WnR); always false for instruction aborts.
+    pub write: bool,
+    /// The fault happened during a stage-1 table walk (S1PTW).
+    pub stage1_walk: bool,
+    /// The fault status.
+    pub kind: FaultKind,
+    /// Set when the access can be emulated (ISV = 1, data aborts only).
+    pub access: Option<EmulatableAccess>,
+}
+
+/// Why a guest vCPU stopped running and entered the hypervisor synchronously.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestExit {
+    /// `HVC #immediate`. The preferred return address is already past the instruction.
+    Hypercall {
+        /// The instruction's immediate (0xEA1 for Xen hypercalls, 0 for SMCCC).
+        immediate: u16,
+    },
+    /// `SMC #immediate` trapped by HCR_EL2.TSC; the return address is the SMC itself.
+    SecureMonitorCall {
+        /// The instruction's immediate.
+        immediate: u16,
+    },
+    /// WFI (`wait_for_event` false) or WFE (true).
+    WaitFor {
+        /// The instruction was WFE.
+        wait_for_event: bool,
+    },
+    /// A data abort (load or store) the hypervisor must resolve or refuse.
+    DataAbort(Abort),
+    /// An instruction fetch abort.
+    InstructionAbort(Abort),
+    /// Something the hypervisor neither expects nor emulates.
+    Unhandled {
+        /// The exception class.
+        class: u32,
+    },
+}
+
+/// Decodes a synchronous exit from a lower exception level.
+///
+/// `far` is FAR_EL2 and `hpfar` HPFAR_EL2, both as read right after the exception.
+pub fn decode_guest_exit(esr: u64, far: u64, hpfar: u64) -> GuestExit {
+    let syndrome = iss(esr);
+    match exception_class(esr) {
+        class::HVC64 => GuestExit::Hypercall { immediate: (syndrome & 0xffff) as u16 },
+        class::SMC64 => GuestExit::SecureMonitorCall { immediate: (syndrome & 0xffff) as u16 },
+        class::WFI_WFE => GuestExit::WaitFor { wait_for_event: syndrome & 1 != 0 },
+        class::DATA_ABORT_LOWER => GuestExit::DataAbort(decode_abort(syndrome, far, hpfar, true)),
+        class::INSTRUCTION_ABORT_LOWER => {
+            GuestExit::InstructionAbort(decode_abort(syndrome, far, hpfar, false))
+        }
+        other => GuestExit::Unhandled { class: other },
+    }
+}
+
+fn decode_abort(syndrome: u32, far: u64, hpfar: u64, data: bool) -> Abort {
+    // HPFAR_EL2.FIPA holds IPA[51:12] in bits [43:4].
+    let ipa_page = ((hpfar >> 4) & 0xff_ffff_ffff) << 12;
+    let valid_syndrome = data && syndrome & (1 << 24) != 0;
+    let access = valid_syndrome.then(|| EmulatableAccess {
+        size: 1 << ((syndrome >> 22) & 0x3),
+        sign_extend: syndrome & (1 << 21) != 0,
+        register: ((syndrome >> 16) & 0x1f) as u8,
+        sixty_four_bit: syndrome & (1 << 15) != 0,
+        acquire_release: syndrome & (1 << 14) != 0,
+    });
+    Abort {
+        virtual_address: GuestVirtAddr::new(far),
+        ipa: IntermediatePhysAddr::new(ipa_page | (far & 0xfff)),
+        write: data && syndrome & (1 << 6) != 0,
+        stage1_walk: syndrome & (1 << 7) != 0,
+        kind: FaultKind::from_status((syndrome & 0x3f) as u8),
+        access,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn esr(class: u32, iss: u32) -> u64 {
+        (u64::from(class) << 26) | (1 << 25) | u64::from(iss)
+    }
+
+    #[test]
+    fn hypercall_immediates() {
+        assert_eq!(
+            decode_guest_exit(esr(class::HVC64, 0xea1), 0, 0),
+            GuestExit::Hypercall { immediate: 0xea1 }
+        );
+        assert_eq!(
+            decode_guest_exit(esr(class::SMC64, 0), 0, 0),
+            GuestExit::SecureMonitorCall { immediate: 0 }
+        );
+    }
+
+    #[test]
+    fn data_abort_with_valid_syndrome() {
+        // ISV, 4-byte access (SAS=2), register x5, write, translation fault level 3.
+        let syndrome = (1 << 24) | (2 << 22) | (5 << 16) | (1 << 6) | 0x07;
+        let exit = decode_guest_exit(esr(class::DATA_ABORT_LOWER, syndrome), 0x1234, 0x3001 << 4);
+        let GuestExit::DataAbort(abort) = exit else { panic!("{exit:?}") };
+        assert_eq!(abort.ipa, IntermediatePhysAddr::new(0x0300_1234));
+        assert!(abort.write);
+        assert_eq!(abort.kind, FaultKind::Translation(3));
+        assert_eq!(
+            abort.access,
+            Some(EmulatableAccess {
+                size: 4,
+                sign_extend: false,
+                register: 5,
+                sixty_four_bit: false,
+                acquire_release: false
+            })
+        );
+    }
+
+    #[test]
+    fn data_abort_without_valid_syndrome_is_not_emulatable() {
+        let exit = decode_guest_exit(esr(class::DATA_ABORT_LOWER, 0x0d), 0, 0);
+        let GuestExit::DataAbort(abort) = exit else { panic!("{exit:?}") };
+        assert_eq!(abort.access, None);
+        assert_eq!(abort.kind, FaultKind::Permission(1));
+    }
+
+    #[test]
+    fn every_class_decodes() {
+        for class in 0..64u32 {
+            for iss in [0, 0x01ff_ffff, 0x0100_0000, 0xea1] {
+                let _ = decode_guest_exit(esr(class, iss), u64::MAX, u64::MAX);
+            }
+        }
+    }
+}

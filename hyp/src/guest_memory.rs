@@ -1,0 +1,173 @@
+//! The one checked path between the hypervisor and guest memory.
+//!
+//! Hypercall pointers are guest virtual addresses. Each page of an access is translated
+//! through the calling vCPU's stage-1 and its domain's stage-2 (by the MMU itself, with
+//! `AT S12E1R/W`), then checked: the result must be Normal memory inside what the domain
+//! owns. Any failure is `EFAULT` for that call, never a hypervisor fault. Nothing else in
+//! the hypervisor dereferences a guest-supplied address.
+
+use crate::addr::{AddrRange, GuestVirtAddr, PhysAddr, PAGE_SIZE};
+use crate::arch;
+use hypercall_abi::errno::Errno;
+
+/// Plain old data: every bit pattern is a valid value and there is no padding that could
+/// leak hypervisor memory when copied out.
+///
+/// # Safety
+/// Implement only for `#[repr(C)]` types made of integers (and arrays of them) without
+/// padding bytes.
+pub unsafe trait Pod: Copy + Default {}
+
+/// What a guest access may touch: the domain's own RAM.
+pub struct GuestMemory<'a> {
+    owned: &'a [AddrRange<PhysAddr>],
+}
+
+impl<'a> GuestMemory<'a> {
+    /// Accesses limited to the given physical ranges (the domain's RAM).
+    pub fn new(owned: &'a [AddrRange<PhysAddr>]) -> Self {
+        Self { owned }
+    }
+
+    fn translate_chunk(&self, address: GuestVirtAddr, length: u64, write: bool) -> Result<PhysAddr, Errno> {
+        let translation = arch::translate_guest_address(address, write).ok_or(Errno::EFAULT)?;
+        if translation.device {
+            return Err(Errno::EFAULT);
+        }
+        let physical = translation.address;
+        if self.owned.iter().any(|range| range.contains_range(physical, length)) {
+            Ok(physical)
+        } else {
+            Err(Errno::EFAULT)
+        }
+    }
+
+    /// Walks `[address, address + length)` page by page, handing each checked piece to
+    /// `step` with its offset into the access.
+    fn for_each_chunk(
+        &self,
+        address: GuestVirtAddr,
+        length: usize,
+        write: bool,
+        mut step: impl FnMut(PhysAddr, usize, usize),
+    ) -> Result<(), Errno> {
+        let length = length as u64;
+        // The whole range must exist in the address space before anything is touched.
+        address.checked_add(length).ok_or(Errno::EFAULT)?;
+        let mut done = 0u64;
+        while done < length {
+            let here = address.add(done);
+            let chunk = (PAGE_SIZE - here.page_offset()).min(length - done);
+            let physical = self.translate_chunk(here, chunk, write)?;
+            step(physical, done as usize, chunk as usize);
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Checks that `length` bytes at `address` can be read, touching nothing.
+    pub fn check_readable(&self, address: GuestVirtAddr, length: usize) -> Result<(), Errno> {
+        self.for_each_chunk(address, length, false, |_, _, _| {})
+    }
+
+    /// Copies guest memory at `address` into `buffer`.
+    pub fn read(&self, address: GuestVirtAddr, buffer: &mut [u8]) -> Result<(), Errno> {
+        let length = buffer.len();
+        self.for_each_chunk(address, length, false, |physical, offset, chunk| {
+            if let Some(target) = buffer.get_mut(offset..offset + chunk) {
+                // SAFETY: `physical..+chunk` was just checked to be Normal memory owned by
+                // the domain, which the hypervisor maps; it cannot overlap `buffer` (a
+                // hypervisor stack or static).
+                unsafe {
+                    core::ptr::copy_nonoverlapping(arch::phys_to_virt(physical), target.as_mut_ptr(), chunk)
+                };
+            }
+        })
+    }
+
+    /// Copies `data` into guest memory at `address`. Translation is checked for every page
+    /// before the first byte is written, so a failing copy leaves guest memory untouched.
+    pub fn write(&self, address: GuestVirtAddr, data: &[u8]) -> Result<(), Errno> {
+        self.for_each_chunk(address, data.len(), true, |_, _, _| {})?;
+        self.for_each_chunk(address, data.len(), true, |physical, offset, chunk| {
+            if let Some(source) = data.get(offset..offset + chunk) {
+                // SAFETY: as in `read`, with write permission checked at both stages.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(source.as_ptr(), arch::phys_to_virt(physical), chunk)
+                };
+            }
+        })
+    }
+
+    /// Reads a plain-data value from guest memory.
+    pub fn read_value<T: Pod>(&self, address: GuestVirtAddr) -> Result<T, Errno> {
+        let mut value = T::default();
+        // SAFETY: T is Pod: any bytes form a valid value, and the slice covers exactly it.
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut((&mut value as *mut T).cast::<u8>(), core::mem::size_of::<T>())
+        };
+        self.read(address, bytes)?;
+        Ok(value)
+    }
+
+    /// Writes a plain-data value to guest memory.
+    pub fn write_value<T: Pod>(&self, address: GuestVirtAddr, value: &T) -> Result<(), Errno> {
+        // SAFETY: T is Pod without padding, so all its bytes are initialised.
+        let bytes = unsafe {
+            core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>())
+        };
+        self.write(address, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::fake;
+
+    const RAM: u64 = fake::FAKE_RAM_BASE + 0x0100_0000;
+
+    fn owned() -> [AddrRange<PhysAddr>; 1] {
+        [AddrRange::new(PhysAddr::new(RAM), 0x4000)]
+    }
+
+    #[test]
+    fn copies_across_pages_and_refuses_what_is_not_owned() {
+        let _guard = fake::guest_translation_lock();
+        // Guest VA 0x1000.. maps to RAM + 0x2000.., two pages; 0x3000 maps outside RAM.
+        fake::set_guest_translation(&[
+            (0x1000, RAM + 0x2000, true, false),
+            (0x2000, RAM + 0x3000, true, false),
+            (0x3000, RAM + 0x4000, true, false),
+            (0x4000, RAM, false, false),
+            (0x5000, RAM, true, true),
+        ]);
+        let ranges = owned();
+        let memory = GuestMemory::new(&ranges);
+        let data: [u8; 300] = core::array::from_fn(|index| index as u8);
+        memory.write(GuestVirtAddr::new(0x1f00), &data).unwrap();
+        let mut back = [0u8; 300];
+        memory.read(GuestVirtAddr::new(0x1f00), &mut back).unwrap();
+        assert_eq!(back, data);
+
+        // Straddling into a page outside the domain: refused, nothing written.
+        let before = {
+            let mut bytes = [0u8; 16];
+            memory.read(GuestVirtAddr::new(0x2ff0), &mut bytes).unwrap();
+            bytes
+        };
+        assert_eq!(memory.write(GuestVirtAddr::new(0x2ff0), &[0xaa; 32]), Err(Errno::EFAULT));
+        let mut after = [0u8; 16];
+        memory.read(GuestVirtAddr::new(0x2ff0), &mut after).unwrap();
+        assert_eq!(before, after);
+
+        // Unmapped, read-only for writes, device memory, wrapping ranges.
+        assert_eq!(memory.read(GuestVirtAddr::new(0x9000), &mut [0; 1]), Err(Errno::EFAULT));
+        assert_eq!(memory.write(GuestVirtAddr::new(0x4000), &[1]), Err(Errno::EFAULT));
+        assert!(memory.read(GuestVirtAddr::new(0x4000), &mut [0; 1]).is_ok());
+        assert_eq!(memory.read(GuestVirtAddr::new(0x5000), &mut [0; 1]), Err(Errno::EFAULT));
+        assert_eq!(memory.read(GuestVirtAddr::new(u64::MAX - 1), &mut [0; 4]), Err(Errno::EFAULT));
+        // An empty access touches nothing and succeeds.
+        assert_eq!(memory.read(GuestVirtAddr::new(0xdead_0000), &mut []), Ok(()));
+    }
+}

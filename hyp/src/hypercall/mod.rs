@@ -1,0 +1,129 @@
+//! Hypercall dispatch: `HVC #0xEA1` (Xen hypercalls) and `HVC #0` / `SMC #0` (SMCCC and
+//! PSCI), with Xen's semantics.
+//!
+//! `hypercall_abi::decode` has already rejected unknown numbers and sub-ops and checked
+//! everything that needs no guest memory; this module does the rest through the domain's
+//! [`GuestMemory`]. Nothing here can fault the hypervisor: every guest error is an errno.
+
+pub mod psci;
+
+use crate::addr::GuestVirtAddr;
+use crate::domain::Domain;
+use crate::guest_memory::GuestMemory;
+use crate::serial;
+use hypercall_abi::decode::{decode, Call, HypercallArgs};
+use hypercall_abi::errno::Errno;
+use hypercall_abi::sched_op::ShutdownReason;
+use hypercall_abi::{features, xen_version};
+
+/// The Xen version we are compatible with: 4.17.
+pub const XEN_VERSION: u64 = (4 << 16) | 17;
+
+/// Console bytes copied from the guest per step.
+const CONSOLE_CHUNK: usize = 128;
+
+/// What the hypervisor must do after a hypercall, besides writing its result to x0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Return `value` to the caller and let it go on.
+    Return(u64),
+    /// Return `value`, then give other vCPUs a turn.
+    Yield(u64),
+    /// The domain asked to stop.
+    Shutdown(ShutdownReason),
+}
+
+/// The features this hypervisor offers every domain in XENVER_get_features submap 0: an
+/// auto-translated physmap (stage 2), SMCCC, and RAM that is not direct mapped. Only what
+/// is implemented is advertised.
+pub const fn feature_submap_0() -> u32 {
+    (1 << features::WRITABLE_PAGE_TABLES)
+        | (1 << features::AUTO_TRANSLATED_PHYSMAP)
+        | (1 << features::ARM_SMCCC_SUPPORTED)
+        | (1 << features::NOT_DIRECT_MAPPED)
+}
+
+fn errno(error: Errno) -> Outcome {
+    Outcome::Return(error.to_return())
+}
+
+/// Handles one `HVC #0xEA1` from a vCPU of `domain` with the given registers.
+pub fn dispatch(domain: &mut Domain, number: u64, args: [u64; 5]) -> Outcome {
+    let call = match decode(&HypercallArgs { number, args }) {
+        Ok(call) => call,
+        Err(error) => return errno(error),
+    };
+    let owned = [domain.ram];
+    let memory = GuestMemory::new(&owned);
+    match call {
+        Call::XenVersion { cmd, arg } => xen_version_call(&memory, cmd, GuestVirtAddr::new(arg.0)),
+        Call::ConsoleWrite { count, buffer } => {
+            console_write(domain, &memory, GuestVirtAddr::new(buffer.0), count as usize)
+        }
+        // No console input reaches domains yet: nothing to read.
+        Call::ConsoleRead { .. } => Outcome::Return(0),
+        Call::SchedYield => Outcome::Yield(0),
+        // Nothing can wake a blocked vCPU before event channels exist, so blocking returns
+        // at once, which Xen's interface allows (callers re-check their condition).
+        Call::SchedBlock => Outcome::Yield(0),
+        Call::SchedShutdown { arg } => {
+            match memory.read_value::<hypercall_abi::sched_op::SchedShutdown>(GuestVirtAddr::new(arg.0)) {
+                Err(error) => errno(error),
+                Ok(request) => match ShutdownReason::from_u32(request.reason) {
+                    Some(reason) => Outcome::Shutdown(reason),
+                    None => errno(Errno::EINVAL),
+                },
+            }
+        }
+        Call::Unsupported(error) => errno(error),
+        _ => errno(Errno::ENOSYS),
+    }
+}
+
+fn xen_version_call(memory: &GuestMemory<'_>, cmd: u32, arg: GuestVirtAddr) -> Outcome {
+    match cmd {
+        xen_version::VERSION => Outcome::Return(XEN_VERSION),
+        xen_version::GET_FEATURES => {
+            let mut info = match memory.read_value::<xen_version::FeatureInfo>(arg) {
+                Ok(info) => info,
+                Err(error) => return errno(error),
+            };
+            // Xen has one submap (XENFEAT_NR_SUBMAPS = 1) and refuses any other index.
+            if info.submap_idx != 0 {
+                return errno(Errno::EINVAL);
+            }
+            info.submap = feature_submap_0();
+            match memory.write_value(arg, &info) {
+                Ok(()) => Outcome::Return(0),
+                Err(error) => errno(error),
+            }
+        }
+        xen_version::PAGESIZE => Outcome::Return(crate::addr::PAGE_SIZE),
+        _ => errno(Errno::ENOSYS),
+    }
+}
+
+fn console_write(domain: &mut Domain, memory: &GuestMemory<'_>, buffer: GuestVirtAddr, count: usize) -> Outcome {
+    // Check the whole buffer first so a bad pointer prints nothing.
+    if let Err(error) = memory.check_readable(buffer, count) {
+        return errno(error);
+    }
+    let mut chunk = [0u8; CONSOLE_CHUNK];
+    let mut done = 0usize;
+    while done < count {
+        let length = (count - done).min(CONSOLE_CHUNK);
+        let Some(piece) = chunk.get_mut(..length) else { break };
+        if let Err(error) = memory.read(buffer.add(done as u64), piece) {
+            return errno(error);
+        }
+        let name = &domain.name;
+        domain.console.push(piece, |line| serial::write_console_line(name, line));
+        done += length;
+    }
+    Outcome::Return(0)
+}
+
+// SAFETY: plain #[repr(C)] integer structs from the ABI crate, without padding.
+unsafe impl crate::guest_memory::Pod for xen_version::FeatureInfo {}
+// SAFETY: as above.
+unsafe impl crate::guest_memory::Pod for hypercall_abi::sched_op::SchedShutdown {}

@@ -1,0 +1,341 @@
+//! The hypervisor's state and its reaction to every guest exit: hypercalls, PSCI, faults,
+//! and the choice of which vCPU runs next.
+//!
+//! Locks, in the order they may be taken:
+//! 1. `HYPERVISOR` (this module): domains, vCPUs, the frame allocator, the run queue.
+//! 2. `serial::SERIAL`: the UART.
+//!
+//! This step runs every vCPU on the boot CPU, round robin; a vCPU gives up the CPU when it
+//! yields, waits (WFI) or its domain ends.
+
+use crate::arch;
+use crate::cpu::{CpuState, VcpuId};
+use crate::domain::{Domain, DomainState, MAX_DOMAINS};
+use crate::esr::{Abort, FaultKind, GuestExit};
+use crate::hypercall::{self, psci, Outcome};
+use crate::mm::FrameAllocator;
+use crate::serial;
+use crate::vcpu::{RunState, INJECTED_UNDEFINED_ESR};
+use hypercall_abi::sched_op::ShutdownReason;
+use hypercall_abi::{HYPERCALL_IMMEDIATE, SMCCC_IMMEDIATE};
+
+/// Everything the hypervisor manages, behind one lock.
+pub struct Hypervisor {
+    domains: [Option<Domain>; MAX_DOMAINS],
+    frames: FrameAllocator,
+    psci_over_smc: bool,
+    started: usize,
+    unclean: usize,
+}
+
+/// The one instance. It is large (every domain and vCPU control block lives inside), so it
+/// is built in place here and never moved through a stack.
+pub static HYPERVISOR: spin::Mutex<Hypervisor> = spin::Mutex::new(Hypervisor::new());
+
+/// What to do once an exit has been handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Resume the vCPU in the frame (possibly a different one after a switch).
+    Resume,
+    /// No domain is left: power the machine off.
+    Halt,
+}
+
+impl Hypervisor {
+    /// A hypervisor with no memory and no domains yet.
+    pub const fn new() -> Self {
+        Self {
+            domains: [const { None }; MAX_DOMAINS],
+            frames: FrameAllocator::empty(),
+            psci_over_smc: false,
+            started: 0,
+            unclean: 0,
+        }
+    }
+
+    /// Hands the hypervisor the physical memory it may give to domains, and tells it how
+    /// to reach the firmware.
+    pub fn set_up(&mut self, frames: FrameAllocator, psci_over_smc: bool) {
+        self.frames = frames;
+        self.psci_over_smc = psci_over_smc;
+    }
+
+    /// Builds a domain in its slot, in place.
+    pub fn build_domain(
+        &mut self,
+        slot: usize,
+        image: &crate::bootpack::DomainImage<'_>,
+        gic: crate::domain_dt::GuestGic,
+    ) -> Result<&Domain, crate::domain::BuildError> {
+        let entry = self.domains.get_mut(slot).ok_or(crate::domain::BuildError::Unsupported)?;
+        *entry = Some(Domain::build(slot, image, gic, &mut self.frames)?);
+        self.started += 1;
+        entry.as_ref().ok_or(crate::domain::BuildError::Unsupported)
+    }
+
+    /// Free physical memory, in bytes (for leak checks).
+    pub fn free_bytes(&self) -> u64 {
+        self.frames.free_bytes()
+    }
+
+    /// A domain by slot.
+    pub fn domain(&self, slot: usize) -> Option<&Domain> {
+        self.domains.get(slot).and_then(Option::as_ref)
+    }
+
+    /// Handles a synchronous exit of the vCPU running on `cpu`.
+    pub fn handle_exit(&mut self, cpu: &mut CpuState, exit: GuestExit, esr: u64) -> Next {
+        let Some(current) = cpu.current else { return self.schedule(cpu) };
+        match exit {
+            GuestExit::Hypercall { immediate: HYPERCALL_IMMEDIATE } => {
+                let frame = &mut cpu.frame;
+                let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
+                let number = frame.x[16];
+                let Some(domain) = self.domain_mut(current.domain) else { return self.schedule(cpu) };
+                match hypercall::dispatch(domain, number, args) {
+                    Outcome::Return(value) => {
+                        cpu.frame.x[0] = value;
+                        Next::Resume
+                    }
+                    Outcome::Yield(value) => {
+                        cpu.frame.x[0] = value;
+                        self.yield_current(cpu)
+                    }
+                    Outcome::Shutdown(reason) => self.end_domain(cpu, current.domain, DomainState::ShutDown(reason)),
+                }
+            }
+            GuestExit::Hypercall { immediate: SMCCC_IMMEDIATE } => self.smccc(cpu, current),
+            GuestExit::SecureMonitorCall { immediate: 0 } => {
+                // A trapped SMC returns to the SMC itself; step over it.
+                cpu.frame.pc = cpu.frame.pc.wrapping_add(4);
+                self.smccc(cpu, current)
+            }
+            GuestExit::Hypercall { .. } | GuestExit::SecureMonitorCall { .. } => {
+                // Not a call we know: the guest sees an undefined instruction. As on Xen
+                // (`inject_undef64_exception` with the trap's PC), ELR_EL1 is the trap's
+                // return address: past an HVC, at a trapped SMC.
+                let return_address = cpu.frame.pc;
+                arch::inject_exception(&mut cpu.frame, INJECTED_UNDEFINED_ESR, return_address);
+                Next::Resume
+            }
+            GuestExit::WaitFor { .. } => {
+                cpu.frame.pc = cpu.frame.pc.wrapping_add(4);
+                self.yield_current(cpu)
+            }
+            GuestExit::DataAbort(abort) => self.crash(cpu, current, FaultReport::Data(abort)),
+            GuestExit::InstructionAbort(abort) => self.crash(cpu, current, FaultReport::Instruction(abort)),
+            GuestExit::Unhandled { class } => self.crash(cpu, current, FaultReport::Unhandled { class, esr }),
+        }
+    }
+
+    fn smccc(&mut self, cpu: &mut CpuState, current: VcpuId) -> Next {
+        let frame = &mut cpu.frame;
+        match psci::dispatch(frame.x[0], [frame.x[1], frame.x[2], frame.x[3]]) {
+            psci::SmcccOutcome::Return(value) => {
+                frame.x[0] = value;
+                Next::Resume
+            }
+            psci::SmcccOutcome::Shutdown(reason) => {
+                self.end_domain(cpu, current.domain, DomainState::ShutDown(reason))
+            }
+        }
+    }
+
+    fn domain_mut(&mut self, slot: usize) -> Option<&mut Domain> {
+        self.domains.get_mut(slot).and_then(Option::as_mut)
+    }
+
+    fn crash(&mut self, cpu: &mut CpuState, current: VcpuId, fault: FaultReport) -> Next {
+        let pc = cpu.frame.pc;
+        if let Some(domain) = self.domain(current.domain) {
+            let name = domain.name.as_str();
+            match fault {
+                FaultReport::Data(abort) | FaultReport::Instruction(abort) => {
+                    let access = match fault {
+                        FaultReport::Instruction(_) => "instruction fetch",
+                        _ if abort.write => "write",
+                        _ => "read",
+                    };
+                    let (kind, level) = match abort.kind {
+                        FaultKind::Translation(level) => ("translation", level),
+                        FaultKind::AccessFlag(level) => ("access flag", level),
+                        FaultKind::Permission(level) => ("permission", level),
+                        FaultKind::Other(status) => ("other", status),
+                    };
+                    defmt::warn!(
+                        "domain {=str} crashed: stage-2 {=str} fault (level/status {=u8}) on {=str} at IPA {=u64:#x} (VA {=u64:#x}), PC {=u64:#x}",
+                        name, kind, level, access, abort.ipa.raw(), abort.virtual_address.raw(), pc
+                    );
+                }
+                FaultReport::Unhandled { class, esr } => {
+                    defmt::warn!(
+                        "domain {=str} crashed: unhandled exception class {=u32:#x} (ESR {=u64:#x}), PC {=u64:#x}",
+                        name, class, esr, pc
+                    );
+                }
+            }
+        }
+        self.end_domain(cpu, current.domain, DomainState::Crashed)
+    }
+
+    /// Ends domain `slot`: logs how, flushes its console, tears it down, and schedules.
+    fn end_domain(&mut self, cpu: &mut CpuState, slot: usize, state: DomainState) -> Next {
+        if let Some(mut domain) = self.domains.get_mut(slot).and_then(Option::take) {
+            domain.end(state);
+            let name = domain.name.clone();
+            domain.console.flush(|line| serial::write_console_line(&name, line));
+            match state {
+                DomainState::ShutDown(reason) => {
+                    defmt::info!("domain {=str} shut down: {=str}", name.as_str(), reason_name(reason))
+                }
+                DomainState::Crashed | DomainState::Alive => {}
+            }
+            if !domain.state.is_clean() {
+                self.unclean += 1;
+            }
+            domain.tear_down(&mut self.frames);
+        }
+        if cpu.current.is_some_and(|current| current.domain == slot) {
+            cpu.current = None;
+        }
+        self.schedule(cpu)
+    }
+
+    fn yield_current(&mut self, cpu: &mut CpuState) -> Next {
+        if let Some(current) = cpu.current {
+            if let Some(vcpu) = self.domain_mut(current.domain).and_then(|domain| domain.vcpus.get_mut(current.vcpu)) {
+                let _ = vcpu.set_state(RunState::Ready);
+            }
+        }
+        self.schedule(cpu)
+    }
+
+    /// Picks the next Ready vCPU after the current one (round robin over domains, then
+    /// vCPUs) and switches to it; `Halt` when no domain is left.
+    pub fn schedule(&mut self, cpu: &mut CpuState) -> Next {
+        let start = cpu.current.map_or(0, |current| current.domain + 1);
+        let mut chosen = None;
+        'search: for step in 0..MAX_DOMAINS {
+            let slot = (start + step) % MAX_DOMAINS;
+            if let Some(domain) = self.domain(slot) {
+                for (index, vcpu) in domain.vcpus.iter().enumerate() {
+                    let runnable = matches!(vcpu.state(), RunState::Ready)
+                        || cpu.current == Some(VcpuId { domain: slot, vcpu: index });
+                    if runnable && vcpu.state() != RunState::Dead {
+                        chosen = Some(VcpuId { domain: slot, vcpu: index });
+                        break 'search;
+                    }
+                }
+            }
+        }
+        let Some(next) = chosen else {
+            return Next::Halt;
+        };
+        self.switch_to(cpu, next);
+        Next::Resume
+    }
+
+    /// Saves the vCPU leaving `cpu` (if any) and loads `next`.
+    fn switch_to(&mut self, cpu: &mut CpuState, next: VcpuId) {
+        let now = arch::read_counter();
+        if let Some(previous) = cpu.current {
+            if previous == next {
+                if let Some(vcpu) = self.vcpu_mut(next) {
+                    let _ = vcpu.set_state(RunState::Running);
+                }
+                return;
+            }
+            if let Some(vcpu) = self.vcpu_mut(previous) {
+                vcpu.registers = cpu.frame;
+                arch::save_el1(&mut vcpu.el1);
+                arch::save_fp(&mut vcpu.fp);
+                vcpu.ticks_used += now.saturating_sub(vcpu.running_since);
+            }
+        }
+        let vttbr = self.domain(next.domain).map(|domain| domain.stage2.vttbr());
+        if let (Some(vttbr), Some(vcpu)) = (vttbr, self.vcpu_mut(next)) {
+            let _ = vcpu.set_state(RunState::Running);
+            vcpu.running_since = now;
+            cpu.frame = vcpu.registers;
+            arch::restore_el1(&vcpu.el1);
+            arch::restore_fp(&vcpu.fp);
+            arch::set_stage2(vttbr);
+            cpu.current = Some(next);
+        }
+    }
+
+    fn vcpu_mut(&mut self, id: VcpuId) -> Option<&mut crate::vcpu::Vcpu> {
+        self.domain_mut(id.domain).and_then(|domain| domain.vcpus.get_mut(id.vcpu))
+    }
+
+    /// Logs the final line and tells whether every domain shut down cleanly.
+    pub fn report_halt(&self) -> bool {
+        if self.unclean == 0 {
+            defmt::info!("halt: all {=usize} domains shut down cleanly", self.started);
+        } else {
+            defmt::warn!("halt: {=usize} of {=usize} domains did not shut down cleanly", self.unclean, self.started);
+        }
+        self.unclean == 0
+    }
+
+    /// Whether the firmware takes PSCI calls over SMC (to power off).
+    pub fn psci_over_smc(&self) -> bool {
+        self.psci_over_smc
+    }
+}
+
+#[derive(Clone, Copy)]
+enum FaultReport {
+    Data(Abort),
+    Instruction(Abort),
+    Unhandled { class: u32, esr: u64 },
+}
+
+/// The name Xen's tools use for a shutdown reason.
+pub const fn reason_name(reason: ShutdownReason) -> &'static str {
+    match reason {
+        ShutdownReason::Poweroff => "poweroff",
+        ShutdownReason::Reboot => "reboot",
+        ShutdownReason::Suspend => "suspend",
+        ShutdownReason::Crash => "crash",
+        ShutdownReason::Watchdog => "watchdog",
+        ShutdownReason::SoftReset => "soft_reset",
+    }
+}
+
+fn finish(next: Next) {
+    if next == Next::Halt {
+        let hypervisor = HYPERVISOR.lock();
+        hypervisor.report_halt();
+        let psci_over_smc = hypervisor.psci_over_smc();
+        drop(hypervisor);
+        arch::power_off(psci_over_smc);
+    }
+}
+
+/// Entry from the exception vectors for a synchronous exit.
+pub fn handle_guest_exit(cpu: &mut CpuState, exit: GuestExit, esr: u64) {
+    let next = HYPERVISOR.lock().handle_exit(cpu, exit, esr);
+    finish(next);
+}
+
+/// Entry from the exception vectors for a physical interrupt taken while a guest ran.
+pub fn handle_guest_interrupt(_cpu: &mut CpuState) {
+    defmt::warn!("unexpected physical interrupt");
+}
+
+/// Entry from the exception vectors for an SError taken while a guest ran: the guest
+/// caused an asynchronous external abort, so it is ended.
+pub fn handle_guest_serror(cpu: &mut CpuState, esr: u64) {
+    let mut hypervisor = HYPERVISOR.lock();
+    let next = match cpu.current {
+        Some(current) => hypervisor.crash(cpu, current, FaultReport::Unhandled { class: crate::esr::class::SERROR, esr }),
+        None => hypervisor.schedule(cpu),
+    };
+    drop(hypervisor);
+    finish(next);
+}
+
+#[cfg(test)]
+#[path = "hypervisor_tests.rs"]
+mod tests;

@@ -1,0 +1,186 @@
+//! Host tests of the exit path: a domain built in fake RAM makes hypercalls, faults and
+//! shuts down, and the hypervisor answers as Xen would and leaks nothing.
+
+extern crate std;
+
+use super::*;
+use crate::addr::{AddrRange, PhysAddr};
+use crate::arch::fake;
+use crate::bootpack::DomainImage;
+use crate::domain_dt::{layout, GuestGic};
+use crate::esr::{Abort, EmulatableAccess, FaultKind, GuestExit};
+use crate::addr::{GuestVirtAddr, IntermediatePhysAddr};
+use hypercall_abi::errno::Errno;
+use hypercall_abi::hypercall as number;
+use std::vec::Vec;
+
+const POOL_BASE: u64 = fake::FAKE_RAM_BASE + 0x0400_0000;
+const POOL_SIZE: u64 = 0x0400_0000;
+
+fn image() -> Vec<u8> {
+    let mut image = std::vec![0u8; 4096];
+    image[8..16].copy_from_slice(&0u64.to_le_bytes()); // text_offset
+    image[16..24].copy_from_slice(&4096u64.to_le_bytes()); // image_size
+    image[24..32].copy_from_slice(&0xau64.to_le_bytes());
+    image[56..60].copy_from_slice(b"ARM\x64");
+    image
+}
+
+fn gic() -> GuestGic {
+    GuestGic::V2 {
+        distributor: AddrRange::new(IntermediatePhysAddr::new(layout::GICD_BASE), 0x1000),
+        cpu_interface: AddrRange::new(IntermediatePhysAddr::new(layout::GICC_BASE), 0x2000),
+    }
+}
+
+struct Setup {
+    hypervisor: Hypervisor,
+    cpu: CpuState,
+    free_before: u64,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+fn setup(names: &[&str]) -> Setup {
+    let guard = fake::guest_translation_lock();
+    let pool = [AddrRange::new(PhysAddr::new(POOL_BASE), POOL_SIZE)];
+    let frames = FrameAllocator::new(&pool, &[]).unwrap();
+    let free_before = frames.free_bytes();
+    let mut hypervisor = Hypervisor::new();
+    hypervisor.set_up(frames, true);
+    let bytes = image();
+    for (slot, name) in names.iter().enumerate() {
+        let entry = DomainImage { name, memory_mib: 8, vcpus: 1, image: &bytes, initrd: &[], cmdline: "" };
+        hypervisor.build_domain(slot, &entry, gic()).unwrap();
+    }
+    let mut cpu = CpuState::new(0);
+    assert_eq!(hypervisor.schedule(&mut cpu), Next::Resume);
+    let _ = serial::take_console_lines();
+    Setup { hypervisor, cpu, free_before, _guard: guard }
+}
+
+/// Maps guest VA page 0x1000 to the current domain's first RAM page.
+fn map_first_page(setup: &Setup) -> PhysAddr {
+    let slot = setup.cpu.current.unwrap().domain;
+    let ram = setup.hypervisor.domain(slot).unwrap().ram.start;
+    fake::set_guest_translation(&[(0x1000, ram.raw(), true, false)]);
+    ram
+}
+
+fn hypercall(setup: &mut Setup, call: u64, args: [u64; 5]) -> Next {
+    setup.cpu.frame.x[16] = call;
+    setup.cpu.frame.x[..5].copy_from_slice(&args);
+    setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0xea1 }, 0)
+}
+
+#[test]
+fn domain_starts_at_its_kernel_with_the_device_tree() {
+    let setup = setup(&["alpha"]);
+    let domain = setup.hypervisor.domain(0).unwrap();
+    assert_eq!(setup.cpu.frame.pc, layout::RAM_BASE + layout::KERNEL_OFFSET);
+    let tree_ipa = layout::RAM_BASE + 8 * 1024 * 1024 - layout::DT_OFFSET_FROM_END;
+    assert_eq!(setup.cpu.frame.x[0], tree_ipa);
+    let (physical, _) = domain.stage2.translate(IntermediatePhysAddr::new(tree_ipa)).unwrap();
+    assert_eq!(physical, domain.ram.start.add(8 * 1024 * 1024 - layout::DT_OFFSET_FROM_END));
+    assert_eq!(fake::current_stage2(), domain.stage2.vttbr());
+    // Nothing outside the domain's RAM is mapped.
+    assert!(domain.stage2.translate(IntermediatePhysAddr::new(layout::RAM_BASE - 0x1000)).is_none());
+    assert!(domain.stage2.translate(IntermediatePhysAddr::new(layout::RAM_BASE + 8 * 1024 * 1024)).is_none());
+}
+
+#[test]
+fn console_write_prints_prefixed_lines() {
+    let mut setup = setup(&["alpha"]);
+    let ram = map_first_page(&setup);
+    // SAFETY: the first RAM page of the test domain, in fake RAM.
+    unsafe { core::ptr::copy_nonoverlapping(b"hi there\npartial".as_ptr(), arch::phys_to_virt(ram), 16) };
+    assert_eq!(hypercall(&mut setup, number::CONSOLE_IO, [0, 16, 0x1000, 0, 0]), Next::Resume);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    assert_eq!(serial::take_console_lines(), ["(alpha) hi there"]);
+    // A buffer running off the mapped page is refused and prints nothing.
+    hypercall(&mut setup, number::CONSOLE_IO, [0, 16, 0x1ff8, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EFAULT.to_return());
+    assert!(serial::take_console_lines().is_empty());
+    // The partial line comes out when the domain ends.
+    setup.cpu.frame.x[0] = hypercall_abi::psci::SYSTEM_OFF as u64;
+    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0 }, 0);
+    assert_eq!(next, Next::Halt);
+    assert_eq!(serial::take_console_lines(), ["(alpha) partial"]);
+}
+
+#[test]
+fn errors_come_back_as_xen_errno_values() {
+    let mut setup = setup(&["alpha"]);
+    map_first_page(&setup);
+    hypercall(&mut setup, 63, [0; 5]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::ENOSYS.to_return());
+    hypercall(&mut setup, number::XEN_VERSION, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0x0004_0011);
+    hypercall(&mut setup, number::XEN_VERSION, [6, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    hypercall(&mut setup, number::XEN_VERSION, [6, 0xdead_0000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EFAULT.to_return());
+}
+
+#[test]
+fn get_features_reports_what_is_implemented() {
+    let mut setup = setup(&["alpha"]);
+    let ram = map_first_page(&setup);
+    hypercall(&mut setup, number::XEN_VERSION, [6, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    // Only submap 0 exists.
+    // SAFETY: writes submap_idx = 1 into the first RAM page of the test domain.
+    unsafe { core::ptr::copy_nonoverlapping(1u32.to_le_bytes().as_ptr(), arch::phys_to_virt(ram), 4) };
+    hypercall(&mut setup, number::XEN_VERSION, [6, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
+    // SAFETY: as above, back to submap_idx = 0.
+    unsafe { core::ptr::write_bytes(arch::phys_to_virt(ram), 0, 8) };
+    hypercall(&mut setup, number::XEN_VERSION, [6, 0x1000, 0, 0, 0]);
+    let mut submap = [0u8; 4];
+    // SAFETY: reads back the FeatureInfo the hypervisor wrote into fake RAM.
+    unsafe { core::ptr::copy_nonoverlapping(arch::phys_to_virt(ram.add(4)), submap.as_mut_ptr(), 4) };
+    assert_eq!(u32::from_le_bytes(submap), hypercall::feature_submap_0());
+}
+
+#[test]
+fn unknown_hvc_immediate_injects_undefined_instruction() {
+    let mut setup = setup(&["alpha"]);
+    setup.cpu.frame.pc = 0x4020_0104; // past the HVC at 0x4020_0100
+    setup.cpu.frame.pstate = 0x3c5;
+    fake::restore_el1(&crate::vcpu::El1Context { vbar_el1: 0x4030_0000, ..Default::default() });
+    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0x1234 }, 0);
+    assert_eq!(next, Next::Resume);
+    assert_eq!(setup.cpu.frame.pc, 0x4030_0200);
+    let mut live = crate::vcpu::El1Context::default();
+    fake::save_el1(&mut live);
+    assert_eq!(live.elr_el1, 0x4020_0104, "Xen reports the HVC's return address");
+    assert_eq!(live.esr_el1, crate::vcpu::INJECTED_UNDEFINED_ESR);
+}
+
+#[test]
+fn a_crash_ends_only_the_guilty_domain_and_returns_its_memory() {
+    let mut setup = setup(&["victim", "crasher"]);
+    // The victim yields, so the crasher runs.
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 1);
+    let abort = Abort {
+        virtual_address: GuestVirtAddr::new(0x1000_0000),
+        ipa: IntermediatePhysAddr::new(0x1000_0000),
+        write: true,
+        stage1_walk: false,
+        kind: FaultKind::Translation(1),
+        access: Some(EmulatableAccess { size: 4, sign_extend: false, register: 1, sixty_four_bit: false, acquire_release: false }),
+    };
+    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::DataAbort(abort), 0);
+    assert_eq!(next, Next::Resume);
+    assert!(setup.hypervisor.domain(1).is_none());
+    assert_eq!(setup.cpu.current.unwrap().domain, 0);
+    // The victim shuts down cleanly; everything is returned.
+    map_first_page(&setup);
+    let ram = setup.hypervisor.domain(0).unwrap().ram.start;
+    // SAFETY: sched_shutdown argument {reason = poweroff} in the victim's first page.
+    unsafe { core::ptr::write_bytes(arch::phys_to_virt(ram), 0, 4) };
+    let next = hypercall(&mut setup, number::SCHED_OP, [2, 0x1000, 0, 0, 0]);
+    assert_eq!(next, Next::Halt);
+    assert!(!setup.hypervisor.report_halt());
+    assert_eq!(setup.hypervisor.free_bytes(), setup.free_before);
+}

@@ -1,0 +1,24 @@
+//! The hypervisor's library: portable logic (compiled and unit-tested on the host) and the
+//! architecture layer it runs on (`arch::aarch64` on the target, `arch::fake` in host tests).
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
+
+pub mod addr;
+pub mod arch;
+pub mod bootpack;
+pub mod console;
+pub mod crc32;
+pub mod domain_dt;
+pub mod dt;
+pub mod mm;
+pub mod platform;
+pub mod cpu;
+pub mod drivers;
+pub mod esr;
+pub mod guest_memory;
+pub mod serial;
+pub mod vcpu;
+pub mod domain;
+pub mod hypercall;
+pub mod hypervisor;

@@ -1,0 +1,249 @@
+//! The bare-metal hypervisor binary: the boot CPU's path from the loader to the first guest.
+//!
+//! 1. `arch::aarch64::boot` relocates the image and calls [`hyp_main`] with the device tree.
+//! 2. The device tree names RAM, the UART, the GIC and the timer ([`hyp::platform`]).
+//! 3. The EL2 MMU is turned on with an identity map: text read-only and executable,
+//!    everything else execute-never.
+//! 4. Each domain of the boot pack (the initrd) is built; if any cannot be, none starts.
+//! 5. The first vCPU is entered; from then on the hypervisor runs only on guest exits.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(target_os = "none")]
+mod target {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use hyp::addr::{AddrRange, PhysAddr, PAGE_SIZE};
+    use hyp::arch::aarch64::{boot, cpu, exceptions};
+    use hyp::bootpack::BootPack;
+    use hyp::cpu::CpuState;
+    use hyp::domain::IPA_BITS;
+    use hyp::domain_dt::{layout, GuestGic};
+    use hyp::drivers::pl011::Pl011;
+    use hyp::dt::Fdt;
+    use hyp::hypervisor::HYPERVISOR;
+    use hyp::mm::{self, El2Attributes, El2Tables, FrameAllocator};
+    use hyp::platform::{GicVersion, Platform, UartKind};
+    use hyp::serial;
+
+    /// Pages reserved in .bss for the hypervisor's own EL2 tables.
+    const EL2_TABLE_PAGES: usize = 32;
+    /// Largest device tree accepted from the boot loader.
+    const MAX_DEVICE_TREE: u64 = 2 * 1024 * 1024;
+    /// EL2 virtual address bits (identity map).
+    const EL2_VA_BITS: u32 = 39;
+
+    #[repr(C, align(4096))]
+    struct TablePool([u8; EL2_TABLE_PAGES * PAGE_SIZE as usize]);
+    static mut EL2_TABLE_POOL: TablePool = TablePool([0; EL2_TABLE_PAGES * PAGE_SIZE as usize]);
+
+    static mut PER_CPU: [cpu::PerCpu; boot::MAX_CPUS] =
+        [const { cpu::PerCpu { cpu: CpuState::new(0), stack_top: 0 } }; boot::MAX_CPUS];
+
+    /// Set once the firmware is known to take PSCI calls over SMC (for the panic path).
+    static PSCI_OVER_SMC: AtomicBool = AtomicBool::new(false);
+
+    unsafe extern "C" {
+        static __image_start: u8;
+        static __text_end: u8;
+        static __image_end: u8;
+    }
+
+    fn symbol_address(symbol: &u8) -> u64 {
+        symbol as *const u8 as u64
+    }
+
+    /// Reads the device tree the loader passed, bounded by its own header.
+    fn device_tree(address: u64) -> Option<Fdt<'static>> {
+        // SAFETY: the boot protocol promises a device tree at `address`; we read its
+        // 8-byte header first and then only `totalsize` bytes, capped.
+        let header = unsafe { core::slice::from_raw_parts(address as *const u8, 8) };
+        let total = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as u64;
+        if total < 8 || total > MAX_DEVICE_TREE {
+            return None;
+        }
+        // SAFETY: as above, within the size the header states (capped at 2 MiB).
+        let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, total as usize) };
+        Fdt::new(bytes).ok()
+    }
+
+    /// First Rust code on the boot CPU, with the MMU off.
+    #[unsafe(no_mangle)]
+    extern "C" fn hyp_main(device_tree_address: u64, load_address: u64) -> ! {
+        let Some(fdt) = device_tree(device_tree_address) else { cpu::park() };
+        let Ok(platform) = Platform::discover(&fdt) else { cpu::park() };
+        PSCI_OVER_SMC.store(platform.psci_over_smc(), Ordering::Relaxed);
+        if platform.uart.kind == UartKind::Pl011 {
+            // SAFETY: the device tree names this PL011 as the console; only we drive it.
+            serial::install(unsafe { Pl011::new(platform.uart.base.raw() as usize) });
+        }
+        defmt::info!(
+            "hyp {=str}: {=str}, {=usize} CPUs, GICv{=u8}, counter {=u64} Hz, loaded at {=u64:#x}",
+            env!("CARGO_PKG_VERSION"),
+            platform.board.name,
+            platform.cpus.len(),
+            platform.gic.version.number(),
+            cpu::read_counter_frequency(),
+            load_address
+        );
+        match boot_domains(&fdt, &platform, device_tree_address, load_address) {
+            Ok(()) => {}
+            Err(reason) => {
+                defmt::error!("boot refused: {=str}", reason);
+                cpu::power_off(platform.psci_over_smc());
+            }
+        }
+        // SAFETY: the boot CPU's PerCpu frame now holds the first vCPU, its EL1 state and
+        // stage 2 are loaded, and EL2 is fully set up.
+        unsafe { exceptions::enter_guest() }
+    }
+
+    fn boot_domains(
+        fdt: &Fdt<'_>,
+        platform: &Platform,
+        device_tree_address: u64,
+        load_address: u64,
+    ) -> Result<(), &'static str> {
+        let image_start = load_address;
+        // SAFETY: linker symbols: only their addresses are used.
+        let (text_end, image_end) = unsafe {
+            (
+                symbol_address(&__text_end) - symbol_address(&__image_start) + load_address,
+                symbol_address(&__image_end) - symbol_address(&__image_start) + load_address,
+            )
+        };
+        let image = AddrRange::new(PhysAddr::new(image_start), image_end - image_start);
+        let tree = AddrRange::new(PhysAddr::new(device_tree_address & !(PAGE_SIZE - 1)), fdt.total_size() as u64 + PAGE_SIZE);
+        let pack_range = platform.initrd.ok_or("no boot pack: pass it as the initrd")?;
+
+        let mut reserved: heapless::Vec<AddrRange<PhysAddr>, 24> = heapless::Vec::new();
+        for range in [image, tree, pack_range].into_iter().chain(platform.reserved.iter().copied()) {
+            reserved.push(range).map_err(|_| "too many reserved memory ranges")?;
+        }
+        let frames = FrameAllocator::new(&platform.ram, &reserved).map_err(|_| "cannot manage the RAM the device tree lists")?;
+
+        enable_el2_mmu(platform, image, text_end)?;
+
+        let pa_range = (cpu::read_id_aa64mmfr0() & 0xf) as u32;
+        // SAFETY: runs once on the boot CPU before any guest; PER_CPU[0] is its own.
+        unsafe {
+            let per_cpu = &raw mut PER_CPU[0];
+            (*per_cpu).stack_top = core::ptr::addr_of!(boot::HYP_STACKS) as u64 + boot::BOOT_STACK_SIZE as u64;
+            cpu::init_el2(per_cpu, mm::vtcr_value(IPA_BITS, pa_range));
+        }
+
+        // SAFETY: the loader placed the boot pack at the initrd range named in /chosen,
+        // which is reserved above so nothing overwrites it.
+        let pack_bytes = unsafe { core::slice::from_raw_parts(pack_range.start.raw() as *const u8, pack_range.size as usize) };
+        let pack = BootPack::parse(pack_bytes).map_err(|error| error.describe())?;
+
+        let mut hypervisor = HYPERVISOR.lock();
+        hypervisor.set_up(frames, platform.psci_over_smc());
+        for (slot, entry) in pack.domains().enumerate() {
+            let gic = guest_gic(platform.gic.version, entry.vcpus);
+            match hypervisor.build_domain(slot, &entry, gic) {
+                Ok(domain) => {
+                    defmt::info!(
+                        "domain {=str}: {=u32} MiB at {=u64:#x}, {=u32} vCPU(s), cmdline \"{=str}\"",
+                        entry.name, entry.memory_mib, domain.ram.start.raw(), entry.vcpus, entry.cmdline
+                    );
+                }
+                Err(error) => {
+                    defmt::error!("domain {=str}: {=str}", entry.name, error.describe());
+                    return Err("a domain could not be built; none started");
+                }
+            }
+        }
+        // SAFETY: PER_CPU[0] belongs to the boot CPU, the only CPU running.
+        let cpu_state = unsafe { &mut (*(&raw mut PER_CPU[0])).cpu };
+        if hypervisor.schedule(cpu_state) != hyp::hypervisor::Next::Resume {
+            return Err("no domain to run");
+        }
+        Ok(())
+    }
+
+    fn guest_gic(version: GicVersion, vcpus: u32) -> GuestGic {
+        use hyp::addr::IntermediatePhysAddr as Ipa;
+        match version {
+            GicVersion::V2 => GuestGic::V2 {
+                distributor: AddrRange::new(Ipa::new(layout::GICD_BASE), 0x1000),
+                cpu_interface: AddrRange::new(Ipa::new(layout::GICC_BASE), 0x2000),
+            },
+            GicVersion::V3 => GuestGic::V3 {
+                distributor: AddrRange::new(Ipa::new(layout::GICD_BASE), 0x10000),
+                redistributors: AddrRange::new(Ipa::new(layout::GICR_BASE), 0x20000 * u64::from(vcpus)),
+            },
+        }
+    }
+
+    /// Builds the identity map (text RX, the rest of RAM RW and never executable, devices
+    /// as Device memory) in the .bss table pool and turns the MMU and caches on.
+    fn enable_el2_mmu(platform: &Platform, image: AddrRange<PhysAddr>, text_end: u64) -> Result<(), &'static str> {
+        // The pool is only used here, once, on the boot CPU.
+        let pool_start = core::ptr::addr_of!(EL2_TABLE_POOL) as u64;
+        let pool = AddrRange::new(PhysAddr::new(pool_start), (EL2_TABLE_PAGES as u64) * PAGE_SIZE);
+        let mut table_frames = FrameAllocator::new(&[pool], &[]).map_err(|_| "EL2 table pool")?;
+        let mut tables = El2Tables::new(&mut table_frames).map_err(|_| "EL2 tables")?;
+        let normal = El2Attributes { memory: mm::El2MemoryKind::Normal, writable: true, executable: false };
+        let device = El2Attributes { memory: mm::El2MemoryKind::Device, writable: true, executable: false };
+        let text = El2Attributes { memory: mm::El2MemoryKind::Normal, writable: false, executable: true };
+        let text_range = AddrRange::new(image.start, text_end - image.start.raw());
+        for ram in platform.ram.iter() {
+            // RAM below and above the image text, as 2 MiB-friendly pieces.
+            map_excluding(&mut tables, *ram, text_range, normal, &mut table_frames)?;
+        }
+        tables.map_identity(text_range, text, &mut table_frames).map_err(|_| "map text")?;
+        for device_range in platform.device_ranges() {
+            tables.map_identity(device_range, device, &mut table_frames).map_err(|_| "map device")?;
+        }
+        cpu::invalidate_data_cache(image.start, image.size);
+        let pa_range = (cpu::read_id_aa64mmfr0() & 0xf) as u32;
+        // SAFETY: the tables identity-map the image (text executable, data/stack writable),
+        // RAM and the devices we use; the image including the table pool (in .bss) was just
+        // invalidated from the data cache.
+        unsafe { cpu::enable_mmu(mm::MAIR_EL2_VALUE, mm::tcr_el2_value(EL2_VA_BITS, pa_range), tables.ttbr0()) };
+        Ok(())
+    }
+
+    fn map_excluding(
+        tables: &mut El2Tables,
+        ram: AddrRange<PhysAddr>,
+        hole: AddrRange<PhysAddr>,
+        attributes: El2Attributes,
+        frames: &mut FrameAllocator,
+    ) -> Result<(), &'static str> {
+        let ram_end = ram.end().ok_or("RAM range wraps")?.raw();
+        let hole_end = hole.end().ok_or("text range wraps")?.raw();
+        let pieces = if ram.overlaps(&hole) {
+            [(ram.start.raw(), hole.start.raw()), (hole_end, ram_end)]
+        } else {
+            [(ram.start.raw(), ram_end), (0, 0)]
+        };
+        for (start, end) in pieces {
+            if end > start {
+                let range = AddrRange::new(PhysAddr::new(start), end - start);
+                tables.map_identity(range, attributes, frames).map_err(|error| {
+                    defmt::error!("EL2 map of {=u64:#x}+{=u64:#x}: {}", start, end - start, defmt::Debug2Format(&error));
+                    "map RAM"
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo) -> ! {
+        // SAFETY: only the boot CPU runs in this step, so no other CPU can be mid-frame.
+        unsafe { serial::force_release() };
+        defmt::error!("hypervisor panic: {}", defmt::Display2Format(info));
+        cpu::power_off(PSCI_OVER_SMC.load(Ordering::Relaxed))
+    }
+
+    defmt::timestamp!("{=u64:us}", {
+        let frequency = cpu::read_counter_frequency().max(1);
+        (u128::from(cpu::read_counter()) * 1_000_000 / u128::from(frequency)) as u64
+    });
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {}

@@ -1,0 +1,217 @@
+//! `grant_table_op` sub-ops, status codes and argument structs
+//! (`public/grant_table.h`, Xen 4.17 layouts).
+//!
+//! Arguments: `x0` = cmd (32 bits), `x1` = guest virtual address of an array of
+//! `count` argument structs, `x2` = count (32 bits). The per-element outcome is the
+//! struct's `status` field (a `GNTST_*` value); `x0` is 0 unless the call as a whole
+//! failed (negative errno).
+
+/// `GNTTABOP_map_grant_ref`: map a foreign grant; argument [`MapGrantRef`].
+pub const MAP_GRANT_REF: u32 = 0;
+/// `GNTTABOP_unmap_grant_ref`: argument [`UnmapGrantRef`].
+pub const UNMAP_GRANT_REF: u32 = 1;
+/// `GNTTABOP_setup_table`: list the grant-table frames; argument [`SetupTable`].
+/// Used only by guests without `XENFEAT_auto_translated_physmap` (not ARM guests).
+pub const SETUP_TABLE: u32 = 2;
+/// `GNTTABOP_dump_table`: debug dump.
+pub const DUMP_TABLE: u32 = 3;
+/// `GNTTABOP_transfer`: page transfer.
+pub const TRANSFER: u32 = 4;
+/// `GNTTABOP_copy`: hypervisor-mediated copy; argument [`Copy`](struct@Copy).
+pub const COPY: u32 = 5;
+/// `GNTTABOP_query_size`: current and maximum frame counts; argument [`QuerySize`].
+pub const QUERY_SIZE: u32 = 6;
+/// `GNTTABOP_unmap_and_replace`.
+pub const UNMAP_AND_REPLACE: u32 = 7;
+/// `GNTTABOP_set_version`: choose the entry format; argument [`SetVersion`].
+pub const SET_VERSION: u32 = 8;
+/// `GNTTABOP_get_status_frames` (v2).
+pub const GET_STATUS_FRAMES: u32 = 9;
+/// `GNTTABOP_get_version`: argument [`GetVersion`].
+pub const GET_VERSION: u32 = 10;
+/// `GNTTABOP_swap_grant_ref`.
+pub const SWAP_GRANT_REF: u32 = 11;
+/// `GNTTABOP_cache_flush`.
+pub const CACHE_FLUSH: u32 = 12;
+
+/// Bits of cmd that select the operation; Xen keeps continuation state above them and
+/// rejects a guest-supplied non-zero upper part with `-EINVAL` (except for
+/// [`CACHE_FLUSH`]).
+pub const CMD_MASK: u32 = (1 << 12) - 1;
+
+/// `GNTST_okay`.
+pub const GNTST_OKAY: i16 = 0;
+/// `GNTST_general_error`.
+pub const GNTST_GENERAL_ERROR: i16 = -1;
+/// `GNTST_bad_domain`: unrecognised domain id.
+pub const GNTST_BAD_DOMAIN: i16 = -2;
+/// `GNTST_bad_gntref`: unrecognised or inappropriate grant reference.
+pub const GNTST_BAD_GNTREF: i16 = -3;
+/// `GNTST_bad_handle`: unrecognised or inappropriate mapping handle.
+pub const GNTST_BAD_HANDLE: i16 = -4;
+/// `GNTST_bad_virt_addr`: inappropriate virtual address to map.
+pub const GNTST_BAD_VIRT_ADDR: i16 = -5;
+/// `GNTST_bad_dev_addr`: inappropriate device address to unmap.
+pub const GNTST_BAD_DEV_ADDR: i16 = -6;
+/// `GNTST_no_device_space`: out of space in the I/O MMU.
+pub const GNTST_NO_DEVICE_SPACE: i16 = -7;
+/// `GNTST_permission_denied`.
+pub const GNTST_PERMISSION_DENIED: i16 = -8;
+/// `GNTST_bad_page`: the page was invalid for the operation.
+pub const GNTST_BAD_PAGE: i16 = -9;
+/// `GNTST_bad_copy_arg`: copy arguments cross a page boundary.
+pub const GNTST_BAD_COPY_ARG: i16 = -10;
+/// `GNTST_address_too_big`: transfer page address too large.
+pub const GNTST_ADDRESS_TOO_BIG: i16 = -11;
+/// `GNTST_eagain`: not done; try again.
+pub const GNTST_EAGAIN: i16 = -12;
+/// `GNTST_no_space`: out of space (handles etc.).
+pub const GNTST_NO_SPACE: i16 = -13;
+
+/// `GNTMAP_device_map`.
+pub const GNTMAP_DEVICE_MAP: u32 = 1 << 0;
+/// `GNTMAP_host_map`.
+pub const GNTMAP_HOST_MAP: u32 = 1 << 1;
+/// `GNTMAP_readonly`.
+pub const GNTMAP_READONLY: u32 = 1 << 2;
+/// `GNTMAP_application_map`.
+pub const GNTMAP_APPLICATION_MAP: u32 = 1 << 3;
+/// `GNTMAP_contains_pte`.
+pub const GNTMAP_CONTAINS_PTE: u32 = 1 << 4;
+
+/// `GNTCOPY_source_gref`: `source.u` is a grant reference, not a frame.
+pub const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
+/// `GNTCOPY_dest_gref`: `dest.u` is a grant reference, not a frame.
+pub const GNTCOPY_DEST_GREF: u16 = 1 << 1;
+
+/// A grant reference: an index into the granting domain's table.
+pub type GrantRef = u32;
+/// A mapping handle returned by [`MAP_GRANT_REF`].
+pub type GrantHandle = u32;
+
+/// Argument of [`SETUP_TABLE`] (`struct gnttab_setup_table`, 24 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SetupTable {
+    /// IN: the domain; [`crate::shared::DOMID_SELF`].
+    pub dom: u16,
+    /// IN: number of frames wanted (and entries in `frame_list`).
+    pub nr_frames: u32,
+    /// OUT: `GNTST_*`.
+    pub status: i16,
+    /// IN: guest virtual address of a `u64` array receiving the frame numbers.
+    pub frame_list: u64,
+}
+assert_layout!(SetupTable, 24, { dom: 0, nr_frames: 4, status: 8, frame_list: 16 });
+
+/// Argument of [`QUERY_SIZE`] (`struct gnttab_query_size`, 16 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct QuerySize {
+    /// IN: the domain; [`crate::shared::DOMID_SELF`].
+    pub dom: u16,
+    /// OUT: frames in use now.
+    pub nr_frames: u32,
+    /// OUT: the most frames the table can grow to.
+    pub max_nr_frames: u32,
+    /// OUT: `GNTST_*`.
+    pub status: i16,
+}
+assert_layout!(QuerySize, 16, { dom: 0, nr_frames: 4, max_nr_frames: 8, status: 12 });
+
+/// Argument of [`SET_VERSION`] (`struct gnttab_set_version`, 4 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SetVersion {
+    /// IN: the wanted version (1 or 2); OUT: the version in effect.
+    pub version: u32,
+}
+assert_layout!(SetVersion, 4, { version: 0 });
+
+/// Argument of [`GET_VERSION`] (`struct gnttab_get_version`, 8 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct GetVersion {
+    /// IN: the domain.
+    pub dom: u16,
+    /// Padding.
+    pub pad: u16,
+    /// OUT: the version in effect.
+    pub version: u32,
+}
+assert_layout!(GetVersion, 8, { dom: 0, pad: 2, version: 4 });
+
+/// Argument of [`MAP_GRANT_REF`] (`struct gnttab_map_grant_ref`, 32 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct MapGrantRef {
+    /// IN: where to map (on ARM: a guest physical address).
+    pub host_addr: u64,
+    /// IN: `GNTMAP_*` flags.
+    pub flags: u32,
+    /// IN: the grant reference in `dom`'s table.
+    pub r#ref: GrantRef,
+    /// IN: the granting domain.
+    pub dom: u16,
+    /// OUT: `GNTST_*`.
+    pub status: i16,
+    /// OUT: handle for [`UNMAP_GRANT_REF`].
+    pub handle: GrantHandle,
+    /// OUT: bus address for device mappings.
+    pub dev_bus_addr: u64,
+}
+assert_layout!(MapGrantRef, 32, {
+    host_addr: 0,
+    flags: 8,
+    r#ref: 12,
+    dom: 16,
+    status: 18,
+    handle: 20,
+    dev_bus_addr: 24,
+});
+
+/// Argument of [`UNMAP_GRANT_REF`] (`struct gnttab_unmap_grant_ref`, 24 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct UnmapGrantRef {
+    /// IN: the mapped address.
+    pub host_addr: u64,
+    /// IN: the device address, for device mappings.
+    pub dev_bus_addr: u64,
+    /// IN: the handle from [`MAP_GRANT_REF`].
+    pub handle: GrantHandle,
+    /// OUT: `GNTST_*`.
+    pub status: i16,
+}
+assert_layout!(UnmapGrantRef, 24, { host_addr: 0, dev_bus_addr: 8, handle: 16, status: 20 });
+
+/// One side of a [`COPY`] (`struct gnttab_copy_ptr`, 16 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CopyPtr {
+    /// Xen's union `u`: a grant reference (low 32 bits) when the matching
+    /// `GNTCOPY_*_gref` flag is set, otherwise a guest frame number.
+    pub u: u64,
+    /// The domain owning the frame or grant.
+    pub domid: u16,
+    /// Byte offset in the frame.
+    pub offset: u16,
+}
+assert_layout!(CopyPtr, 16, { u: 0, domid: 8, offset: 10 });
+
+/// Argument of [`COPY`] (`struct gnttab_copy`, 40 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Copy {
+    /// IN: where to copy from.
+    pub source: CopyPtr,
+    /// IN: where to copy to.
+    pub dest: CopyPtr,
+    /// IN: bytes to copy; neither side may cross a page.
+    pub len: u16,
+    /// IN: `GNTCOPY_*` flags.
+    pub flags: u16,
+    /// OUT: `GNTST_*`.
+    pub status: i16,
+}
+assert_layout!(Copy, 40, { source: 0, dest: 16, len: 32, flags: 34, status: 36 });

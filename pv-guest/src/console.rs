@@ -1,0 +1,116 @@
+//! Console output through `console_io(CONSOLEIO_write)`.
+//!
+//! [`print!`] and [`println!`] format into one 256-byte line buffer that is written with
+//! one hypercall per line (on `'\n'`, or when full): the hypervisor prefixes every line
+//! it receives with the domain's name, so a line must arrive whole.
+//!
+//! The guest has one vCPU and runs with interrupts masked, so the only way to re-enter
+//! the buffer is an exception taken while printing; [`emergency_print`] (used by the
+//! exception handler) therefore never touches the buffer.
+
+use core::cell::UnsafeCell;
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::abi::guest::console_write;
+
+/// Bytes in the line buffer.
+const LINE_CAPACITY: usize = 256;
+
+struct LineBuffer {
+    bytes: [u8; LINE_CAPACITY],
+    length: usize,
+}
+
+impl LineBuffer {
+    fn flush(&mut self) {
+        if self.length > 0 {
+            // Nothing sensible to do on failure: the console is the error channel.
+            let _ = console_write(&self.bytes[..self.length]);
+            self.length = 0;
+        }
+    }
+}
+
+impl Write for LineBuffer {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        for &byte in text.as_bytes() {
+            self.bytes[self.length] = byte;
+            self.length += 1;
+            if byte == b'\n' || self.length == LINE_CAPACITY {
+                self.flush();
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Console {
+    busy: AtomicBool,
+    line: UnsafeCell<LineBuffer>,
+}
+
+// SAFETY: `line` is only reached while `busy` is held (see `print`), so there is never
+// more than one reference to it.
+unsafe impl Sync for Console {}
+
+static CONSOLE: Console = Console {
+    busy: AtomicBool::new(false),
+    line: UnsafeCell::new(LineBuffer {
+        bytes: [0; LINE_CAPACITY],
+        length: 0,
+    }),
+};
+
+/// Formats `arguments` into the line buffer (the engine behind [`print!`]).
+pub fn print(arguments: fmt::Arguments<'_>) {
+    if CONSOLE.busy.swap(true, Ordering::Acquire) {
+        // Re-entered (an exception while printing): do not touch the buffer.
+        emergency_print(arguments);
+        return;
+    }
+    // SAFETY: `busy` was false and is now ours, so this is the only reference.
+    let line = unsafe { &mut *CONSOLE.line.get() };
+    let _ = line.write_fmt(arguments);
+    CONSOLE.busy.store(false, Ordering::Release);
+}
+
+/// Writes out a partial line left in the buffer (before shutting down).
+pub fn flush() {
+    if CONSOLE.busy.swap(true, Ordering::Acquire) {
+        return;
+    }
+    // SAFETY: as in `print`.
+    let line = unsafe { &mut *CONSOLE.line.get() };
+    line.flush();
+    CONSOLE.busy.store(false, Ordering::Release);
+}
+
+/// Formats into a buffer on the stack and writes it at once, bypassing the line buffer.
+pub fn emergency_print(arguments: fmt::Arguments<'_>) {
+    let mut line = LineBuffer {
+        bytes: [0; LINE_CAPACITY],
+        length: 0,
+    };
+    let _ = line.write_fmt(arguments);
+    line.flush();
+}
+
+/// Prints to the hypervisor console.
+#[macro_export]
+macro_rules! print {
+    ($($argument:tt)*) => {
+        $crate::console::print(format_args!($($argument)*))
+    };
+}
+
+/// Prints a line to the hypervisor console.
+#[macro_export]
+macro_rules! println {
+    () => {
+        $crate::console::print(format_args!("\n"))
+    };
+    ($($argument:tt)*) => {
+        $crate::console::print(format_args!("{}\n", format_args!($($argument)*)))
+    };
+}

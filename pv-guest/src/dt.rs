@@ -1,0 +1,337 @@
+//! A tiny, bounds-checked flattened device tree reader.
+//!
+//! It reads only what pv-guest needs: the root's `#address-cells`/`#size-cells`,
+//! `/chosen/bootargs` and the `reg` of the depth-1 `memory` nodes. The tree comes from
+//! the hypervisor and is treated as untrusted: every read is checked, nothing panics,
+//! and a malformed tree yields a [`DtError`] that the caller reports on the console.
+//!
+//! It runs with the MMU off (Device memory: no unaligned accesses), so it only ever
+//! reads single bytes.
+
+use core::fmt;
+
+/// Largest tree accepted.
+const MAX_TREE_SIZE: usize = 2 << 20;
+/// Most RAM ranges kept.
+pub const MAX_MEMORY_RANGES: usize = 8;
+/// Deepest node nesting accepted.
+const MAX_DEPTH: usize = 32;
+
+const FDT_MAGIC: u32 = 0xd00d_feed;
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
+const FDT_END: u32 = 9;
+
+/// Why a tree could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtError {
+    /// x0 was 0 or not 8-byte aligned.
+    BadPointer(u64),
+    /// The header's magic was not 0xd00dfeed.
+    BadMagic(u32),
+    /// `totalsize` too small or above [`MAX_TREE_SIZE`].
+    BadSize(u32),
+    /// A format version before 17 (the one with `size_dt_struct`).
+    BadVersion(u32),
+    /// A block (structure, strings) lies outside the tree.
+    BadBlock,
+    /// A read went past the end of the structure block at this offset.
+    Truncated(usize),
+    /// An unknown token at this offset.
+    BadToken(u32, usize),
+    /// Nodes nested deeper than [`MAX_DEPTH`], or an END_NODE with no open node.
+    BadNesting,
+    /// A property name offset outside the strings block.
+    BadName,
+    /// A `#address-cells`/`#size-cells` value that is not 1 or 2.
+    BadCells,
+    /// A memory `reg` whose length is not a multiple of one entry.
+    BadReg,
+    /// No memory node with a non-empty range.
+    NoMemory,
+}
+
+impl fmt::Display for DtError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DtError::BadPointer(address) => write!(formatter, "bad tree address {address:#x}"),
+            DtError::BadMagic(magic) => write!(formatter, "bad magic {magic:#010x}"),
+            DtError::BadSize(size) => write!(formatter, "bad totalsize {size:#x}"),
+            DtError::BadVersion(version) => write!(formatter, "unsupported version {version}"),
+            DtError::BadBlock => write!(formatter, "structure or strings block out of bounds"),
+            DtError::Truncated(offset) => write!(formatter, "truncated at offset {offset:#x}"),
+            DtError::BadToken(token, offset) => {
+                write!(formatter, "bad token {token:#x} at offset {offset:#x}")
+            }
+            DtError::BadNesting => write!(formatter, "bad node nesting"),
+            DtError::BadName => write!(formatter, "property name out of bounds"),
+            DtError::BadCells => write!(formatter, "#address-cells/#size-cells not 1 or 2"),
+            DtError::BadReg => write!(formatter, "memory reg has a partial entry"),
+            DtError::NoMemory => write!(formatter, "no memory node"),
+        }
+    }
+}
+
+/// A range of guest-physical memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryRange {
+    /// First byte.
+    pub base: u64,
+    /// Bytes.
+    pub size: u64,
+}
+
+impl MemoryRange {
+    /// One past the last byte (saturating).
+    pub fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+}
+
+/// What pv-guest takes from the device tree.
+#[derive(Clone, Copy, Debug)]
+pub struct BootInfo {
+    /// `/chosen/bootargs` without trailing NULs (empty when absent).
+    pub bootargs: &'static [u8],
+    /// RAM ranges from the `memory` nodes.
+    pub memory: [MemoryRange; MAX_MEMORY_RANGES],
+    /// How many entries of `memory` are valid.
+    pub memory_count: usize,
+    /// Memory ranges dropped because `memory` was full.
+    pub memory_dropped: usize,
+}
+
+impl BootInfo {
+    /// The valid memory ranges.
+    pub fn memory(&self) -> &[MemoryRange] {
+        &self.memory[..self.memory_count]
+    }
+
+    /// One past the highest RAM byte.
+    pub fn memory_end(&self) -> u64 {
+        self.memory()
+            .iter()
+            .map(MemoryRange::end)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Bounds-checked big-endian reads from a byte slice.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn u32(&mut self) -> Result<u32, DtError> {
+        let value = read_u32(self.bytes, self.offset).ok_or(DtError::Truncated(self.offset))?;
+        self.offset += 4;
+        Ok(value)
+    }
+
+    fn take(&mut self, length: usize) -> Result<&'a [u8], DtError> {
+        let end = self
+            .offset
+            .checked_add(length)
+            .ok_or(DtError::Truncated(self.offset))?;
+        let bytes = self
+            .bytes
+            .get(self.offset..end)
+            .ok_or(DtError::Truncated(self.offset))?;
+        self.offset = align4(end);
+        Ok(bytes)
+    }
+
+    /// A NUL-terminated node name (without the NUL); skips the padding.
+    fn name(&mut self) -> Result<&'a [u8], DtError> {
+        let rest = self
+            .bytes
+            .get(self.offset..)
+            .ok_or(DtError::Truncated(self.offset))?;
+        let length = rest
+            .iter()
+            .position(|&byte| byte == 0)
+            .ok_or(DtError::Truncated(self.offset))?;
+        let name = &rest[..length];
+        self.offset = align4(self.offset + length + 1);
+        Ok(name)
+    }
+}
+
+fn align4(value: usize) -> usize {
+    (value + 3) & !3
+}
+
+fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
+    let chunk = bytes.get(offset..offset.checked_add(4)?)?;
+    Some(u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+}
+
+/// Reads `cells` (1 or 2) big-endian cells.
+fn read_cells(bytes: &[u8], cells: usize) -> u64 {
+    bytes.chunks_exact(4).take(cells).fold(0, |value, chunk| {
+        (value << 32) | u64::from(u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+    })
+}
+
+/// A NUL-terminated string in `strings` at `offset`.
+fn string_at(strings: &[u8], offset: usize) -> Result<&[u8], DtError> {
+    let rest = strings.get(offset..).ok_or(DtError::BadName)?;
+    let length = rest
+        .iter()
+        .position(|&byte| byte == 0)
+        .ok_or(DtError::BadName)?;
+    Ok(&rest[..length])
+}
+
+fn is_memory_node(name: &[u8]) -> bool {
+    name == b"memory" || name.starts_with(b"memory@")
+}
+
+/// Reads the tree at `address`.
+///
+/// # Safety
+/// If `address` is non-zero and aligned, the memory from it must be readable for the
+/// header and for `totalsize` bytes, and stay unchanged for the guest's lifetime.
+pub unsafe fn read(address: u64) -> Result<BootInfo, DtError> {
+    if address == 0 || !address.is_multiple_of(8) {
+        return Err(DtError::BadPointer(address));
+    }
+    let pointer = address as *const u8;
+    // SAFETY: the caller guarantees the header (40 bytes) is readable.
+    let header = unsafe { core::slice::from_raw_parts(pointer, 40) };
+    let magic = read_u32(header, 0).ok_or(DtError::BadBlock)?;
+    if magic != FDT_MAGIC {
+        return Err(DtError::BadMagic(magic));
+    }
+    let total_size = read_u32(header, 4).ok_or(DtError::BadBlock)?;
+    if (total_size as usize) < 40 || total_size as usize > MAX_TREE_SIZE {
+        return Err(DtError::BadSize(total_size));
+    }
+    // SAFETY: the caller guarantees `totalsize` bytes are readable and unchanging.
+    let tree: &'static [u8] = unsafe { core::slice::from_raw_parts(pointer, total_size as usize) };
+    parse(tree)
+}
+
+/// Parses a tree already in a slice.
+pub fn parse(tree: &'static [u8]) -> Result<BootInfo, DtError> {
+    let field = |offset| read_u32(tree, offset).ok_or(DtError::BadBlock);
+    let block = |offset: u32, size: u32| {
+        let start = offset as usize;
+        let end = start.checked_add(size as usize).ok_or(DtError::BadBlock)?;
+        tree.get(start..end).ok_or(DtError::BadBlock)
+    };
+    let version = field(20)?;
+    if version < 17 {
+        return Err(DtError::BadVersion(version));
+    }
+    let structure = block(field(8)?, field(36)?)?;
+    let strings = block(field(12)?, field(32)?)?;
+
+    let mut info = BootInfo {
+        bootargs: &[],
+        memory: [MemoryRange::default(); MAX_MEMORY_RANGES],
+        memory_count: 0,
+        memory_dropped: 0,
+    };
+    let mut address_cells = 2;
+    let mut size_cells = 1;
+    // The memory `reg`s, kept until the root's cells are known (they may come later).
+    let mut memory_regs: [&[u8]; MAX_MEMORY_RANGES] = [&[]; MAX_MEMORY_RANGES];
+    let mut memory_reg_count = 0;
+
+    let mut cursor = Cursor {
+        bytes: structure,
+        offset: 0,
+    };
+    // Depth of the node we are in (1 = root), and whether we are in /chosen or a memory
+    // node (both are children of the root, so depth 2).
+    let mut depth = 0usize;
+    let mut in_chosen = false;
+    let mut in_memory = false;
+    loop {
+        let token_offset = cursor.offset;
+        match cursor.u32()? {
+            FDT_BEGIN_NODE => {
+                let name = cursor.name()?;
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(DtError::BadNesting);
+                }
+                if depth == 2 {
+                    in_chosen = name == b"chosen";
+                    in_memory = is_memory_node(name);
+                }
+            }
+            FDT_END_NODE => {
+                depth = depth.checked_sub(1).ok_or(DtError::BadNesting)?;
+                if depth < 2 {
+                    in_chosen = false;
+                    in_memory = false;
+                }
+            }
+            FDT_PROP => {
+                let length = cursor.u32()? as usize;
+                let name_offset = cursor.u32()? as usize;
+                let value = cursor.take(length)?;
+                let name = string_at(strings, name_offset)?;
+                match (depth, name) {
+                    (1, b"#address-cells") => address_cells = read_cells(value, 1),
+                    (1, b"#size-cells") => size_cells = read_cells(value, 1),
+                    (2, b"bootargs") if in_chosen => {
+                        let end = value
+                            .iter()
+                            .rposition(|&byte| byte != 0)
+                            .map_or(0, |i| i + 1);
+                        info.bootargs = &value[..end];
+                    }
+                    (2, b"reg") if in_memory => {
+                        if memory_reg_count < MAX_MEMORY_RANGES {
+                            memory_regs[memory_reg_count] = value;
+                            memory_reg_count += 1;
+                        } else {
+                            info.memory_dropped += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            FDT_NOP => {}
+            FDT_END => break,
+            token => return Err(DtError::BadToken(token, token_offset)),
+        }
+    }
+
+    if !(1..=2).contains(&address_cells) || !(1..=2).contains(&size_cells) {
+        return Err(DtError::BadCells);
+    }
+    let entry_bytes = (address_cells + size_cells) as usize * 4;
+    for reg in &memory_regs[..memory_reg_count] {
+        if reg.len() % entry_bytes != 0 {
+            return Err(DtError::BadReg);
+        }
+        for entry in reg.chunks_exact(entry_bytes) {
+            let split = address_cells as usize * 4;
+            let range = MemoryRange {
+                base: read_cells(&entry[..split], address_cells as usize),
+                size: read_cells(&entry[split..], size_cells as usize),
+            };
+            if range.size == 0 {
+                continue;
+            }
+            if info.memory_count < MAX_MEMORY_RANGES {
+                info.memory[info.memory_count] = range;
+                info.memory_count += 1;
+            } else {
+                info.memory_dropped += 1;
+            }
+        }
+    }
+    if info.memory_count == 0 {
+        return Err(DtError::NoMemory);
+    }
+    Ok(info)
+}

@@ -1,0 +1,448 @@
+//! Command-line parsing for `cargo xtask` (hand-rolled: a few flags, one structured value).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use qemu::Machine;
+
+/// Guest RAM when a `--guest` spec gives no `mem=`.
+pub const DEFAULT_MEMORY_MIB: u32 = 32;
+/// vCPUs when a `--guest` spec gives no `vcpus=`.
+pub const DEFAULT_VCPUS: u32 = 1;
+/// Default QEMU timeout of `run` and of each `test` scenario.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One `--guest IMAGE[,initrd=FILE][,mem=MiB][,vcpus=N][,name=NAME][,cmdline=TEXT]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestSpec {
+    /// The kernel image.
+    pub image: PathBuf,
+    /// The initial ramdisk, if any.
+    pub initrd: Option<PathBuf>,
+    /// Guest RAM in MiB.
+    pub memory_mib: u32,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// The domain name; `None` means "from the image file name".
+    pub name: Option<String>,
+    /// The kernel command line.
+    pub cmdline: String,
+}
+
+impl GuestSpec {
+    /// Parses a spec. `cmdline=` must come last and takes the rest of the argument,
+    /// commas, spaces and `=` included. Image paths cannot contain commas.
+    pub fn parse(spec: &str) -> Result<GuestSpec> {
+        let (image, mut rest) = match spec.split_once(',') {
+            Some((image, rest)) => (image, Some(rest)),
+            None => (spec, None),
+        };
+        if image.is_empty() {
+            bail!("--guest {spec:?}: the image path is missing (IMAGE[,key=value]...)");
+        }
+        let mut guest = GuestSpec {
+            image: PathBuf::from(image),
+            initrd: None,
+            memory_mib: DEFAULT_MEMORY_MIB,
+            vcpus: DEFAULT_VCPUS,
+            name: None,
+            cmdline: String::new(),
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        while let Some(text) = rest {
+            if let Some(cmdline) = text.strip_prefix("cmdline=") {
+                guest.cmdline = cmdline.to_string();
+                break;
+            }
+            let (option, next) = match text.split_once(',') {
+                Some((option, next)) => (option, Some(next)),
+                None => (text, None),
+            };
+            rest = next;
+            let Some((key, value)) = option.split_once('=') else {
+                bail!("--guest {spec:?}: {option:?} is not key=value (keys: initrd, mem, vcpus, name, cmdline)");
+            };
+            if seen.contains(&key) {
+                bail!("--guest {spec:?}: {key}= is given twice");
+            }
+            seen.push(key);
+            match key {
+                "initrd" if !value.is_empty() => guest.initrd = Some(PathBuf::from(value)),
+                "mem" => guest.memory_mib = parse_positive(spec, key, value)?,
+                "vcpus" => guest.vcpus = parse_positive(spec, key, value)?,
+                "name" if !value.is_empty() => guest.name = Some(value.to_string()),
+                "initrd" | "name" => bail!("--guest {spec:?}: {key}= needs a value"),
+                _ => bail!(
+                    "--guest {spec:?}: unknown key {key:?} (keys: initrd, mem, vcpus, name, cmdline)"
+                ),
+            }
+        }
+        Ok(guest)
+    }
+}
+
+fn parse_positive(spec: &str, key: &str, value: &str) -> Result<u32> {
+    match value.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("--guest {spec:?}: {key}={value:?} is not a positive whole number"),
+    }
+}
+
+/// Domain names for `guests`: the given name, else the image's file stem made unique
+/// with `-2`, `-3`, ... Explicit names must be unique.
+pub fn domain_names(guests: &[GuestSpec]) -> Result<Vec<String>> {
+    let mut taken: Vec<String> = Vec::new();
+    for guest in guests {
+        if let Some(name) = &guest.name {
+            if taken.contains(name) {
+                bail!("two guests are named {name:?}");
+            }
+            taken.push(name.clone());
+        }
+    }
+    let mut names = Vec::new();
+    for guest in guests {
+        let name = match &guest.name {
+            Some(name) => name.clone(),
+            None => {
+                let stem = guest
+                    .image
+                    .file_stem()
+                    .map(|stem| stem.to_string_lossy().into_owned())
+                    .filter(|stem| !stem.is_empty())
+                    .unwrap_or_else(|| "guest".to_string());
+                let mut candidate = stem.clone();
+                let mut n = 2;
+                while taken.contains(&candidate) {
+                    candidate = format!("{stem}-{n}");
+                    n += 1;
+                }
+                taken.push(candidate.clone());
+                candidate
+            }
+        };
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Options of `cargo xtask run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunArgs {
+    /// The machine profile.
+    pub machine: Machine,
+    /// The guests; empty means the demo system.
+    pub guests: Vec<GuestSpec>,
+    /// Deterministic virtual time.
+    pub icount: bool,
+    /// QEMU timeout.
+    pub timeout: Duration,
+}
+
+/// Options of `cargo xtask test`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestArgs {
+    /// Machines to run the integration scenarios on.
+    pub machines: Vec<Machine>,
+    /// Skip the real-Xen comparison.
+    pub no_xen: bool,
+    /// QEMU timeout per scenario.
+    pub timeout: Duration,
+}
+
+/// A parsed `cargo xtask` command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `build`.
+    Build,
+    /// `run`.
+    Run(RunArgs),
+    /// `test`.
+    Test(TestArgs),
+    /// `help`, `--help`, `-h`.
+    Help,
+}
+
+/// The usage text.
+pub const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build   build hyp and pv-guest into target/images/{hyp,pv-guest}.{img,elf}
+  run     build, write target/images/bootpack.bin and boot it under QEMU
+            --machine virt-gicv3|virt-gicv2|raspi4b   (default virt-gicv3)
+            --guest IMAGE[,initrd=FILE][,mem=MiB][,vcpus=N][,name=NAME][,cmdline=TEXT]
+                    (repeatable; cmdline= comes last and takes the rest; default:
+                    the demo system pv-a + pv-b running target/images/pv-guest.img)
+            --icount             deterministic virtual time (-icount shift=0,sleep=off)
+            --timeout SECONDS    kill QEMU after this long (default 120)
+          exits 0 only when the hypervisor ends with `halt: all N domains shut down cleanly`
+  test    host unit tests, image build, integration scenarios under QEMU, and the
+          comparison with real Xen; ends with `N passed, M failed`
+            --machine NAME       run the scenarios on this machine only (repeatable;
+                                 default virt-gicv3 and virt-gicv2)
+            --no-xen             skip the xen-conformance scenario
+            --timeout SECONDS    per-scenario QEMU timeout (default 120)
+  help    this text
+
+environment:
+  RASPI4B_DTB   path of bcm2711-rpi-4-b.dtb for --machine raspi4b
+";
+
+/// Parses the arguments after `cargo xtask`.
+pub fn parse(args: &[String]) -> Result<Command> {
+    let Some((command, rest)) = args.split_first() else {
+        return Ok(Command::Help);
+    };
+    match command.as_str() {
+        "build" => {
+            if let Some(extra) = rest.first() {
+                bail!("build takes no arguments (got {extra:?})");
+            }
+            Ok(Command::Build)
+        }
+        "run" => parse_run(rest).map(Command::Run),
+        "test" => parse_test(rest).map(Command::Test),
+        "help" | "--help" | "-h" => Ok(Command::Help),
+        other => bail!("unknown command {other:?}; see `cargo xtask help`"),
+    }
+}
+
+/// Iterates over `--flag value` / `--flag=value` arguments.
+struct Flags<'a> {
+    args: std::slice::Iter<'a, String>,
+}
+
+impl<'a> Flags<'a> {
+    /// The next flag and, for `--flag=value`, its attached value.
+    fn next_flag(&mut self) -> Option<(&'a str, Option<&'a str>)> {
+        let arg = self.args.next()?;
+        Some(match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
+            _ => (arg.as_str(), None),
+        })
+    }
+
+    fn value(&mut self, flag: &str, attached: Option<&'a str>) -> Result<&'a str> {
+        match attached {
+            Some(value) => Ok(value),
+            None => self
+                .args
+                .next()
+                .map(String::as_str)
+                .with_context(|| format!("{flag} needs a value")),
+        }
+    }
+}
+
+fn no_value(flag: &str, attached: Option<&str>) -> Result<()> {
+    match attached {
+        Some(_) => bail!("{flag} takes no value"),
+        None => Ok(()),
+    }
+}
+
+fn parse_timeout(value: &str) -> Result<Duration> {
+    match value.parse::<u64>() {
+        Ok(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
+        _ => bail!("--timeout {value:?}: expected a positive number of seconds"),
+    }
+}
+
+fn parse_machine(value: &str) -> Result<Machine> {
+    value.parse::<Machine>().map_err(anyhow::Error::msg)
+}
+
+fn parse_run(args: &[String]) -> Result<RunArgs> {
+    let mut run = RunArgs {
+        machine: Machine::VirtGicv3,
+        guests: Vec::new(),
+        icount: false,
+        timeout: DEFAULT_TIMEOUT,
+    };
+    let mut flags = Flags { args: args.iter() };
+    while let Some((flag, attached)) = flags.next_flag() {
+        match flag {
+            "--machine" => run.machine = parse_machine(flags.value(flag, attached)?)?,
+            "--guest" => run
+                .guests
+                .push(GuestSpec::parse(flags.value(flag, attached)?)?),
+            "--icount" => {
+                no_value(flag, attached)?;
+                run.icount = true;
+            }
+            "--timeout" => run.timeout = parse_timeout(flags.value(flag, attached)?)?,
+            other => bail!("run: unknown argument {other:?}; see `cargo xtask help`"),
+        }
+    }
+    Ok(run)
+}
+
+fn parse_test(args: &[String]) -> Result<TestArgs> {
+    let mut test = TestArgs {
+        machines: Vec::new(),
+        no_xen: false,
+        timeout: DEFAULT_TIMEOUT,
+    };
+    let mut flags = Flags { args: args.iter() };
+    while let Some((flag, attached)) = flags.next_flag() {
+        match flag {
+            "--machine" => {
+                let machine = parse_machine(flags.value(flag, attached)?)?;
+                if !test.machines.contains(&machine) {
+                    test.machines.push(machine);
+                }
+            }
+            "--no-xen" => {
+                no_value(flag, attached)?;
+                test.no_xen = true;
+            }
+            "--timeout" => test.timeout = parse_timeout(flags.value(flag, attached)?)?,
+            other => bail!("test: unknown argument {other:?}; see `cargo xtask help`"),
+        }
+    }
+    if test.machines.is_empty() {
+        test.machines = vec![Machine::VirtGicv3, Machine::VirtGicv2];
+    }
+    Ok(test)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|arg| arg.to_string()).collect()
+    }
+
+    #[test]
+    fn image_only() {
+        let guest = GuestSpec::parse("target/images/pv-guest.img").unwrap();
+        assert_eq!(guest.image, PathBuf::from("target/images/pv-guest.img"));
+        assert_eq!(guest.memory_mib, DEFAULT_MEMORY_MIB);
+        assert_eq!(guest.vcpus, DEFAULT_VCPUS);
+        assert_eq!(guest.name, None);
+        assert_eq!(guest.cmdline, "");
+        assert_eq!(guest.initrd, None);
+    }
+
+    #[test]
+    fn all_options() {
+        let guest =
+            GuestSpec::parse("a.img,initrd=r.cpio,mem=64,vcpus=2,name=web,cmdline=hello").unwrap();
+        assert_eq!(guest.initrd, Some(PathBuf::from("r.cpio")));
+        assert_eq!(guest.memory_mib, 64);
+        assert_eq!(guest.vcpus, 2);
+        assert_eq!(guest.name.as_deref(), Some("web"));
+        assert_eq!(guest.cmdline, "hello");
+    }
+
+    #[test]
+    fn cmdline_takes_the_rest() {
+        let guest = GuestSpec::parse("a.img,mem=8,cmdline=hello errors x=1,name=y, z").unwrap();
+        assert_eq!(guest.cmdline, "hello errors x=1,name=y, z");
+        assert_eq!(guest.memory_mib, 8);
+        assert_eq!(guest.name, None);
+        let guest = GuestSpec::parse("a.img,cmdline=").unwrap();
+        assert_eq!(guest.cmdline, "");
+        let guest = GuestSpec::parse("a.img,cmdline==,=").unwrap();
+        assert_eq!(guest.cmdline, "=,=");
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        for spec in [
+            "",
+            ",mem=1",
+            "a.img,mem=0",
+            "a.img,mem=-1",
+            "a.img,mem=lots",
+            "a.img,vcpus=",
+            "a.img,colour=red",
+            "a.img,mem",
+            "a.img,name=",
+            "a.img,mem=1,mem=2",
+            "a.img,",
+        ] {
+            assert!(GuestSpec::parse(spec).is_err(), "{spec:?} accepted");
+        }
+    }
+
+    #[test]
+    fn names_default_to_unique_stems() {
+        let specs: Vec<GuestSpec> = ["x/pv.img", "y/pv.img", "pv.img,name=pv-2", "other.bin"]
+            .iter()
+            .map(|spec| GuestSpec::parse(spec).unwrap())
+            .collect();
+        assert_eq!(
+            domain_names(&specs).unwrap(),
+            vec!["pv", "pv-3", "pv-2", "other"]
+        );
+        let twins: Vec<GuestSpec> = ["a.img,name=n", "b.img,name=n"]
+            .iter()
+            .map(|spec| GuestSpec::parse(spec).unwrap())
+            .collect();
+        assert!(domain_names(&twins).is_err());
+    }
+
+    #[test]
+    fn run_arguments() {
+        let Command::Run(run) = parse(&strings(&[
+            "run",
+            "--machine",
+            "virt-gicv2",
+            "--guest",
+            "a.img,cmdline=one two",
+            "--guest=b.img",
+            "--icount",
+            "--timeout",
+            "30",
+        ]))
+        .unwrap() else {
+            panic!("not run");
+        };
+        assert_eq!(run.machine, Machine::VirtGicv2);
+        assert_eq!(run.guests.len(), 2);
+        assert_eq!(run.guests[0].cmdline, "one two");
+        assert!(run.icount);
+        assert_eq!(run.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn run_defaults_and_errors() {
+        let Command::Run(run) = parse(&strings(&["run"])).unwrap() else {
+            panic!("not run");
+        };
+        assert_eq!(run.machine, Machine::VirtGicv3);
+        assert!(run.guests.is_empty());
+        assert_eq!(run.timeout, DEFAULT_TIMEOUT);
+        for bad in [
+            &["run", "--machine", "pc"][..],
+            &["run", "--timeout", "0"],
+            &["run", "--timeout"],
+            &["run", "--guest"],
+            &["run", "--icount=yes"],
+            &["run", "extra"],
+            &["build", "x"],
+            &["frobnicate"],
+        ] {
+            assert!(parse(&strings(bad)).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn test_arguments() {
+        let Command::Test(test) = parse(&strings(&["test"])).unwrap() else {
+            panic!("not test");
+        };
+        assert_eq!(test.machines, vec![Machine::VirtGicv3, Machine::VirtGicv2]);
+        let Command::Test(test) =
+            parse(&strings(&["test", "--machine=virt-gicv2", "--no-xen"])).unwrap()
+        else {
+            panic!("not test");
+        };
+        assert_eq!(test.machines, vec![Machine::VirtGicv2]);
+        assert!(test.no_xen);
+    }
+}

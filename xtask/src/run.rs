@@ -1,0 +1,241 @@
+//! `cargo xtask run`: write the boot pack for a set of domains and boot it.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use hyp::bootpack::{self, DomainSpec};
+use qemu::runner::{self, Control, Line, Outcome, RunConfig, HALT_GRACE};
+use qemu::{LogDecoder, Machine};
+
+use crate::args::{self, GuestSpec};
+use crate::images::Images;
+
+/// One domain of the system to boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Domain {
+    /// Unique name.
+    pub name: String,
+    /// Guest RAM in MiB.
+    pub memory_mib: u32,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Kernel image file.
+    pub image: PathBuf,
+    /// Initrd file, if any.
+    pub initrd: Option<PathBuf>,
+    /// Command line.
+    pub cmdline: String,
+}
+
+impl Domain {
+    /// A domain running `image` with the default memory and vCPUs.
+    pub fn new(name: &str, image: &Path, cmdline: &str) -> Domain {
+        Domain {
+            name: name.to_string(),
+            memory_mib: args::DEFAULT_MEMORY_MIB,
+            vcpus: args::DEFAULT_VCPUS,
+            image: image.to_path_buf(),
+            initrd: None,
+            cmdline: cmdline.to_string(),
+        }
+    }
+}
+
+/// The demo system: `pv-a` (default test set) and `pv-b` (`hello`), 32 MiB, 1 vCPU each.
+pub fn demo_domains(images: &Images) -> Vec<Domain> {
+    vec![
+        Domain::new("pv-a", &images.guest_img, ""),
+        Domain::new("pv-b", &images.guest_img, "hello"),
+    ]
+}
+
+/// The domains of `--guest` specs, named by [`args::domain_names`].
+pub fn domains_from_specs(specs: &[GuestSpec]) -> Result<Vec<Domain>> {
+    let names = args::domain_names(specs)?;
+    Ok(specs
+        .iter()
+        .zip(names)
+        .map(|(spec, name)| Domain {
+            name,
+            memory_mib: spec.memory_mib,
+            vcpus: spec.vcpus,
+            image: spec.image.clone(),
+            initrd: spec.initrd.clone(),
+            cmdline: spec.cmdline.clone(),
+        })
+        .collect())
+}
+
+/// Encodes `domains` with `hyp::bootpack::encode` and writes the pack to `path`.
+pub fn write_bootpack(domains: &[Domain], path: &Path) -> Result<()> {
+    let mut files = Vec::new();
+    for domain in domains {
+        let image = std::fs::read(&domain.image).with_context(|| {
+            format!(
+                "domain {}: reading image {}",
+                domain.name,
+                domain.image.display()
+            )
+        })?;
+        let initrd = match &domain.initrd {
+            Some(initrd) => std::fs::read(initrd).with_context(|| {
+                format!(
+                    "domain {}: reading initrd {}",
+                    domain.name,
+                    initrd.display()
+                )
+            })?,
+            None => Vec::new(),
+        };
+        files.push((image, initrd));
+    }
+    let specs: Vec<DomainSpec> = domains
+        .iter()
+        .zip(&files)
+        .map(|(domain, (image, initrd))| DomainSpec {
+            name: &domain.name,
+            memory_mib: domain.memory_mib,
+            vcpus: domain.vcpus,
+            image,
+            initrd,
+            cmdline: &domain.cmdline,
+        })
+        .collect();
+    let explain =
+        |error: bootpack::PackError| match error.domain_index().and_then(|i| domains.get(i)) {
+            Some(domain) => anyhow::anyhow!(
+                "cannot write the boot pack: domain {:?} ({}): {}",
+                domain.name,
+                domain.image.display(),
+                error.describe()
+            ),
+            None => anyhow::anyhow!("cannot write the boot pack: {}", error.describe()),
+        };
+    let size = bootpack::encoded_size(&specs).map_err(explain)?;
+    let mut pack = vec![0u8; size];
+    let written = bootpack::encode(&specs, &mut pack).map_err(explain)?;
+    pack.truncate(written);
+    std::fs::write(path, &pack).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The hypervisor log decoder, or `None` (with a warning) when the ELF has no usable
+/// `defmt` table.
+pub fn log_decoder(images: &Images) -> Option<LogDecoder> {
+    let elf = match std::fs::read(&images.hyp_elf) {
+        Ok(elf) => elf,
+        Err(error) => {
+            eprintln!(
+                "xtask: warning: cannot read {}: {error}",
+                images.hyp_elf.display()
+            );
+            return None;
+        }
+    };
+    match LogDecoder::from_elf(&elf) {
+        Ok(decoder) => Some(decoder),
+        Err(error) => {
+            eprintln!(
+                "xtask: warning: hypervisor log frames cannot be decoded: {}: {error}",
+                images.hyp_elf.display()
+            );
+            None
+        }
+    }
+}
+
+/// What the runner should do after `line`: kill QEMU at a hypervisor panic, give it
+/// [`HALT_GRACE`] to power off after the `halt:` line.
+pub fn control_for(line: &Line) -> Control {
+    if line.is_panic() {
+        // Let the rest of the panic message arrive.
+        Control::StopAfter(Duration::from_secs(1))
+    } else if line.halt().is_some() {
+        Control::StopAfter(HALT_GRACE)
+    } else {
+        Control::Continue
+    }
+}
+
+/// Boots the hypervisor with `domains` on `machine`. When `echo` is set, every line is
+/// printed as it arrives (UART lines on stdout, QEMU's stderr on stderr).
+pub fn boot(
+    images: &Images,
+    domains: &[Domain],
+    machine: Machine,
+    icount: bool,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Outcome> {
+    write_bootpack(domains, &images.bootpack)?;
+    crate::setup::ensure_qemu()?;
+    let decoder = log_decoder(images);
+    let mut config = RunConfig::new(machine, &images.hyp_img);
+    config.initrd = Some(images.bootpack.clone());
+    config.icount = icount;
+    config.timeout = timeout;
+    config.forward_stdin = echo;
+    let colour = std::io::stdout().is_terminal();
+    let outcome = runner::run(&config, decoder.as_ref(), |line| {
+        if echo {
+            match line {
+                Line::Stderr(_) => eprintln!("{}", line.render(false)),
+                _ => {
+                    let mut stdout = std::io::stdout().lock();
+                    let _ = writeln!(stdout, "{}", line.render(colour));
+                    let _ = stdout.flush();
+                }
+            }
+        }
+        control_for(line)
+    })
+    .map_err(anyhow::Error::msg)?;
+    Ok(outcome)
+}
+
+/// `cargo xtask run`.
+pub fn run(run: &args::RunArgs) -> Result<bool> {
+    // Fail on an unusable machine before the build.
+    run.machine.args().map_err(anyhow::Error::msg)?;
+    let images = crate::images::build()?;
+    let domains = if run.guests.is_empty() {
+        demo_domains(&images)
+    } else {
+        domains_from_specs(&run.guests)?
+    };
+    for domain in &domains {
+        if !domain.image.is_file() {
+            bail!(
+                "domain {}: image {} does not exist",
+                domain.name,
+                domain.image.display()
+            );
+        }
+    }
+    let outcome = boot(
+        &images,
+        &domains,
+        run.machine,
+        run.icount,
+        run.timeout,
+        true,
+    )?;
+    if outcome.undecodable > 0 {
+        eprintln!(
+            "xtask: {} hypervisor log frames could not be decoded",
+            outcome.undecodable
+        );
+    }
+    match outcome.check_clean_halt() {
+        Ok(n) => {
+            eprintln!("xtask: ok: all {n} domains shut down cleanly");
+            Ok(true)
+        }
+        Err(reason) => {
+            eprintln!("xtask: FAILED: {reason}");
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! `cargo xtask test`: host unit tests, the image build, integration scenarios under
+//! QEMU, and the comparison with real Xen.
+//!
+//! Every integration scenario prints `test integration::<machine>::<scenario> ... ok` or
+//! `... FAILED` (then the reason and the last 40 lines of output); a scenario that cannot
+//! run for lack of an external tool prints `SKIP <scenario>: <reason>` and counts neither
+//! way. The run ends with `N passed, M failed` over the scenarios plus the host
+//! `cargo test` step.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use qemu::report::{self, Report};
+use qemu::runner::{Halt, Outcome};
+use qemu::Machine;
+
+use crate::args::TestArgs;
+use crate::images::Images;
+use crate::run::{self, Domain};
+use crate::setup;
+
+/// Lines of output shown with a failure.
+const TAIL_LINES: usize = 40;
+/// `run-on-xen --timeout`.
+const XEN_TIMEOUT_SECONDS: u64 = 180;
+/// Our own limit on one `run-on-xen` call (its timeout plus Xen set-up and dtc).
+const XEN_HARD_TIMEOUT: Duration = Duration::from_secs(XEN_TIMEOUT_SECONDS + 120);
+/// Our limit on `run-on-xen --setup-only` (package downloads).
+const XEN_SETUP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The result of one scenario.
+enum Verdict {
+    Pass,
+    Fail { reason: String, output: Vec<String> },
+    Skip(String),
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+}
+
+impl Tally {
+    fn record(&mut self, name: &str, verdict: Verdict) {
+        match verdict {
+            Verdict::Pass => {
+                self.passed += 1;
+                println!("test {name} ... ok");
+            }
+            Verdict::Fail { reason, output } => {
+                self.failed += 1;
+                println!("test {name} ... FAILED");
+                println!("  reason: {reason}");
+                if !output.is_empty() {
+                    let start = output.len().saturating_sub(TAIL_LINES);
+                    println!("  last {} lines of output:", output.len() - start);
+                    for line in &output[start..] {
+                        println!("  | {line}");
+                    }
+                }
+            }
+            Verdict::Skip(reason) => {
+                let scenario = name.rsplit("::").next().unwrap_or(name);
+                println!("SKIP {scenario}: {reason} ({name})");
+            }
+        }
+    }
+}
+
+/// `cargo xtask test`. Returns whether everything passed.
+pub fn test(args: &TestArgs) -> Result<bool> {
+    let mut tally = Tally::default();
+
+    println!("xtask: host tests: cargo test --workspace --exclude pv-guest");
+    let host =
+        setup::run_checked(setup::cargo().args(["test", "--workspace", "--exclude", "pv-guest"]));
+    tally.record(
+        "host::cargo-test",
+        match host {
+            Ok(()) => Verdict::Pass,
+            Err(error) => Verdict::Fail {
+                reason: format!("{error:#}"),
+                output: Vec::new(),
+            },
+        },
+    );
+
+    println!("xtask: building images");
+    let images = crate::images::build();
+    if let Err(error) = &images {
+        println!("xtask: image build failed: {error:#}");
+    }
+    let qemu = match &images {
+        Ok(_) => setup::ensure_qemu().map_err(|error| format!("{error:#}")),
+        Err(error) => Err(format!("images did not build: {error:#}")),
+    };
+
+    let mut xen: Option<Result<PathBuf, String>> = None;
+    for &machine in &args.machines {
+        let prefix = format!("integration::{machine}");
+        let ready = match (&images, &qemu) {
+            (Ok(images), Ok(())) => machine.args().map(|_| images),
+            (_, Err(reason)) => Err(reason.clone()),
+            (Err(error), Ok(())) => Err(format!("images did not build: {error:#}")),
+        };
+        let images = match ready {
+            Ok(images) => images,
+            Err(reason) => {
+                for scenario in ["demo", "crash-isolation", "guest-cmdline"] {
+                    tally.record(
+                        &format!("{prefix}::{scenario}"),
+                        Verdict::Fail {
+                            reason: reason.clone(),
+                            output: Vec::new(),
+                        },
+                    );
+                }
+                continue;
+            }
+        };
+
+        let (verdict, reference) = demo(images, machine, args.timeout);
+        tally.record(&format!("{prefix}::demo"), verdict);
+        tally.record(
+            &format!("{prefix}::crash-isolation"),
+            crash_isolation(images, machine, args.timeout),
+        );
+        tally.record(
+            &format!("{prefix}::guest-cmdline"),
+            guest_cmdline(images, machine, args.timeout),
+        );
+        if args.no_xen || machine == Machine::Raspi4b {
+            continue;
+        }
+        let script = xen.get_or_insert_with(xen_setup).clone();
+        let verdict = match script {
+            Err(reason) => Verdict::Skip(reason),
+            Ok(script) => xen_conformance(&script, images, machine, reference),
+        };
+        tally.record(&format!("{prefix}::xen-conformance"), verdict);
+    }
+
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(tally.failed == 0)
+}
+
+/// Boots `domains` quietly; on a runner error, the failure verdict.
+fn boot(
+    images: &Images,
+    domains: &[Domain],
+    machine: Machine,
+    timeout: Duration,
+) -> Result<Outcome, Verdict> {
+    run::boot(images, domains, machine, false, timeout, false).map_err(|error| Verdict::Fail {
+        reason: format!("{error:#}"),
+        output: Vec::new(),
+    })
+}
+
+fn rendered(outcome: &Outcome) -> Vec<String> {
+    outcome
+        .lines
+        .iter()
+        .map(|line| line.render(false))
+        .collect()
+}
+
+fn fail(outcome: &Outcome, reason: String) -> Verdict {
+    Verdict::Fail {
+        reason,
+        output: rendered(outcome),
+    }
+}
+
+/// The report of domain `name`, checked.
+fn domain_report(outcome: &Outcome, name: &str) -> Result<Report, String> {
+    let report = Report::parse(report::domain_lines(outcome.console_lines(), name));
+    report
+        .check()
+        .map_err(|reason| format!("domain {name}: {reason}"))?;
+    Ok(report)
+}
+
+/// `demo`: the default demo system; both reports pass and all domains halt cleanly.
+/// Also returns `pv-a`'s test names (the default set) as the Xen reference.
+fn demo(
+    images: &Images,
+    machine: Machine,
+    timeout: Duration,
+) -> (Verdict, Option<BTreeSet<String>>) {
+    let outcome = match boot(images, &run::demo_domains(images), machine, timeout) {
+        Ok(outcome) => outcome,
+        Err(verdict) => return (verdict, None),
+    };
+    let reference = domain_report(&outcome, "pv-a").ok().map(|report| {
+        report
+            .test_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    });
+    let check = || -> Result<(), String> {
+        domain_report(&outcome, "pv-a")?;
+        domain_report(&outcome, "pv-b")?;
+        outcome.check_clean_halt()?;
+        Ok(())
+    };
+    match check() {
+        Ok(()) => (Verdict::Pass, reference),
+        Err(reason) => (fail(&outcome, reason), reference),
+    }
+}
+
+/// `crash-isolation`: `crasher` crashes, `victim` still passes its tests.
+fn crash_isolation(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    let domains = [
+        Domain::new("victim", &images.guest_img, ""),
+        Domain::new("crasher", &images.guest_img, "crash"),
+    ];
+    let outcome = match boot(images, &domains, machine, timeout) {
+        Ok(outcome) => outcome,
+        Err(verdict) => return verdict,
+    };
+    let check = || -> Result<(), String> {
+        outcome.check_run()?;
+        domain_report(&outcome, "victim")?;
+        if !outcome
+            .hyp_messages()
+            .any(|message| message.starts_with("domain crasher crashed:"))
+        {
+            return Err("no hypervisor line `domain crasher crashed: ...`".into());
+        }
+        let expected = Halt::Unclean {
+            unclean: 1,
+            domains: 2,
+        };
+        match outcome.final_halt() {
+            Some(halt) if halt == expected => Ok(()),
+            Some(halt) => Err(format!("expected `{expected}`, got `{halt}`")),
+            None => Err(format!("no final `{expected}` line")),
+        }
+    };
+    match check() {
+        Ok(()) => Verdict::Pass,
+        Err(reason) => fail(&outcome, reason),
+    }
+}
+
+/// `guest-cmdline`: the command line `hello errors` selects those scenarios.
+fn guest_cmdline(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    let domains = [Domain::new("cmdline", &images.guest_img, "hello errors")];
+    let outcome = match boot(images, &domains, machine, timeout) {
+        Ok(outcome) => outcome,
+        Err(verdict) => return verdict,
+    };
+    let check = || -> Result<(), String> {
+        let report = domain_report(&outcome, "cmdline")?;
+        if report.results.len() < 2 {
+            return Err(format!(
+                "`hello errors` ran {} tests, expected at least 2",
+                report.results.len()
+            ));
+        }
+        outcome.check_clean_halt()?;
+        Ok(())
+    };
+    match check() {
+        Ok(()) => Verdict::Pass,
+        Err(reason) => fail(&outcome, reason),
+    }
+}
+
+/// Output of a captured external command.
+struct Captured {
+    status: Option<std::process::ExitStatus>,
+    timed_out: bool,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+}
+
+impl Captured {
+    fn all_lines(&self) -> Vec<String> {
+        self.stdout.iter().chain(&self.stderr).cloned().collect()
+    }
+}
+
+/// Runs `command` with stdin closed, collecting its output, killing it after `timeout`.
+fn capture(command: &mut Command, timeout: Duration) -> std::io::Result<Captured> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (sender, receiver) = mpsc::channel();
+    let mut readers = Vec::new();
+    for (is_stderr, pipe) in [
+        (
+            false,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            true,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+    ] {
+        let Some(mut pipe) = pipe else { continue };
+        let sender = sender.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            let _ = sender.send((is_stderr, bytes));
+        }));
+    }
+    drop(sender);
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait()? {
+            Some(status) => break Some(status),
+            None if Instant::now() >= deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let mut captured = Captured {
+        status,
+        timed_out,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    // A grandchild (QEMU) may keep the pipes open after a kill; do not wait forever.
+    let collect_until = Instant::now() + Duration::from_secs(5);
+    while let Ok((is_stderr, bytes)) =
+        receiver.recv_timeout(collect_until.saturating_duration_since(Instant::now()))
+    {
+        let lines = String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|line| line.trim_end_matches('\r').to_string())
+            .collect();
+        if is_stderr {
+            captured.stderr = lines;
+        } else {
+            captured.stdout = lines;
+        }
+    }
+    Ok(captured)
+}
+
+fn xen_script() -> PathBuf {
+    setup::workspace_root().join("../shared/peers/xen/run-on-xen")
+}
+
+/// Installs Xen and its tools (`run-on-xen --setup-only`); `Err` is the reason to skip.
+fn xen_setup() -> Result<PathBuf, String> {
+    let script = xen_script();
+    if !script.is_file() {
+        return Err(format!("{} is missing", script.display()));
+    }
+    println!("xtask: setting up real Xen (first use downloads packages)");
+    let captured = capture(Command::new(&script).arg("--setup-only"), XEN_SETUP_TIMEOUT)
+        .map_err(|error| format!("cannot start {}: {error}", script.display()))?;
+    if captured.timed_out {
+        return Err("installation timed out".into());
+    }
+    match captured.status {
+        Some(status) if status.success() => Ok(script),
+        status => {
+            let last = captured
+                .stderr
+                .iter()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .cloned()
+                .unwrap_or_default();
+            let status = status.map_or("killed".to_string(), |status| status.to_string());
+            Err(format!("installation failed ({status}): {last}"))
+        }
+    }
+}
+
+/// `xen-conformance`: pv-guest as dom0 of real Xen passes its report with the same test
+/// names as under our hypervisor (`pv-a` of `demo`).
+fn xen_conformance(
+    script: &Path,
+    images: &Images,
+    machine: Machine,
+    reference: Option<BTreeSet<String>>,
+) -> Verdict {
+    let gic = machine.gic_version().to_string();
+    let timeout = XEN_TIMEOUT_SECONDS.to_string();
+    let captured = match capture(
+        Command::new(script)
+            .arg(&images.guest_img)
+            .args(["--gic", &gic, "--timeout", &timeout])
+            .current_dir(setup::workspace_root()),
+        XEN_HARD_TIMEOUT,
+    ) {
+        Ok(captured) => captured,
+        Err(error) => return Verdict::Skip(format!("cannot start {}: {error}", script.display())),
+    };
+    let output = captured.all_lines();
+    let failure = |reason: String| Verdict::Fail {
+        reason,
+        output: output.clone(),
+    };
+    if captured.timed_out {
+        return failure(format!(
+            "run-on-xen did not finish in {} s",
+            XEN_HARD_TIMEOUT.as_secs()
+        ));
+    }
+    let lines = captured
+        .stdout
+        .iter()
+        .map(|line| line.strip_prefix("(d0) ").unwrap_or(line));
+    let report = Report::parse(lines);
+    if let Err(reason) = report.check() {
+        let status = captured
+            .status
+            .map_or("killed".to_string(), |status| status.to_string());
+        return failure(format!("on Xen: {reason} (run-on-xen: {status})"));
+    }
+    let Some(reference) = reference else {
+        return failure(
+            "no reference: the demo's pv-a report did not pass on our hypervisor".into(),
+        );
+    };
+    let on_xen: BTreeSet<String> = report
+        .test_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if on_xen != reference {
+        let only_xen: Vec<&String> = on_xen.difference(&reference).collect();
+        let only_ours: Vec<&String> = reference.difference(&on_xen).collect();
+        return failure(format!(
+            "test names differ: only on Xen {only_xen:?}, only on our hypervisor {only_ours:?}"
+        ));
+    }
+    Verdict::Pass
+}
