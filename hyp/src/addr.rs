@@ -161,7 +161,10 @@ mod tests {
         assert_eq!(address.page_base(), PhysAddr::new(0x4000_1000));
         assert_eq!(address.page_offset(), 0x234);
         assert_eq!(address.frame_number(), 0x40001);
-        assert_eq!(PhysAddr::from_frame_number(0x40001), Some(PhysAddr::new(0x4000_1000)));
+        assert_eq!(
+            PhysAddr::from_frame_number(0x40001),
+            Some(PhysAddr::new(0x4000_1000))
+        );
         assert_eq!(PhysAddr::from_frame_number(u64::MAX), None);
         assert!(!address.is_aligned(8));
         assert_eq!(PhysAddr::new(u64::MAX).checked_add(1), None);

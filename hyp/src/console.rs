@@ -28,7 +28,9 @@ pub struct LineBuffer {
 impl LineBuffer {
     /// An empty buffer.
     pub const fn new() -> Self {
-        Self { bytes: heapless::Vec::new() }
+        Self {
+            bytes: heapless::Vec::new(),
+        }
     }
 
     /// Appends guest bytes; calls `emit` with each completed line (without its newline).

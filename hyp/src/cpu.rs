@@ -28,6 +28,14 @@ pub struct CpuState {
 impl CpuState {
     /// A CPU with nothing running yet.
     pub const fn new(index: usize) -> Self {
-        Self { frame: GuestRegisters { x: [0; 31], pc: 0, pstate: 0 }, index, current: None }
+        Self {
+            frame: GuestRegisters {
+                x: [0; 31],
+                pc: 0,
+                pstate: 0,
+            },
+            index,
+            current: None,
+        }
     }
 }

@@ -40,7 +40,10 @@ impl DomainState {
     /// Whether the domain ended the way a finished program should: powered off or rebooted
     /// at its own request.
     pub fn is_clean(self) -> bool {
-        matches!(self, Self::ShutDown(ShutdownReason::Poweroff | ShutdownReason::Reboot))
+        matches!(
+            self,
+            Self::ShutDown(ShutdownReason::Poweroff | ShutdownReason::Reboot)
+        )
     }
 }
 
@@ -113,24 +116,36 @@ pub fn plan_layout(
     kernel_size: u64,
     initrd_size: u64,
 ) -> Result<BootLayout, BuildError> {
-    let kernel = layout::KERNEL_OFFSET.checked_add(text_offset).ok_or(BuildError::DoesNotFit)?;
-    let device_tree = memory_size.checked_sub(layout::DT_OFFSET_FROM_END).ok_or(BuildError::DoesNotFit)?;
+    let kernel = layout::KERNEL_OFFSET
+        .checked_add(text_offset)
+        .ok_or(BuildError::DoesNotFit)?;
+    let device_tree = memory_size
+        .checked_sub(layout::DT_OFFSET_FROM_END)
+        .ok_or(BuildError::DoesNotFit)?;
     let initrd = device_tree
         .checked_sub(initrd_size)
         .map(|start| start & !(crate::addr::PAGE_SIZE - 1))
         .ok_or(BuildError::DoesNotFit)?;
-    let kernel_end = kernel.checked_add(kernel_size).ok_or(BuildError::DoesNotFit)?;
+    let kernel_end = kernel
+        .checked_add(kernel_size)
+        .ok_or(BuildError::DoesNotFit)?;
     if kernel_end > initrd {
         return Err(BuildError::DoesNotFit);
     }
-    Ok(BootLayout { kernel, initrd, device_tree })
+    Ok(BootLayout {
+        kernel,
+        initrd,
+        device_tree,
+    })
 }
 
 /// Copies `bytes` to physical memory at `destination`.
 fn copy_to_physical(destination: PhysAddr, bytes: &[u8]) {
     // SAFETY: callers pass a range inside memory just allocated to the domain being built,
     // which nothing else references yet.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), arch::phys_to_virt(destination), bytes.len()) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), arch::phys_to_virt(destination), bytes.len())
+    };
 }
 
 impl Domain {
@@ -150,10 +165,17 @@ impl Domain {
         let header = arm64_image_header(image.image).map_err(|_| BuildError::NotAnArm64Image)?;
         let memory_size = u64::from(image.memory_mib) * MIB;
         let kernel_size = header.image_size.max(image.image.len() as u64);
-        let plan = plan_layout(memory_size, header.text_offset, kernel_size, image.initrd.len() as u64)?;
+        let plan = plan_layout(
+            memory_size,
+            header.text_offset,
+            kernel_size,
+            image.initrd.len() as u64,
+        )?;
 
         // Guest memory is zeroed before the domain gets it.
-        let ram = frames.allocate_zeroed(memory_size, TWO_MIB).map_err(|_| BuildError::OutOfMemory)?;
+        let ram = frames
+            .allocate_zeroed(memory_size, TWO_MIB)
+            .map_err(|_| BuildError::OutOfMemory)?;
         match Self::populate(slot, image, gic, plan, ram, frames) {
             Ok(domain) => Ok(domain),
             Err(error) => {
@@ -196,14 +218,25 @@ impl Domain {
         // SAFETY: the device-tree area lies inside the domain's fresh RAM (plan_layout
         // checked it) and nothing else refers to it.
         let tree = unsafe {
-            core::slice::from_raw_parts_mut(arch::phys_to_virt(ram.start.add(plan.device_tree)), tree_size)
+            core::slice::from_raw_parts_mut(
+                arch::phys_to_virt(ram.start.add(plan.device_tree)),
+                tree_size,
+            )
         };
         write_domain_dt(tree, &params).map_err(|_| BuildError::DeviceTree)?;
 
         let vmid = (slot + 1) as u16;
         let mut stage2 = Stage2::new(vmid, IPA_BITS, frames).map_err(|_| BuildError::Stage2)?;
-        let normal = Stage2Attributes { read: true, write: true, execute: true, memory: MemoryKind::Normal };
-        if stage2.map(ram_ipa.start, ram.start, ram.size, normal, frames).is_err() {
+        let normal = Stage2Attributes {
+            read: true,
+            write: true,
+            execute: true,
+            memory: MemoryKind::Normal,
+        };
+        if stage2
+            .map(ram_ipa.start, ram.start, ram.size, normal, frames)
+            .is_err()
+        {
             stage2.destroy(frames);
             return Err(BuildError::Stage2);
         }
@@ -225,7 +258,16 @@ impl Domain {
                 break;
             }
         }
-        Ok(Domain { slot, name, ram, ram_ipa, stage2, vcpus, state: DomainState::Alive, console: LineBuffer::new() })
+        Ok(Domain {
+            slot,
+            name,
+            ram,
+            ram_ipa,
+            stage2,
+            vcpus,
+            state: DomainState::Alive,
+            console: LineBuffer::new(),
+        })
     }
 
     /// Ends the domain: every vCPU dead, its memory scrubbed and returned, its tables freed.
@@ -264,10 +306,25 @@ mod tests {
 
     #[test]
     fn layout_refuses_what_does_not_fit() {
-        assert_eq!(plan_layout(2 * MIB, 0, 0x1000, 0), Err(BuildError::DoesNotFit));
-        assert_eq!(plan_layout(4 * MIB, 0, 3 * MIB, 0), Err(BuildError::DoesNotFit));
-        assert_eq!(plan_layout(8 * MIB, 0, MIB, 5 * MIB), Err(BuildError::DoesNotFit));
-        assert_eq!(plan_layout(8 * MIB, u64::MAX, 1, 0), Err(BuildError::DoesNotFit));
-        assert_eq!(plan_layout(8 * MIB, 0, MIB, u64::MAX), Err(BuildError::DoesNotFit));
+        assert_eq!(
+            plan_layout(2 * MIB, 0, 0x1000, 0),
+            Err(BuildError::DoesNotFit)
+        );
+        assert_eq!(
+            plan_layout(4 * MIB, 0, 3 * MIB, 0),
+            Err(BuildError::DoesNotFit)
+        );
+        assert_eq!(
+            plan_layout(8 * MIB, 0, MIB, 5 * MIB),
+            Err(BuildError::DoesNotFit)
+        );
+        assert_eq!(
+            plan_layout(8 * MIB, u64::MAX, 1, 0),
+            Err(BuildError::DoesNotFit)
+        );
+        assert_eq!(
+            plan_layout(8 * MIB, 0, MIB, u64::MAX),
+            Err(BuildError::DoesNotFit)
+        );
     }
 }

@@ -145,9 +145,15 @@ pub enum GuestExit {
 pub fn decode_guest_exit(esr: u64, far: u64, hpfar: u64) -> GuestExit {
     let syndrome = iss(esr);
     match exception_class(esr) {
-        class::HVC64 => GuestExit::Hypercall { immediate: (syndrome & 0xffff) as u16 },
-        class::SMC64 => GuestExit::SecureMonitorCall { immediate: (syndrome & 0xffff) as u16 },
-        class::WFI_WFE => GuestExit::WaitFor { wait_for_event: syndrome & 1 != 0 },
+        class::HVC64 => GuestExit::Hypercall {
+            immediate: (syndrome & 0xffff) as u16,
+        },
+        class::SMC64 => GuestExit::SecureMonitorCall {
+            immediate: (syndrome & 0xffff) as u16,
+        },
+        class::WFI_WFE => GuestExit::WaitFor {
+            wait_for_event: syndrome & 1 != 0,
+        },
         class::DATA_ABORT_LOWER => GuestExit::DataAbort(decode_abort(syndrome, far, hpfar, true)),
         class::INSTRUCTION_ABORT_LOWER => {
             GuestExit::InstructionAbort(decode_abort(syndrome, far, hpfar, false))
@@ -202,7 +208,9 @@ mod tests {
         // ISV, 4-byte access (SAS=2), register x5, write, translation fault level 3.
         let syndrome = (1 << 24) | (2 << 22) | (5 << 16) | (1 << 6) | 0x07;
         let exit = decode_guest_exit(esr(class::DATA_ABORT_LOWER, syndrome), 0x1234, 0x3001 << 4);
-        let GuestExit::DataAbort(abort) = exit else { panic!("{exit:?}") };
+        let GuestExit::DataAbort(abort) = exit else {
+            panic!("{exit:?}")
+        };
         assert_eq!(abort.ipa, IntermediatePhysAddr::new(0x0300_1234));
         assert!(abort.write);
         assert_eq!(abort.kind, FaultKind::Translation(3));
@@ -221,7 +229,9 @@ mod tests {
     #[test]
     fn data_abort_without_valid_syndrome_is_not_emulatable() {
         let exit = decode_guest_exit(esr(class::DATA_ABORT_LOWER, 0x0d), 0, 0);
-        let GuestExit::DataAbort(abort) = exit else { panic!("{exit:?}") };
+        let GuestExit::DataAbort(abort) = exit else {
+            panic!("{exit:?}")
+        };
         assert_eq!(abort.access, None);
         assert_eq!(abort.kind, FaultKind::Permission(1));
     }

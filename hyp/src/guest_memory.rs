@@ -10,6 +10,16 @@ use crate::addr::{AddrRange, GuestVirtAddr, PhysAddr, PAGE_SIZE};
 use crate::arch;
 use hypercall_abi::errno::Errno;
 
+/// Whether a MAIR-format attribute byte (as PAR_EL1 reports the guest's view of memory) is
+/// write-back or write-through cacheable in both the inner and the outer domain.
+pub const fn attributes_cacheable(attributes: u8) -> bool {
+    const fn half_cacheable(half: u8) -> bool {
+        // 0b00xx is Device (as a whole byte), 0b0100 Normal non-cacheable.
+        half & 0b1100 != 0 && half != 0b0100
+    }
+    half_cacheable(attributes >> 4) && half_cacheable(attributes & 0xf)
+}
+
 /// Plain old data: every bit pattern is a valid value and there is no padding that could
 /// leak hypervisor memory when copied out.
 ///
@@ -29,14 +39,20 @@ impl<'a> GuestMemory<'a> {
         Self { owned }
     }
 
-    fn translate_chunk(&self, address: GuestVirtAddr, length: u64, write: bool) -> Result<PhysAddr, Errno> {
+    fn translate_chunk(
+        &self,
+        address: GuestVirtAddr,
+        length: u64,
+        write: bool,
+    ) -> Result<arch::Translation, Errno> {
         let translation = arch::translate_guest_address(address, write).ok_or(Errno::EFAULT)?;
-        if translation.device {
-            return Err(Errno::EFAULT);
-        }
         let physical = translation.address;
-        if self.owned.iter().any(|range| range.contains_range(physical, length)) {
-            Ok(physical)
+        if self
+            .owned
+            .iter()
+            .any(|range| range.contains_range(physical, length))
+        {
+            Ok(translation)
         } else {
             Err(Errno::EFAULT)
         }
@@ -49,7 +65,7 @@ impl<'a> GuestMemory<'a> {
         address: GuestVirtAddr,
         length: usize,
         write: bool,
-        mut step: impl FnMut(PhysAddr, usize, usize),
+        mut step: impl FnMut(arch::Translation, usize, usize),
     ) -> Result<(), Errno> {
         let length = length as u64;
         // The whole range must exist in the address space before anything is touched.
@@ -58,8 +74,8 @@ impl<'a> GuestMemory<'a> {
         while done < length {
             let here = address.add(done);
             let chunk = (PAGE_SIZE - here.page_offset()).min(length - done);
-            let physical = self.translate_chunk(here, chunk, write)?;
-            step(physical, done as usize, chunk as usize);
+            let translation = self.translate_chunk(here, chunk, write)?;
+            step(translation, done as usize, chunk as usize);
             done += chunk;
         }
         Ok(())
@@ -73,13 +89,21 @@ impl<'a> GuestMemory<'a> {
     /// Copies guest memory at `address` into `buffer`.
     pub fn read(&self, address: GuestVirtAddr, buffer: &mut [u8]) -> Result<(), Errno> {
         let length = buffer.len();
-        self.for_each_chunk(address, length, false, |physical, offset, chunk| {
+        self.for_each_chunk(address, length, false, |translation, offset, chunk| {
+            let physical = translation.address;
+            if !translation.cacheable {
+                arch::clean_invalidate_data_cache(physical, chunk as u64);
+            }
             if let Some(target) = buffer.get_mut(offset..offset + chunk) {
-                // SAFETY: `physical..+chunk` was just checked to be Normal memory owned by
+                // SAFETY: `physical..+chunk` was just checked to be RAM owned by
                 // the domain, which the hypervisor maps; it cannot overlap `buffer` (a
                 // hypervisor stack or static).
                 unsafe {
-                    core::ptr::copy_nonoverlapping(arch::phys_to_virt(physical), target.as_mut_ptr(), chunk)
+                    core::ptr::copy_nonoverlapping(
+                        arch::phys_to_virt(physical),
+                        target.as_mut_ptr(),
+                        chunk,
+                    )
                 };
             }
         })
@@ -89,12 +113,20 @@ impl<'a> GuestMemory<'a> {
     /// before the first byte is written, so a failing copy leaves guest memory untouched.
     pub fn write(&self, address: GuestVirtAddr, data: &[u8]) -> Result<(), Errno> {
         self.for_each_chunk(address, data.len(), true, |_, _, _| {})?;
-        self.for_each_chunk(address, data.len(), true, |physical, offset, chunk| {
+        self.for_each_chunk(address, data.len(), true, |translation, offset, chunk| {
+            let physical = translation.address;
             if let Some(source) = data.get(offset..offset + chunk) {
                 // SAFETY: as in `read`, with write permission checked at both stages.
                 unsafe {
-                    core::ptr::copy_nonoverlapping(source.as_ptr(), arch::phys_to_virt(physical), chunk)
+                    core::ptr::copy_nonoverlapping(
+                        source.as_ptr(),
+                        arch::phys_to_virt(physical),
+                        chunk,
+                    )
                 };
+            }
+            if !translation.cacheable {
+                arch::clean_invalidate_data_cache(physical, chunk as u64);
             }
         })
     }
@@ -104,7 +136,10 @@ impl<'a> GuestMemory<'a> {
         let mut value = T::default();
         // SAFETY: T is Pod: any bytes form a valid value, and the slice covers exactly it.
         let bytes = unsafe {
-            core::slice::from_raw_parts_mut((&mut value as *mut T).cast::<u8>(), core::mem::size_of::<T>())
+            core::slice::from_raw_parts_mut(
+                (&mut value as *mut T).cast::<u8>(),
+                core::mem::size_of::<T>(),
+            )
         };
         self.read(address, bytes)?;
         Ok(value)
@@ -127,6 +162,16 @@ mod tests {
 
     const RAM: u64 = fake::FAKE_RAM_BASE + 0x0100_0000;
 
+    #[test]
+    fn cacheability_of_attribute_bytes() {
+        assert!(attributes_cacheable(0xff)); // Normal write-back, read/write allocate
+        assert!(attributes_cacheable(0xbb)); // write-through
+        assert!(!attributes_cacheable(0x44)); // Normal non-cacheable
+        assert!(!attributes_cacheable(0x00)); // Device-nGnRnE (guest MMU off)
+        assert!(!attributes_cacheable(0x04)); // Device-nGnRE
+        assert!(!attributes_cacheable(0xf4)); // inner non-cacheable
+    }
+
     fn owned() -> [AddrRange<PhysAddr>; 1] {
         [AddrRange::new(PhysAddr::new(RAM), 0x4000)]
     }
@@ -140,7 +185,7 @@ mod tests {
             (0x2000, RAM + 0x3000, true, false),
             (0x3000, RAM + 0x4000, true, false),
             (0x4000, RAM, false, false),
-            (0x5000, RAM, true, true),
+            (0x5000, RAM + 0x1000, true, true),
         ]);
         let ranges = owned();
         let memory = GuestMemory::new(&ranges);
@@ -156,18 +201,42 @@ mod tests {
             memory.read(GuestVirtAddr::new(0x2ff0), &mut bytes).unwrap();
             bytes
         };
-        assert_eq!(memory.write(GuestVirtAddr::new(0x2ff0), &[0xaa; 32]), Err(Errno::EFAULT));
+        assert_eq!(
+            memory.write(GuestVirtAddr::new(0x2ff0), &[0xaa; 32]),
+            Err(Errno::EFAULT)
+        );
         let mut after = [0u8; 16];
         memory.read(GuestVirtAddr::new(0x2ff0), &mut after).unwrap();
         assert_eq!(before, after);
 
-        // Unmapped, read-only for writes, device memory, wrapping ranges.
-        assert_eq!(memory.read(GuestVirtAddr::new(0x9000), &mut [0; 1]), Err(Errno::EFAULT));
-        assert_eq!(memory.write(GuestVirtAddr::new(0x4000), &[1]), Err(Errno::EFAULT));
+        // Unmapped, read-only for writes, wrapping ranges.
+        assert_eq!(
+            memory.read(GuestVirtAddr::new(0x9000), &mut [0; 1]),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            memory.write(GuestVirtAddr::new(0x4000), &[1]),
+            Err(Errno::EFAULT)
+        );
         assert!(memory.read(GuestVirtAddr::new(0x4000), &mut [0; 1]).is_ok());
-        assert_eq!(memory.read(GuestVirtAddr::new(0x5000), &mut [0; 1]), Err(Errno::EFAULT));
-        assert_eq!(memory.read(GuestVirtAddr::new(u64::MAX - 1), &mut [0; 4]), Err(Errno::EFAULT));
+        // Memory the guest sees uncached (its MMU is off) is accessed, with cache
+        // maintenance around each piece.
+        let before = fake::cache_maintenance_count();
+        memory.write(GuestVirtAddr::new(0x5000), &[7, 8]).unwrap();
+        let mut uncached = [0u8; 2];
+        memory
+            .read(GuestVirtAddr::new(0x5000), &mut uncached)
+            .unwrap();
+        assert_eq!(uncached, [7, 8]);
+        assert!(fake::cache_maintenance_count() >= before + 2);
+        assert_eq!(
+            memory.read(GuestVirtAddr::new(u64::MAX - 1), &mut [0; 4]),
+            Err(Errno::EFAULT)
+        );
         // An empty access touches nothing and succeeds.
-        assert_eq!(memory.read(GuestVirtAddr::new(0xdead_0000), &mut []), Ok(()));
+        assert_eq!(
+            memory.read(GuestVirtAddr::new(0xdead_0000), &mut []),
+            Ok(())
+        );
     }
 }

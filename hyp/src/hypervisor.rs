@@ -28,6 +28,12 @@ pub struct Hypervisor {
     unclean: usize,
 }
 
+impl Default for Hypervisor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The one instance. It is large (every domain and vCPU control block lives inside), so it
 /// is built in place here and never moved through a stack.
 pub static HYPERVISOR: spin::Mutex<Hypervisor> = spin::Mutex::new(Hypervisor::new());
@@ -67,7 +73,10 @@ impl Hypervisor {
         image: &crate::bootpack::DomainImage<'_>,
         gic: crate::domain_dt::GuestGic,
     ) -> Result<&Domain, crate::domain::BuildError> {
-        let entry = self.domains.get_mut(slot).ok_or(crate::domain::BuildError::Unsupported)?;
+        let entry = self
+            .domains
+            .get_mut(slot)
+            .ok_or(crate::domain::BuildError::Unsupported)?;
         *entry = Some(Domain::build(slot, image, gic, &mut self.frames)?);
         self.started += 1;
         entry.as_ref().ok_or(crate::domain::BuildError::Unsupported)
@@ -85,13 +94,19 @@ impl Hypervisor {
 
     /// Handles a synchronous exit of the vCPU running on `cpu`.
     pub fn handle_exit(&mut self, cpu: &mut CpuState, exit: GuestExit, esr: u64) -> Next {
-        let Some(current) = cpu.current else { return self.schedule(cpu) };
+        let Some(current) = cpu.current else {
+            return self.schedule(cpu);
+        };
         match exit {
-            GuestExit::Hypercall { immediate: HYPERCALL_IMMEDIATE } => {
+            GuestExit::Hypercall {
+                immediate: HYPERCALL_IMMEDIATE,
+            } => {
                 let frame = &mut cpu.frame;
                 let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
                 let number = frame.x[16];
-                let Some(domain) = self.domain_mut(current.domain) else { return self.schedule(cpu) };
+                let Some(domain) = self.domain_mut(current.domain) else {
+                    return self.schedule(cpu);
+                };
                 match hypercall::dispatch(domain, number, args) {
                     Outcome::Return(value) => {
                         cpu.frame.x[0] = value;
@@ -101,10 +116,14 @@ impl Hypervisor {
                         cpu.frame.x[0] = value;
                         self.yield_current(cpu)
                     }
-                    Outcome::Shutdown(reason) => self.end_domain(cpu, current.domain, DomainState::ShutDown(reason)),
+                    Outcome::Shutdown(reason) => {
+                        self.end_domain(cpu, current.domain, DomainState::ShutDown(reason))
+                    }
                 }
             }
-            GuestExit::Hypercall { immediate: SMCCC_IMMEDIATE } => self.smccc(cpu, current),
+            GuestExit::Hypercall {
+                immediate: SMCCC_IMMEDIATE,
+            } => self.smccc(cpu, current),
             GuestExit::SecureMonitorCall { immediate: 0 } => {
                 // A trapped SMC returns to the SMC itself; step over it.
                 cpu.frame.pc = cpu.frame.pc.wrapping_add(4);
@@ -123,8 +142,12 @@ impl Hypervisor {
                 self.yield_current(cpu)
             }
             GuestExit::DataAbort(abort) => self.crash(cpu, current, FaultReport::Data(abort)),
-            GuestExit::InstructionAbort(abort) => self.crash(cpu, current, FaultReport::Instruction(abort)),
-            GuestExit::Unhandled { class } => self.crash(cpu, current, FaultReport::Unhandled { class, esr }),
+            GuestExit::InstructionAbort(abort) => {
+                self.crash(cpu, current, FaultReport::Instruction(abort))
+            }
+            GuestExit::Unhandled { class } => {
+                self.crash(cpu, current, FaultReport::Unhandled { class, esr })
+            }
         }
     }
 
@@ -183,10 +206,16 @@ impl Hypervisor {
         if let Some(mut domain) = self.domains.get_mut(slot).and_then(Option::take) {
             domain.end(state);
             let name = domain.name.clone();
-            domain.console.flush(|line| serial::write_console_line(&name, line));
+            domain
+                .console
+                .flush(|line| serial::write_console_line(&name, line));
             match state {
                 DomainState::ShutDown(reason) => {
-                    defmt::info!("domain {=str} shut down: {=str}", name.as_str(), reason_name(reason))
+                    defmt::info!(
+                        "domain {=str} shut down: {=str}",
+                        name.as_str(),
+                        reason_name(reason)
+                    )
                 }
                 DomainState::Crashed | DomainState::Alive => {}
             }
@@ -203,7 +232,10 @@ impl Hypervisor {
 
     fn yield_current(&mut self, cpu: &mut CpuState) -> Next {
         if let Some(current) = cpu.current {
-            if let Some(vcpu) = self.domain_mut(current.domain).and_then(|domain| domain.vcpus.get_mut(current.vcpu)) {
+            if let Some(vcpu) = self
+                .domain_mut(current.domain)
+                .and_then(|domain| domain.vcpus.get_mut(current.vcpu))
+            {
                 let _ = vcpu.set_state(RunState::Ready);
             }
         }
@@ -220,9 +252,16 @@ impl Hypervisor {
             if let Some(domain) = self.domain(slot) {
                 for (index, vcpu) in domain.vcpus.iter().enumerate() {
                     let runnable = matches!(vcpu.state(), RunState::Ready)
-                        || cpu.current == Some(VcpuId { domain: slot, vcpu: index });
+                        || cpu.current
+                            == Some(VcpuId {
+                                domain: slot,
+                                vcpu: index,
+                            });
                     if runnable && vcpu.state() != RunState::Dead {
-                        chosen = Some(VcpuId { domain: slot, vcpu: index });
+                        chosen = Some(VcpuId {
+                            domain: slot,
+                            vcpu: index,
+                        });
                         break 'search;
                     }
                 }
@@ -265,7 +304,8 @@ impl Hypervisor {
     }
 
     fn vcpu_mut(&mut self, id: VcpuId) -> Option<&mut crate::vcpu::Vcpu> {
-        self.domain_mut(id.domain).and_then(|domain| domain.vcpus.get_mut(id.vcpu))
+        self.domain_mut(id.domain)
+            .and_then(|domain| domain.vcpus.get_mut(id.vcpu))
     }
 
     /// Logs the final line and tells whether every domain shut down cleanly.
@@ -273,7 +313,11 @@ impl Hypervisor {
         if self.unclean == 0 {
             defmt::info!("halt: all {=usize} domains shut down cleanly", self.started);
         } else {
-            defmt::warn!("halt: {=usize} of {=usize} domains did not shut down cleanly", self.unclean, self.started);
+            defmt::warn!(
+                "halt: {=usize} of {=usize} domains did not shut down cleanly",
+                self.unclean,
+                self.started
+            );
         }
         self.unclean == 0
     }
@@ -329,7 +373,14 @@ pub fn handle_guest_interrupt(_cpu: &mut CpuState) {
 pub fn handle_guest_serror(cpu: &mut CpuState, esr: u64) {
     let mut hypervisor = HYPERVISOR.lock();
     let next = match cpu.current {
-        Some(current) => hypervisor.crash(cpu, current, FaultReport::Unhandled { class: crate::esr::class::SERROR, esr }),
+        Some(current) => hypervisor.crash(
+            cpu,
+            current,
+            FaultReport::Unhandled {
+                class: crate::esr::class::SERROR,
+                esr,
+            },
+        ),
         None => hypervisor.schedule(cpu),
     };
     drop(hypervisor);

@@ -5,11 +5,11 @@ extern crate std;
 
 use super::*;
 use crate::addr::{AddrRange, PhysAddr};
+use crate::addr::{GuestVirtAddr, IntermediatePhysAddr};
 use crate::arch::fake;
 use crate::bootpack::DomainImage;
 use crate::domain_dt::{layout, GuestGic};
 use crate::esr::{Abort, EmulatableAccess, FaultKind, GuestExit};
-use crate::addr::{GuestVirtAddr, IntermediatePhysAddr};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::hypercall as number;
 use std::vec::Vec;
@@ -49,13 +49,25 @@ fn setup(names: &[&str]) -> Setup {
     hypervisor.set_up(frames, true);
     let bytes = image();
     for (slot, name) in names.iter().enumerate() {
-        let entry = DomainImage { name, memory_mib: 8, vcpus: 1, image: &bytes, initrd: &[], cmdline: "" };
+        let entry = DomainImage {
+            name,
+            memory_mib: 8,
+            vcpus: 1,
+            image: &bytes,
+            initrd: &[],
+            cmdline: "",
+        };
         hypervisor.build_domain(slot, &entry, gic()).unwrap();
     }
     let mut cpu = CpuState::new(0);
     assert_eq!(hypervisor.schedule(&mut cpu), Next::Resume);
     let _ = serial::take_console_lines();
-    Setup { hypervisor, cpu, free_before, _guard: guard }
+    Setup {
+        hypervisor,
+        cpu,
+        free_before,
+        _guard: guard,
+    }
 }
 
 /// Maps guest VA page 0x1000 to the current domain's first RAM page.
@@ -69,7 +81,9 @@ fn map_first_page(setup: &Setup) -> PhysAddr {
 fn hypercall(setup: &mut Setup, call: u64, args: [u64; 5]) -> Next {
     setup.cpu.frame.x[16] = call;
     setup.cpu.frame.x[..5].copy_from_slice(&args);
-    setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0xea1 }, 0)
+    setup
+        .hypervisor
+        .handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0xea1 }, 0)
 }
 
 #[test]
@@ -79,12 +93,29 @@ fn domain_starts_at_its_kernel_with_the_device_tree() {
     assert_eq!(setup.cpu.frame.pc, layout::RAM_BASE + layout::KERNEL_OFFSET);
     let tree_ipa = layout::RAM_BASE + 8 * 1024 * 1024 - layout::DT_OFFSET_FROM_END;
     assert_eq!(setup.cpu.frame.x[0], tree_ipa);
-    let (physical, _) = domain.stage2.translate(IntermediatePhysAddr::new(tree_ipa)).unwrap();
-    assert_eq!(physical, domain.ram.start.add(8 * 1024 * 1024 - layout::DT_OFFSET_FROM_END));
+    let (physical, _) = domain
+        .stage2
+        .translate(IntermediatePhysAddr::new(tree_ipa))
+        .unwrap();
+    assert_eq!(
+        physical,
+        domain
+            .ram
+            .start
+            .add(8 * 1024 * 1024 - layout::DT_OFFSET_FROM_END)
+    );
     assert_eq!(fake::current_stage2(), domain.stage2.vttbr());
     // Nothing outside the domain's RAM is mapped.
-    assert!(domain.stage2.translate(IntermediatePhysAddr::new(layout::RAM_BASE - 0x1000)).is_none());
-    assert!(domain.stage2.translate(IntermediatePhysAddr::new(layout::RAM_BASE + 8 * 1024 * 1024)).is_none());
+    assert!(domain
+        .stage2
+        .translate(IntermediatePhysAddr::new(layout::RAM_BASE - 0x1000))
+        .is_none());
+    assert!(domain
+        .stage2
+        .translate(IntermediatePhysAddr::new(
+            layout::RAM_BASE + 8 * 1024 * 1024
+        ))
+        .is_none());
 }
 
 #[test]
@@ -92,8 +123,13 @@ fn console_write_prints_prefixed_lines() {
     let mut setup = setup(&["alpha"]);
     let ram = map_first_page(&setup);
     // SAFETY: the first RAM page of the test domain, in fake RAM.
-    unsafe { core::ptr::copy_nonoverlapping(b"hi there\npartial".as_ptr(), arch::phys_to_virt(ram), 16) };
-    assert_eq!(hypercall(&mut setup, number::CONSOLE_IO, [0, 16, 0x1000, 0, 0]), Next::Resume);
+    unsafe {
+        core::ptr::copy_nonoverlapping(b"hi there\npartial".as_ptr(), arch::phys_to_virt(ram), 16)
+    };
+    assert_eq!(
+        hypercall(&mut setup, number::CONSOLE_IO, [0, 16, 0x1000, 0, 0]),
+        Next::Resume
+    );
     assert_eq!(setup.cpu.frame.x[0], 0);
     assert_eq!(serial::take_console_lines(), ["(alpha) hi there"]);
     // A buffer running off the mapped page is refused and prints nothing.
@@ -102,7 +138,10 @@ fn console_write_prints_prefixed_lines() {
     assert!(serial::take_console_lines().is_empty());
     // The partial line comes out when the domain ends.
     setup.cpu.frame.x[0] = hypercall_abi::psci::SYSTEM_OFF as u64;
-    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0 }, 0);
+    let next =
+        setup
+            .hypervisor
+            .handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0 }, 0);
     assert_eq!(next, Next::Halt);
     assert_eq!(serial::take_console_lines(), ["(alpha) partial"]);
 }
@@ -129,7 +168,9 @@ fn get_features_reports_what_is_implemented() {
     assert_eq!(setup.cpu.frame.x[0], 0);
     // Only submap 0 exists.
     // SAFETY: writes submap_idx = 1 into the first RAM page of the test domain.
-    unsafe { core::ptr::copy_nonoverlapping(1u32.to_le_bytes().as_ptr(), arch::phys_to_virt(ram), 4) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(1u32.to_le_bytes().as_ptr(), arch::phys_to_virt(ram), 4)
+    };
     hypercall(&mut setup, number::XEN_VERSION, [6, 0x1000, 0, 0, 0]);
     assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
     // SAFETY: as above, back to submap_idx = 0.
@@ -137,7 +178,9 @@ fn get_features_reports_what_is_implemented() {
     hypercall(&mut setup, number::XEN_VERSION, [6, 0x1000, 0, 0, 0]);
     let mut submap = [0u8; 4];
     // SAFETY: reads back the FeatureInfo the hypervisor wrote into fake RAM.
-    unsafe { core::ptr::copy_nonoverlapping(arch::phys_to_virt(ram.add(4)), submap.as_mut_ptr(), 4) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(arch::phys_to_virt(ram.add(4)), submap.as_mut_ptr(), 4)
+    };
     assert_eq!(u32::from_le_bytes(submap), hypercall::feature_submap_0());
 }
 
@@ -146,13 +189,23 @@ fn unknown_hvc_immediate_injects_undefined_instruction() {
     let mut setup = setup(&["alpha"]);
     setup.cpu.frame.pc = 0x4020_0104; // past the HVC at 0x4020_0100
     setup.cpu.frame.pstate = 0x3c5;
-    fake::restore_el1(&crate::vcpu::El1Context { vbar_el1: 0x4030_0000, ..Default::default() });
-    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0x1234 }, 0);
+    fake::restore_el1(&crate::vcpu::El1Context {
+        vbar_el1: 0x4030_0000,
+        ..Default::default()
+    });
+    let next = setup.hypervisor.handle_exit(
+        &mut setup.cpu,
+        GuestExit::Hypercall { immediate: 0x1234 },
+        0,
+    );
     assert_eq!(next, Next::Resume);
     assert_eq!(setup.cpu.frame.pc, 0x4030_0200);
     let mut live = crate::vcpu::El1Context::default();
     fake::save_el1(&mut live);
-    assert_eq!(live.elr_el1, 0x4020_0104, "Xen reports the HVC's return address");
+    assert_eq!(
+        live.elr_el1, 0x4020_0104,
+        "Xen reports the HVC's return address"
+    );
     assert_eq!(live.esr_el1, crate::vcpu::INJECTED_UNDEFINED_ESR);
 }
 
@@ -168,9 +221,17 @@ fn a_crash_ends_only_the_guilty_domain_and_returns_its_memory() {
         write: true,
         stage1_walk: false,
         kind: FaultKind::Translation(1),
-        access: Some(EmulatableAccess { size: 4, sign_extend: false, register: 1, sixty_four_bit: false, acquire_release: false }),
+        access: Some(EmulatableAccess {
+            size: 4,
+            sign_extend: false,
+            register: 1,
+            sixty_four_bit: false,
+            acquire_release: false,
+        }),
     };
-    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::DataAbort(abort), 0);
+    let next = setup
+        .hypervisor
+        .handle_exit(&mut setup.cpu, GuestExit::DataAbort(abort), 0);
     assert_eq!(next, Next::Resume);
     assert!(setup.hypervisor.domain(1).is_none());
     assert_eq!(setup.cpu.current.unwrap().domain, 0);

@@ -37,8 +37,12 @@ mod target {
     struct TablePool([u8; EL2_TABLE_PAGES * PAGE_SIZE as usize]);
     static mut EL2_TABLE_POOL: TablePool = TablePool([0; EL2_TABLE_PAGES * PAGE_SIZE as usize]);
 
-    static mut PER_CPU: [cpu::PerCpu; boot::MAX_CPUS] =
-        [const { cpu::PerCpu { cpu: CpuState::new(0), stack_top: 0 } }; boot::MAX_CPUS];
+    static mut PER_CPU: [cpu::PerCpu; boot::MAX_CPUS] = [const {
+        cpu::PerCpu {
+            cpu: CpuState::new(0),
+            stack_top: 0,
+        }
+    }; boot::MAX_CPUS];
 
     /// Set once the firmware is known to take PSCI calls over SMC (for the panic path).
     static PSCI_OVER_SMC: AtomicBool = AtomicBool::new(false);
@@ -59,7 +63,7 @@ mod target {
         // 8-byte header first and then only `totalsize` bytes, capped.
         let header = unsafe { core::slice::from_raw_parts(address as *const u8, 8) };
         let total = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as u64;
-        if total < 8 || total > MAX_DEVICE_TREE {
+        if !(8..=MAX_DEVICE_TREE).contains(&total) {
             return None;
         }
         // SAFETY: as above, within the size the header states (capped at 2 MiB).
@@ -70,8 +74,12 @@ mod target {
     /// First Rust code on the boot CPU, with the MMU off.
     #[unsafe(no_mangle)]
     extern "C" fn hyp_main(device_tree_address: u64, load_address: u64) -> ! {
-        let Some(fdt) = device_tree(device_tree_address) else { cpu::park() };
-        let Ok(platform) = Platform::discover(&fdt) else { cpu::park() };
+        let Some(fdt) = device_tree(device_tree_address) else {
+            cpu::park()
+        };
+        let Ok(platform) = Platform::discover(&fdt) else {
+            cpu::park()
+        };
         PSCI_OVER_SMC.store(platform.psci_over_smc(), Ordering::Relaxed);
         if platform.uart.kind == UartKind::Pl011 {
             // SAFETY: the device tree names this PL011 as the console; only we drive it.
@@ -113,14 +121,25 @@ mod target {
             )
         };
         let image = AddrRange::new(PhysAddr::new(image_start), image_end - image_start);
-        let tree = AddrRange::new(PhysAddr::new(device_tree_address & !(PAGE_SIZE - 1)), fdt.total_size() as u64 + PAGE_SIZE);
-        let pack_range = platform.initrd.ok_or("no boot pack: pass it as the initrd")?;
+        let tree = AddrRange::new(
+            PhysAddr::new(device_tree_address & !(PAGE_SIZE - 1)),
+            fdt.total_size() as u64 + PAGE_SIZE,
+        );
+        let pack_range = platform
+            .initrd
+            .ok_or("no boot pack: pass it as the initrd")?;
 
         let mut reserved: heapless::Vec<AddrRange<PhysAddr>, 24> = heapless::Vec::new();
-        for range in [image, tree, pack_range].into_iter().chain(platform.reserved.iter().copied()) {
-            reserved.push(range).map_err(|_| "too many reserved memory ranges")?;
+        for range in [image, tree, pack_range]
+            .into_iter()
+            .chain(platform.reserved.iter().copied())
+        {
+            reserved
+                .push(range)
+                .map_err(|_| "too many reserved memory ranges")?;
         }
-        let frames = FrameAllocator::new(&platform.ram, &reserved).map_err(|_| "cannot manage the RAM the device tree lists")?;
+        let frames = FrameAllocator::new(&platform.ram, &reserved)
+            .map_err(|_| "cannot manage the RAM the device tree lists")?;
 
         enable_el2_mmu(platform, image, text_end)?;
 
@@ -128,13 +147,19 @@ mod target {
         // SAFETY: runs once on the boot CPU before any guest; PER_CPU[0] is its own.
         unsafe {
             let per_cpu = &raw mut PER_CPU[0];
-            (*per_cpu).stack_top = core::ptr::addr_of!(boot::HYP_STACKS) as u64 + boot::BOOT_STACK_SIZE as u64;
+            (*per_cpu).stack_top =
+                core::ptr::addr_of!(boot::HYP_STACKS) as u64 + boot::BOOT_STACK_SIZE as u64;
             cpu::init_el2(per_cpu, mm::vtcr_value(IPA_BITS, pa_range));
         }
 
         // SAFETY: the loader placed the boot pack at the initrd range named in /chosen,
         // which is reserved above so nothing overwrites it.
-        let pack_bytes = unsafe { core::slice::from_raw_parts(pack_range.start.raw() as *const u8, pack_range.size as usize) };
+        let pack_bytes = unsafe {
+            core::slice::from_raw_parts(
+                pack_range.start.raw() as *const u8,
+                pack_range.size as usize,
+            )
+        };
         let pack = BootPack::parse(pack_bytes).map_err(|error| error.describe())?;
 
         let mut hypervisor = HYPERVISOR.lock();
@@ -154,8 +179,11 @@ mod target {
                 }
             }
         }
-        // SAFETY: PER_CPU[0] belongs to the boot CPU, the only CPU running.
-        let cpu_state = unsafe { &mut (*(&raw mut PER_CPU[0])).cpu };
+        // SAFETY: only the address of the boot CPU's slot is taken.
+        let per_cpu = unsafe { &raw mut PER_CPU[0] };
+        // SAFETY: PER_CPU[0] belongs to the boot CPU, the only CPU running; no other
+        // reference to it is live.
+        let cpu_state = unsafe { &mut (*per_cpu).cpu };
         if hypervisor.schedule(cpu_state) != hyp::hypervisor::Next::Resume {
             return Err("no domain to run");
         }
@@ -171,37 +199,69 @@ mod target {
             },
             GicVersion::V3 => GuestGic::V3 {
                 distributor: AddrRange::new(Ipa::new(layout::GICD_BASE), 0x10000),
-                redistributors: AddrRange::new(Ipa::new(layout::GICR_BASE), 0x20000 * u64::from(vcpus)),
+                redistributors: AddrRange::new(
+                    Ipa::new(layout::GICR_BASE),
+                    0x20000 * u64::from(vcpus),
+                ),
             },
         }
     }
 
     /// Builds the identity map (text RX, the rest of RAM RW and never executable, devices
     /// as Device memory) in the .bss table pool and turns the MMU and caches on.
-    fn enable_el2_mmu(platform: &Platform, image: AddrRange<PhysAddr>, text_end: u64) -> Result<(), &'static str> {
+    fn enable_el2_mmu(
+        platform: &Platform,
+        image: AddrRange<PhysAddr>,
+        text_end: u64,
+    ) -> Result<(), &'static str> {
         // The pool is only used here, once, on the boot CPU.
         let pool_start = core::ptr::addr_of!(EL2_TABLE_POOL) as u64;
-        let pool = AddrRange::new(PhysAddr::new(pool_start), (EL2_TABLE_PAGES as u64) * PAGE_SIZE);
+        let pool = AddrRange::new(
+            PhysAddr::new(pool_start),
+            (EL2_TABLE_PAGES as u64) * PAGE_SIZE,
+        );
         let mut table_frames = FrameAllocator::new(&[pool], &[]).map_err(|_| "EL2 table pool")?;
         let mut tables = El2Tables::new(&mut table_frames).map_err(|_| "EL2 tables")?;
-        let normal = El2Attributes { memory: mm::El2MemoryKind::Normal, writable: true, executable: false };
-        let device = El2Attributes { memory: mm::El2MemoryKind::Device, writable: true, executable: false };
-        let text = El2Attributes { memory: mm::El2MemoryKind::Normal, writable: false, executable: true };
+        let normal = El2Attributes {
+            memory: mm::El2MemoryKind::Normal,
+            writable: true,
+            executable: false,
+        };
+        let device = El2Attributes {
+            memory: mm::El2MemoryKind::Device,
+            writable: true,
+            executable: false,
+        };
+        let text = El2Attributes {
+            memory: mm::El2MemoryKind::Normal,
+            writable: false,
+            executable: true,
+        };
         let text_range = AddrRange::new(image.start, text_end - image.start.raw());
         for ram in platform.ram.iter() {
             // RAM below and above the image text, as 2 MiB-friendly pieces.
             map_excluding(&mut tables, *ram, text_range, normal, &mut table_frames)?;
         }
-        tables.map_identity(text_range, text, &mut table_frames).map_err(|_| "map text")?;
+        tables
+            .map_identity(text_range, text, &mut table_frames)
+            .map_err(|_| "map text")?;
         for device_range in platform.device_ranges() {
-            tables.map_identity(device_range, device, &mut table_frames).map_err(|_| "map device")?;
+            tables
+                .map_identity(device_range, device, &mut table_frames)
+                .map_err(|_| "map device")?;
         }
         cpu::invalidate_data_cache(image.start, image.size);
         let pa_range = (cpu::read_id_aa64mmfr0() & 0xf) as u32;
         // SAFETY: the tables identity-map the image (text executable, data/stack writable),
         // RAM and the devices we use; the image including the table pool (in .bss) was just
         // invalidated from the data cache.
-        unsafe { cpu::enable_mmu(mm::MAIR_EL2_VALUE, mm::tcr_el2_value(EL2_VA_BITS, pa_range), tables.ttbr0()) };
+        unsafe {
+            cpu::enable_mmu(
+                mm::MAIR_EL2_VALUE,
+                mm::tcr_el2_value(EL2_VA_BITS, pa_range),
+                tables.ttbr0(),
+            )
+        };
         Ok(())
     }
 
@@ -222,10 +282,17 @@ mod target {
         for (start, end) in pieces {
             if end > start {
                 let range = AddrRange::new(PhysAddr::new(start), end - start);
-                tables.map_identity(range, attributes, frames).map_err(|error| {
-                    defmt::error!("EL2 map of {=u64:#x}+{=u64:#x}: {}", start, end - start, defmt::Debug2Format(&error));
-                    "map RAM"
-                })?;
+                tables
+                    .map_identity(range, attributes, frames)
+                    .map_err(|error| {
+                        defmt::error!(
+                            "EL2 map of {=u64:#x}+{=u64:#x}: {}",
+                            start,
+                            end - start,
+                            defmt::Debug2Format(&error)
+                        );
+                        "map RAM"
+                    })?;
             }
         }
         Ok(())

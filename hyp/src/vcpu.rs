@@ -143,7 +143,11 @@ pub struct InvalidTransition {
 impl Vcpu {
     /// A new vCPU that will start at `entry` with `x0 = argument`, MMU off, EL1h.
     pub fn new(index: u32, entry: u64, argument: u64) -> Self {
-        let mut registers = GuestRegisters { pc: entry, pstate: INITIAL_PSTATE, ..Default::default() };
+        let mut registers = GuestRegisters {
+            pc: entry,
+            pstate: INITIAL_PSTATE,
+            ..Default::default()
+        };
         registers.x[0] = argument;
         let el1 = El1Context {
             sctlr_el1: INITIAL_SCTLR_EL1,
@@ -173,10 +177,27 @@ impl Vcpu {
             self.state = next;
             Ok(())
         } else {
-            Err(InvalidTransition { from: self.state, to: next })
+            Err(InvalidTransition {
+                from: self.state,
+                to: next,
+            })
         }
     }
 }
+
+/// Where an exception taken to EL1 enters the guest's vector table, given the PSTATE the
+/// vCPU had (Arm ARM D1.10.2): current EL with SP_EL0, current EL with SP_ELx, or lower EL.
+pub const fn el1_vector_offset(pstate: u64) -> u64 {
+    match pstate & 0xf {
+        0b0100 => 0x000, // EL1t
+        0b0101 => 0x200, // EL1h
+        _ => 0x400,      // from EL0 (AArch64)
+    }
+}
+
+/// ESR_EL1 for an injected "unknown reason" exception (what UNDEF reports), 32-bit
+/// instruction length.
+pub const INJECTED_UNDEFINED_ESR: u64 = 1 << 25;
 
 #[cfg(test)]
 mod tests {
@@ -206,7 +227,10 @@ mod tests {
         assert_eq!(vcpu.el1.vmpidr_el2, 0x8000_0001);
         assert_eq!(
             vcpu.set_state(RunState::Running),
-            Err(InvalidTransition { from: RunState::New, to: RunState::Running })
+            Err(InvalidTransition {
+                from: RunState::New,
+                to: RunState::Running
+            })
         );
         vcpu.set_state(RunState::Ready).unwrap();
         vcpu.set_state(RunState::Running).unwrap();
@@ -223,17 +247,3 @@ mod tests {
         assert_eq!(el1_vector_offset(0x000), 0x400);
     }
 }
-
-/// Where an exception taken to EL1 enters the guest's vector table, given the PSTATE the
-/// vCPU had (Arm ARM D1.10.2): current EL with SP_EL0, current EL with SP_ELx, or lower EL.
-pub const fn el1_vector_offset(pstate: u64) -> u64 {
-    match pstate & 0xf {
-        0b0100 => 0x000, // EL1t
-        0b0101 => 0x200, // EL1h
-        _ => 0x400,      // from EL0 (AArch64)
-    }
-}
-
-/// ESR_EL1 for an injected "unknown reason" exception (what UNDEF reports), 32-bit
-/// instruction length.
-pub const INJECTED_UNDEFINED_ESR: u64 = 1 << 25;

@@ -12,7 +12,10 @@ use crate::errno::{result_from_return, Errno};
 use crate::event_channel_op::{self as evtchn, Port};
 use crate::sched_op::{SchedShutdown, ShutdownReason};
 use crate::shared::DOMID_SELF;
-use crate::{console_io, hvm_op, hypercall as nr, memory_op, sched_op, vcpu_op, xen_version};
+use crate::{
+    console_io, grant_table_op, hvm_op, hypercall as nr, memory_op, sched_op, vcpu_op, vm_assist,
+    xen_version,
+};
 
 /// Issues `HVC #0xEA1` with `number` in `x16` and `args` in `x0`..`x4`; returns `x0`.
 ///
@@ -114,7 +117,8 @@ fn call_plain(number: u64, args: [u64; 5]) -> Result<u64, Errno> {
     result_from_return(unsafe { hypercall(number, args) })
 }
 
-/// `XENVER_version`: the hypervisor's `(major, minor)` version.
+/// `XENVER_version`: the hypervisor's `(major, minor)` version; `(0, 0)` if the
+/// hypervisor answers with an error (Xen never does).
 pub fn xen_version() -> (u16, u16) {
     let value = call_plain(nr::XEN_VERSION, [xen_version::VERSION as u64, 0, 0, 0, 0]);
     xen_version::split_version(value.unwrap_or(0))
@@ -302,6 +306,120 @@ pub fn stop_singleshot_timer(vcpu: u32) -> Result<(), Errno> {
     call_plain(
         nr::VCPU_OP,
         [vcpu_op::STOP_SINGLESHOT_TIMER as u64, vcpu as u64, 0, 0, 0],
+    )
+    .map(drop)
+}
+
+/// `SCHEDOP_poll`: blocks until one of `ports` is pending or system time `timeout_ns`
+/// (absolute; 0 = no timeout) passes.
+pub fn sched_poll(ports: &[Port], timeout_ns: u64) -> Result<(), Errno> {
+    let nr_ports = u32::try_from(ports.len()).map_err(|_| Errno::EINVAL)?;
+    let mut arg = sched_op::SchedPoll {
+        ports: ports.as_ptr() as u64,
+        nr_ports,
+        timeout: timeout_ns,
+    };
+    // The hypervisor reads `arg` and the `ports` array (`Port` is a transparent u32),
+    // both valid for the call.
+    call_with(nr::SCHED_OP, sched_op::POLL as u64, &mut arg).map(drop)
+}
+
+/// `EVTCHNOP_bind_interdomain`: connects to port `remote_port` that `remote_dom`
+/// allocated for this domain; returns the local port.
+pub fn evtchn_bind_interdomain(remote_dom: u16, remote_port: Port) -> Result<Port, Errno> {
+    let mut arg = evtchn::BindInterdomain {
+        remote_dom,
+        remote_port,
+        local_port: Port(0),
+    };
+    call_with(
+        nr::EVENT_CHANNEL_OP,
+        evtchn::BIND_INTERDOMAIN as u64,
+        &mut arg,
+    )?;
+    Ok(arg.local_port)
+}
+
+/// `EVTCHNOP_bind_ipi`: allocates a port that signals `vcpu` of this domain.
+pub fn evtchn_bind_ipi(vcpu: u32) -> Result<Port, Errno> {
+    let mut arg = evtchn::BindIpi {
+        vcpu,
+        port: Port(0),
+    };
+    call_with(nr::EVENT_CHANNEL_OP, evtchn::BIND_IPI as u64, &mut arg)?;
+    Ok(arg.port)
+}
+
+/// `EVTCHNOP_bind_vcpu`: notifies `vcpu` for `port` from now on.
+pub fn evtchn_bind_vcpu(port: Port, vcpu: u32) -> Result<(), Errno> {
+    let mut arg = evtchn::BindVcpu { port, vcpu };
+    call_with(nr::EVENT_CHANNEL_OP, evtchn::BIND_VCPU as u64, &mut arg).map(drop)
+}
+
+/// `EVTCHNOP_status`: the state of `port` of this domain.
+pub fn evtchn_status(port: Port) -> Result<evtchn::Status, Errno> {
+    let mut arg = evtchn::Status {
+        dom: DOMID_SELF,
+        port,
+        ..Default::default()
+    };
+    call_with(nr::EVENT_CHANNEL_OP, evtchn::STATUS as u64, &mut arg)?;
+    Ok(arg)
+}
+
+/// `GNTTABOP_query_size` for this domain: `(nr_frames, max_nr_frames)`. A non-okay
+/// `GNTST_*` status is reported as [`Errno::EINVAL`].
+pub fn gnttab_query_size() -> Result<(u32, u32), Errno> {
+    let mut arg = grant_table_op::QuerySize {
+        dom: DOMID_SELF,
+        ..Default::default()
+    };
+    let ptr = &mut arg as *mut grant_table_op::QuerySize as u64;
+    let args = [grant_table_op::QUERY_SIZE as u64, ptr, 1, 0, 0];
+    // SAFETY: the hypervisor reads and writes the one struct `arg`, valid for the call.
+    result_from_return(unsafe { hypercall(nr::GRANT_TABLE_OP, args) })?;
+    if arg.status != grant_table_op::GNTST_OKAY {
+        return Err(Errno::EINVAL);
+    }
+    Ok((arg.nr_frames, arg.max_nr_frames))
+}
+
+/// `GNTTABOP_set_version`: asks for grant-table format `version`; returns the version
+/// in effect.
+pub fn gnttab_set_version(version: u32) -> Result<u32, Errno> {
+    let mut arg = grant_table_op::SetVersion { version };
+    let ptr = &mut arg as *mut grant_table_op::SetVersion as u64;
+    let args = [grant_table_op::SET_VERSION as u64, ptr, 1, 0, 0];
+    // SAFETY: the hypervisor reads and writes the one struct `arg`, valid for the call.
+    result_from_return(unsafe { hypercall(nr::GRANT_TABLE_OP, args) })?;
+    Ok(arg.version)
+}
+
+/// `vm_assist(VMASST_CMD_enable / disable, kind)`.
+pub fn vm_assist(enable: bool, kind: u32) -> Result<(), Errno> {
+    let cmd = if enable {
+        vm_assist::CMD_ENABLE
+    } else {
+        vm_assist::CMD_DISABLE
+    };
+    call_plain(nr::VM_ASSIST, [cmd as u64, kind as u64, 0, 0, 0]).map(drop)
+}
+
+/// `XENMEM_remove_from_physmap` for this domain: unmaps guest frame `gpfn`.
+///
+/// # Safety
+///
+/// The frame disappears from the guest's physical memory: nothing may access it
+/// afterwards (an access faults into the hypervisor and stops the domain).
+pub unsafe fn remove_from_physmap(gpfn: u64) -> Result<(), Errno> {
+    let mut arg = memory_op::RemoveFromPhysmap {
+        domid: DOMID_SELF,
+        gpfn,
+    };
+    call_with(
+        nr::MEMORY_OP,
+        memory_op::REMOVE_FROM_PHYSMAP as u64,
+        &mut arg,
     )
     .map(drop)
 }

@@ -19,9 +19,8 @@ use crate::stream::{Event, LogDecoder, LogMessage, Splitter, UndecodableFrame};
 /// The QEMU binary the runner starts.
 pub const QEMU_BINARY: &str = "qemu-system-aarch64";
 
-/// How long QEMU gets to exit by itself after a callback asked to stop "soon"
-/// ([`Control::StopAfter`]) is decided by the callback; this is the default for the
-/// hypervisor's `halt:` line.
+/// How long QEMU is given to exit by itself after the hypervisor's `halt:` line (the
+/// grace `xtask` passes in [`Control::StopAfter`]).
 pub const HALT_GRACE: Duration = Duration::from_secs(10);
 
 /// What to boot and how.

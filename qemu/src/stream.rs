@@ -93,14 +93,12 @@ fn take_line(text: &mut Vec<u8>) -> String {
     String::from_utf8_lossy(&line).into_owned()
 }
 
-/// The level of a decoded log line (`defmt`'s levels; `None` for `println`-style frames).
-pub type Level = Option<&'static str>;
-
 /// One decoded hypervisor log message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogMessage {
-    /// Upper-case level (`"INFO"`, `"WARN"`, ...), `None` for frames without a level.
-    pub level: Level,
+    /// Upper-case level (`"TRACE"`, `"DEBUG"`, `"INFO"`, `"WARN"`, `"ERROR"`), `None`
+    /// for frames without a level (`defmt::println!`).
+    pub level: Option<&'static str>,
     /// The formatted message.
     pub message: String,
 }

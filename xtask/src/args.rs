@@ -169,7 +169,7 @@ pub const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build   build hyp and pv-guest into target/images/{hyp,pv-guest}.{img,elf}
+  build   build hyp, pv-guest and examples/minimal-guest into target/images/*.{img,elf}
   run     build, write target/images/bootpack.bin and boot it under QEMU
             --machine virt-gicv3|virt-gicv2|raspi4b   (default virt-gicv3)
             --guest IMAGE[,initrd=FILE][,mem=MiB][,vcpus=N][,name=NAME][,cmdline=TEXT]

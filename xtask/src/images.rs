@@ -22,6 +22,8 @@ pub struct Images {
     pub guest_img: PathBuf,
     /// The guest ELF.
     pub guest_elf: PathBuf,
+    /// The guest template of `examples/minimal-guest`, as a raw arm64 Image.
+    pub example_img: PathBuf,
     /// The boot pack written by `run` and `test`.
     pub bootpack: PathBuf,
 }
@@ -35,13 +37,15 @@ impl Images {
             hyp_elf: dir.join("hyp.elf"),
             guest_img: dir.join("pv-guest.img"),
             guest_elf: dir.join("pv-guest.elf"),
+            example_img: dir.join("minimal-guest.img"),
             bootpack: dir.join("bootpack.bin"),
         }
     }
 }
 
-/// Installs what is missing, builds `hyp` and `pv-guest` for the bare-metal target, and
-/// writes their raw images and ELFs to `target/images`.
+/// Installs what is missing, builds `hyp`, `pv-guest` and the `examples/minimal-guest`
+/// template for the bare-metal target, and writes their raw images and ELFs to
+/// `target/images`.
 pub fn build() -> Result<Images> {
     setup::ensure_rust_targets()?;
     let mut hyp = setup::cargo();
@@ -59,26 +63,34 @@ pub fn build() -> Result<Images> {
         hyp.env("DEFMT_LOG", level);
     }
     setup::run_checked(&mut hyp).context("building the hypervisor")?;
-    setup::run_checked(setup::cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "pv-guest",
-        "--target",
-        TARGET,
-    ]))
-    .context("building pv-guest")?;
+    for guest in ["pv-guest", "minimal-guest"] {
+        setup::run_checked(setup::cargo().args([
+            "build",
+            "--release",
+            "-p",
+            guest,
+            "--target",
+            TARGET,
+        ]))
+        .with_context(|| format!("building {guest}"))?;
+    }
     let objcopy = setup::llvm_objcopy()?;
     let images = Images::paths();
     let out_dir = setup::target_dir().join(TARGET).join("release");
     std::fs::create_dir_all(setup::images_dir())
         .with_context(|| format!("creating {}", setup::images_dir().display()))?;
+    let example_elf = setup::images_dir().join("minimal-guest.elf");
     for (elf, img, copy) in [
         (out_dir.join("hyp"), &images.hyp_img, &images.hyp_elf),
         (
             out_dir.join("pv-guest"),
             &images.guest_img,
             &images.guest_elf,
+        ),
+        (
+            out_dir.join("minimal-guest"),
+            &images.example_img,
+            &example_elf,
         ),
     ] {
         setup::run_checked(

@@ -195,6 +195,17 @@ pub fn boot(
     Ok(outcome)
 }
 
+/// [`Outcome::check_clean_halt`], and the halt line counts `domains` domains.
+pub fn check_all_clean(outcome: &Outcome, domains: usize) -> Result<usize, String> {
+    let halted = outcome.check_clean_halt()?;
+    if halted != domains {
+        return Err(format!(
+            "the hypervisor reports {halted} domains, the boot pack has {domains}"
+        ));
+    }
+    Ok(halted)
+}
+
 /// `cargo xtask run`.
 pub fn run(run: &args::RunArgs) -> Result<bool> {
     // Fail on an unusable machine before the build.
@@ -228,7 +239,7 @@ pub fn run(run: &args::RunArgs) -> Result<bool> {
             outcome.undecodable
         );
     }
-    match outcome.check_clean_halt() {
+    match check_all_clean(&outcome, domains.len()) {
         Ok(n) => {
             eprintln!("xtask: ok: all {n} domains shut down cleanly");
             Ok(true)
@@ -237,5 +248,76 @@ pub fn run(run: &args::RunArgs) -> Result<bool> {
             eprintln!("xtask: FAILED: {reason}");
             Ok(false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyp::bootpack::BootPack;
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("xtask-run-test-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn boot_pack_round_trip() {
+        let mut image = vec![0u8; 128];
+        image[56..60].copy_from_slice(b"ARM\x64");
+        let image_path = temp("guest.img");
+        let initrd_path = temp("initrd");
+        let pack_path = temp("pack.bin");
+        std::fs::write(&image_path, &image).unwrap();
+        std::fs::write(&initrd_path, b"ramdisk").unwrap();
+        let specs = [
+            GuestSpec::parse(&format!(
+                "{},initrd={},mem=48,vcpus=2,cmdline=a b=c",
+                image_path.display(),
+                initrd_path.display()
+            ))
+            .unwrap(),
+            GuestSpec::parse(&image_path.display().to_string()).unwrap(),
+        ];
+        let domains = domains_from_specs(&specs).unwrap();
+        write_bootpack(&domains, &pack_path).unwrap();
+        let bytes = std::fs::read(&pack_path).unwrap();
+        for path in [&image_path, &initrd_path, &pack_path] {
+            let _ = std::fs::remove_file(path);
+        }
+        let pack = BootPack::parse(&bytes).unwrap();
+        let parsed: Vec<_> = pack.domains().collect();
+        assert_eq!(parsed.len(), 2);
+        let stem = image_path
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(parsed[0].name, stem);
+        assert_eq!(parsed[1].name, format!("{stem}-2"));
+        assert_eq!((parsed[0].memory_mib, parsed[0].vcpus), (48, 2));
+        assert_eq!(parsed[0].cmdline, "a b=c");
+        assert_eq!(parsed[0].initrd, b"ramdisk");
+        assert_eq!(parsed[1].image, &image[..]);
+        assert_eq!(parsed[1].cmdline, "");
+    }
+
+    #[test]
+    fn bad_image_is_refused_with_the_domain_name() {
+        let image_path = temp("bad.img");
+        std::fs::write(&image_path, vec![0u8; 128]).unwrap();
+        let domains = [Domain::new("broken", &image_path, "")];
+        let error = write_bootpack(&domains, &temp("unused.bin")).unwrap_err();
+        let _ = std::fs::remove_file(&image_path);
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("broken") && message.contains("arm64"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn missing_image_is_an_error() {
+        let domains = [Domain::new("gone", Path::new("/nonexistent/x.img"), "")];
+        assert!(write_bootpack(&domains, &temp("unused2.bin")).is_err());
     }
 }

@@ -112,7 +112,7 @@ pub fn test(args: &TestArgs) -> Result<bool> {
         let images = match ready {
             Ok(images) => images,
             Err(reason) => {
-                for scenario in ["demo", "crash-isolation", "guest-cmdline"] {
+                for scenario in ["demo", "crash-isolation", "guest-cmdline", "example-guest"] {
                     tally.record(
                         &format!("{prefix}::{scenario}"),
                         Verdict::Fail {
@@ -135,10 +135,16 @@ pub fn test(args: &TestArgs) -> Result<bool> {
             &format!("{prefix}::guest-cmdline"),
             guest_cmdline(images, machine, args.timeout),
         );
+        tally.record(
+            &format!("{prefix}::example-guest"),
+            example_guest(images, machine, args.timeout),
+        );
         if args.no_xen || machine == Machine::Raspi4b {
             continue;
         }
-        let script = xen.get_or_insert_with(xen_setup).clone();
+        let script = xen
+            .get_or_insert_with(|| xen_setup(&images.guest_img))
+            .clone();
         let verdict = match script {
             Err(reason) => Verdict::Skip(reason),
             Ok(script) => xen_conformance(&script, images, machine, reference),
@@ -194,7 +200,8 @@ fn demo(
     machine: Machine,
     timeout: Duration,
 ) -> (Verdict, Option<BTreeSet<String>>) {
-    let outcome = match boot(images, &run::demo_domains(images), machine, timeout) {
+    let domains = run::demo_domains(images);
+    let outcome = match boot(images, &domains, machine, timeout) {
         Ok(outcome) => outcome,
         Err(verdict) => return (verdict, None),
     };
@@ -208,7 +215,7 @@ fn demo(
     let check = || -> Result<(), String> {
         domain_report(&outcome, "pv-a")?;
         domain_report(&outcome, "pv-b")?;
-        outcome.check_clean_halt()?;
+        run::check_all_clean(&outcome, domains.len())?;
         Ok(())
     };
     match check() {
@@ -267,7 +274,31 @@ fn guest_cmdline(images: &Images, machine: Machine, timeout: Duration) -> Verdic
                 report.results.len()
             ));
         }
-        outcome.check_clean_halt()?;
+        run::check_all_clean(&outcome, domains.len())?;
+        Ok(())
+    };
+    match check() {
+        Ok(()) => Verdict::Pass,
+        Err(reason) => fail(&outcome, reason),
+    }
+}
+
+/// `example-guest`: the `examples/minimal-guest` template, which depends on nothing but
+/// `hypercall-abi`, boots, prints its greeting and powers off.
+fn example_guest(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    let domains = [Domain::new("minimal-guest", &images.example_img, "")];
+    let outcome = match boot(images, &domains, machine, timeout) {
+        Ok(outcome) => outcome,
+        Err(verdict) => return verdict,
+    };
+    let check = || -> Result<(), String> {
+        let greeted = outcome
+            .console_lines()
+            .any(|line| line.starts_with("(minimal-guest) Hello from minimal-guest on Xen 4.17"));
+        if !greeted {
+            return Err("no `Hello from minimal-guest on Xen 4.17` line".into());
+        }
+        run::check_all_clean(&outcome, domains.len())?;
         Ok(())
     };
     match check() {
@@ -366,14 +397,17 @@ fn xen_script() -> PathBuf {
 }
 
 /// Installs Xen and its tools (`run-on-xen --setup-only`); `Err` is the reason to skip.
-fn xen_setup() -> Result<PathBuf, String> {
+fn xen_setup(image: &Path) -> Result<PathBuf, String> {
     let script = xen_script();
     if !script.is_file() {
         return Err(format!("{} is missing", script.display()));
     }
     println!("xtask: setting up real Xen (first use downloads packages)");
-    let captured = capture(Command::new(&script).arg("--setup-only"), XEN_SETUP_TIMEOUT)
-        .map_err(|error| format!("cannot start {}: {error}", script.display()))?;
+    let captured = capture(
+        Command::new(&script).arg(image).arg("--setup-only"),
+        XEN_SETUP_TIMEOUT,
+    )
+    .map_err(|error| format!("cannot start {}: {error}", script.display()))?;
     if captured.timed_out {
         return Err("installation timed out".into());
     }

@@ -55,7 +55,9 @@ impl Pl011 {
     /// `base` must be the mapped address of a PL011 register block that nothing else
     /// drives.
     pub unsafe fn new(base: usize) -> Self {
-        let uart = Self { registers: base as *const Registers };
+        let uart = Self {
+            registers: base as *const Registers,
+        };
         let registers = uart.registers();
         let control = registers.control.get();
         registers.control.set(control | (1 << 9) | (1 << 8) | 1);

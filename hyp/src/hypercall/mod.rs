@@ -57,9 +57,12 @@ pub fn dispatch(domain: &mut Domain, number: u64, args: [u64; 5]) -> Outcome {
     let memory = GuestMemory::new(&owned);
     match call {
         Call::XenVersion { cmd, arg } => xen_version_call(&memory, cmd, GuestVirtAddr::new(arg.0)),
-        Call::ConsoleWrite { count, buffer } => {
-            console_write(domain, &memory, GuestVirtAddr::new(buffer.0), count as usize)
-        }
+        Call::ConsoleWrite { count, buffer } => console_write(
+            domain,
+            &memory,
+            GuestVirtAddr::new(buffer.0),
+            count as usize,
+        ),
         // No console input reaches domains yet: nothing to read.
         Call::ConsoleRead { .. } => Outcome::Return(0),
         Call::SchedYield => Outcome::Yield(0),
@@ -67,7 +70,9 @@ pub fn dispatch(domain: &mut Domain, number: u64, args: [u64; 5]) -> Outcome {
         // at once, which Xen's interface allows (callers re-check their condition).
         Call::SchedBlock => Outcome::Yield(0),
         Call::SchedShutdown { arg } => {
-            match memory.read_value::<hypercall_abi::sched_op::SchedShutdown>(GuestVirtAddr::new(arg.0)) {
+            match memory
+                .read_value::<hypercall_abi::sched_op::SchedShutdown>(GuestVirtAddr::new(arg.0))
+            {
                 Err(error) => errno(error),
                 Ok(request) => match ShutdownReason::from_u32(request.reason) {
                     Some(reason) => Outcome::Shutdown(reason),
@@ -103,7 +108,12 @@ fn xen_version_call(memory: &GuestMemory<'_>, cmd: u32, arg: GuestVirtAddr) -> O
     }
 }
 
-fn console_write(domain: &mut Domain, memory: &GuestMemory<'_>, buffer: GuestVirtAddr, count: usize) -> Outcome {
+fn console_write(
+    domain: &mut Domain,
+    memory: &GuestMemory<'_>,
+    buffer: GuestVirtAddr,
+    count: usize,
+) -> Outcome {
     // Check the whole buffer first so a bad pointer prints nothing.
     if let Err(error) = memory.check_readable(buffer, count) {
         return errno(error);
@@ -112,12 +122,16 @@ fn console_write(domain: &mut Domain, memory: &GuestMemory<'_>, buffer: GuestVir
     let mut done = 0usize;
     while done < count {
         let length = (count - done).min(CONSOLE_CHUNK);
-        let Some(piece) = chunk.get_mut(..length) else { break };
+        let Some(piece) = chunk.get_mut(..length) else {
+            break;
+        };
         if let Err(error) = memory.read(buffer.add(done as u64), piece) {
             return errno(error);
         }
         let name = &domain.name;
-        domain.console.push(piece, |line| serial::write_console_line(name, line));
+        domain
+            .console
+            .push(piece, |line| serial::write_console_line(name, line));
         done += length;
     }
     Outcome::Return(0)

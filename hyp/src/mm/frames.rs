@@ -436,6 +436,17 @@ pub unsafe fn zero(range: AddrRange<PhysAddr>) {
     }
 }
 
+impl FrameAllocator {
+    /// A pool with no memory, for statics that are filled in at boot.
+    pub const fn empty() -> Self {
+        Self {
+            managed: Vec::new(),
+            free: Vec::new(),
+            free_bytes: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -693,12 +704,5 @@ mod tests {
             let fresh = FrameAllocator::new(&usable, &reserved).unwrap();
             prop_assert!(pool.free_ranges().eq(fresh.free_ranges()));
         }
-    }
-}
-
-impl FrameAllocator {
-    /// A pool with no memory, for statics that are filled in at boot.
-    pub const fn empty() -> Self {
-        Self { managed: Vec::new(), free: Vec::new(), free_bytes: 0 }
     }
 }

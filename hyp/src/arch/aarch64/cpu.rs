@@ -127,6 +127,21 @@ pub unsafe fn init_el2(per_cpu: *mut PerCpu, vtcr: u64) {
     }
 }
 
+/// Cleans and invalidates the data cache lines covering `[start, start + size)` to the point
+/// of coherency, so a guest reading or writing that memory uncached and the hypervisor's
+/// cached view agree.
+pub fn clean_invalidate_data_cache(start: PhysAddr, size: u64) {
+    let mut line = start.raw() & !63;
+    let end = start.raw().saturating_add(size);
+    while line < end {
+        // SAFETY: cleaning and invalidating lines of mapped RAM only moves data to memory.
+        unsafe { asm!("dc civac, {}", in(reg) line, options(nostack, preserves_flags)) };
+        line += 64;
+    }
+    // SAFETY: barrier only.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
 /// Invalidates the data cache lines covering `[start, start + size)` to the point of
 /// coherency, so data written with the caches off is not shadowed by stale lines.
 pub fn invalidate_data_cache(start: PhysAddr, size: u64) {
@@ -212,8 +227,10 @@ pub fn tlb_invalidate_vmid(vmid: u16) {
 pub struct Translation {
     /// The physical address.
     pub address: PhysAddr,
-    /// The combined memory type is Device: never read or write it on a guest's behalf.
-    pub device: bool,
+    /// The guest sees this memory as write-back cacheable (inner and outer). When it does
+    /// not (its MMU is off, or it mapped the page non-cacheable), the hypervisor's cacheable
+    /// view must be cleaned and invalidated around each access.
+    pub cacheable: bool,
 }
 
 /// Translates `address` as the current vCPU's EL1 would for a read (or a write), through
@@ -252,11 +269,9 @@ pub fn translate_guest_address(address: GuestVirtAddr, write: bool) -> Option<Tr
     if par & 1 != 0 {
         return None;
     }
-    let attributes = par >> 56;
     Some(Translation {
         address: PhysAddr::new((par & 0x000f_ffff_ffff_f000) | address.page_offset()),
-        // Device memory has MAIR-format attributes 0b0000_xxxx.
-        device: attributes & 0xf0 == 0,
+        cacheable: crate::guest_memory::attributes_cacheable((par >> 56) as u8),
     })
 }
 
@@ -401,7 +416,11 @@ pub fn park() -> ! {
 
 /// Makes the vCPU in `frame` take an exception to its EL1 with syndrome `esr`, as if the
 /// instruction at `instruction_address` had raised it (Xen's `inject_undef64_exception`).
-pub fn inject_exception(frame: &mut crate::vcpu::GuestRegisters, esr: u64, instruction_address: u64) {
+pub fn inject_exception(
+    frame: &mut crate::vcpu::GuestRegisters,
+    esr: u64,
+    instruction_address: u64,
+) {
     let vbar: u64;
     // SAFETY: the vCPU's EL1 registers are live on this CPU while we handle its trap; we
     // write exactly what the architecture writes when it takes an exception to EL1.

@@ -150,5 +150,8 @@ extern "C" fn handle_guest_serror(per_cpu: &mut PerCpu) {
 
 #[unsafe(no_mangle)]
 extern "C" fn handle_hyp_fault(esr: u64, elr: u64, far: u64) -> ! {
-    panic!("hypervisor fault: ESR {:#x} at PC {:#x}, FAR {:#x}", esr, elr, far);
+    panic!(
+        "hypervisor fault: ESR {:#x} at PC {:#x}, FAR {:#x}",
+        esr, elr, far
+    );
 }

@@ -65,11 +65,11 @@ pub fn table_write_barrier() {}
 pub struct Translation {
     /// The physical address.
     pub address: PhysAddr,
-    /// The memory is Device memory.
-    pub device: bool,
+    /// The guest sees the memory as write-back cacheable.
+    pub cacheable: bool,
 }
 
-/// One fake guest page mapping: (guest VA page, PA page, writable, device).
+/// One fake guest page mapping: (guest VA page, PA page, writable, uncached in the guest).
 pub type FakeGuestPage = (u64, u64, bool, bool);
 
 std::thread_local! {
@@ -91,16 +91,21 @@ pub fn set_guest_translation(pages: &[FakeGuestPage]) {
 }
 
 /// Translates through the table set by [`set_guest_translation`].
-pub fn translate_guest_address(address: crate::addr::GuestVirtAddr, write: bool) -> Option<Translation> {
+pub fn translate_guest_address(
+    address: crate::addr::GuestVirtAddr,
+    write: bool,
+) -> Option<Translation> {
     GUEST_PAGES.with(|table| {
-        table.borrow().iter().find(|page| page.0 == address.page_base().raw()).and_then(
-            |&(_, physical, writable, device)| {
+        table
+            .borrow()
+            .iter()
+            .find(|page| page.0 == address.page_base().raw())
+            .and_then(|&(_, physical, writable, uncached)| {
                 (writable || !write).then(|| Translation {
                     address: PhysAddr::new(physical | address.page_offset()),
-                    device,
+                    cacheable: !uncached,
                 })
-            },
-        )
+            })
     })
 }
 
@@ -146,13 +151,19 @@ pub fn current_stage2() -> u64 {
 }
 
 /// Injects an exception into the fake EL1 (see the aarch64 version).
-pub fn inject_exception(frame: &mut crate::vcpu::GuestRegisters, esr: u64, instruction_address: u64) {
+pub fn inject_exception(
+    frame: &mut crate::vcpu::GuestRegisters,
+    esr: u64,
+    instruction_address: u64,
+) {
     LIVE_EL1.with(|live| {
         let mut live = live.borrow_mut();
         live.elr_el1 = instruction_address;
         live.spsr_el1 = frame.pstate;
         live.esr_el1 = esr;
-        frame.pc = live.vbar_el1.wrapping_add(crate::vcpu::el1_vector_offset(frame.pstate));
+        frame.pc = live
+            .vbar_el1
+            .wrapping_add(crate::vcpu::el1_vector_offset(frame.pstate));
     });
     frame.pstate = crate::vcpu::INITIAL_PSTATE;
 }
@@ -160,4 +171,16 @@ pub fn inject_exception(frame: &mut crate::vcpu::GuestRegisters, esr: u64, instr
 /// The fake cannot power off; tests that reach this have failed.
 pub fn power_off(_psci_over_smc: bool) -> ! {
     panic!("fake arch: power_off")
+}
+
+static CACHE_MAINTENANCE: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a clean-and-invalidate (the host has no caches to maintain).
+pub fn clean_invalidate_data_cache(_start: PhysAddr, _size: u64) {
+    CACHE_MAINTENANCE.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many clean-and-invalidate operations the code under test asked for so far.
+pub fn cache_maintenance_count() -> usize {
+    CACHE_MAINTENANCE.load(Ordering::Relaxed)
 }
