@@ -247,8 +247,8 @@ impl Domain {
             let argument = ram_ipa.start.add(plan.device_tree).raw();
             let mut vcpu = Vcpu::new(index, entry, argument);
             if index == 0 {
-                // New -> Ready cannot fail.
-                let _ = vcpu.set_state(RunState::Ready);
+                // The boot vCPU starts powered on; the others wait for PSCI CPU_ON.
+                let _ = vcpu.power_on(entry, argument);
             }
             let _ = vcpus.push(vcpu);
         }

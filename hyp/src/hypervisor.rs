@@ -10,7 +10,7 @@
 
 use crate::arch;
 use crate::cpu::{CpuState, VcpuId};
-use crate::domain::{Domain, DomainState, MAX_DOMAINS};
+use crate::domain::{Domain, DomainState, MAX_DOMAINS, MAX_VCPUS};
 use crate::esr::{Abort, FaultKind, GuestExit};
 use crate::hypercall::{self, psci, Outcome};
 use crate::mm::FrameAllocator;
@@ -141,6 +141,13 @@ impl Hypervisor {
                 cpu.frame.pc = cpu.frame.pc.wrapping_add(4);
                 self.yield_current(cpu)
             }
+            GuestExit::DataAbort(abort) | GuestExit::InstructionAbort(abort)
+                if self.is_spurious(current, &abort, exit) =>
+            {
+                // Another CPU changed this mapping (break-before-make) between the fault
+                // and now: the access will succeed when retried.
+                Next::Resume
+            }
             GuestExit::DataAbort(abort) => self.crash(cpu, current, FaultReport::Data(abort)),
             GuestExit::InstructionAbort(abort) => {
                 self.crash(cpu, current, FaultReport::Instruction(abort))
@@ -152,15 +159,61 @@ impl Hypervisor {
     }
 
     fn smccc(&mut self, cpu: &mut CpuState, current: VcpuId) -> Next {
-        let frame = &mut cpu.frame;
-        match psci::dispatch(frame.x[0], [frame.x[1], frame.x[2], frame.x[3]]) {
-            psci::SmcccOutcome::Return(value) => {
-                frame.x[0] = value;
-                Next::Resume
-            }
+        let frame = &cpu.frame;
+        let outcome = psci::dispatch(frame.x[0], [frame.x[1], frame.x[2], frame.x[3]]);
+        let result = match outcome {
+            psci::SmcccOutcome::Return(value) => value,
             psci::SmcccOutcome::Shutdown(reason) => {
-                self.end_domain(cpu, current.domain, DomainState::ShutDown(reason))
+                return self.end_domain(cpu, current.domain, DomainState::ShutDown(reason))
             }
+            psci::SmcccOutcome::CpuOn { vcpu, entry, context } => {
+                let target = usize::try_from(vcpu).ok().and_then(|index| {
+                    self.vcpu_mut(VcpuId { domain: current.domain, vcpu: index })
+                });
+                psci::psci_return(match target {
+                    None => hypercall_abi::psci::INVALID_PARAMETERS,
+                    Some(target) if target.is_online() => hypercall_abi::psci::ALREADY_ON,
+                    Some(target) => match target.power_on(entry, context) {
+                        Ok(()) => hypercall_abi::psci::SUCCESS,
+                        Err(_) => hypercall_abi::psci::INTERNAL_FAILURE,
+                    },
+                })
+            }
+            psci::SmcccOutcome::AffinityInfo { vcpu } => {
+                let target = usize::try_from(vcpu).ok().and_then(|index| {
+                    self.domain(current.domain).and_then(|domain| domain.vcpus.get(index))
+                });
+                // AFFINITY_INFO: 0 = ON, 1 = OFF.
+                match target {
+                    None => psci::psci_return(hypercall_abi::psci::INVALID_PARAMETERS),
+                    Some(target) => u64::from(!target.is_online()),
+                }
+            }
+            psci::SmcccOutcome::CpuOff => {
+                if let Some(vcpu) = self.vcpu_mut(current) {
+                    let _ = vcpu.power_off();
+                }
+                return self.schedule(cpu);
+            }
+        };
+        cpu.frame.x[0] = result;
+        Next::Resume
+    }
+
+    /// Whether a stage-2 abort is already resolved: the IPA is mapped now with the
+    /// permission the access needed, and the fault was not during a stage-1 walk of an
+    /// unmapped table.
+    fn is_spurious(&self, current: VcpuId, abort: &Abort, exit: GuestExit) -> bool {
+        let Some((_, attributes)) = self
+            .domain(current.domain)
+            .and_then(|domain| domain.stage2.translate(abort.ipa))
+        else {
+            return false;
+        };
+        match exit {
+            GuestExit::InstructionAbort(_) => attributes.execute,
+            _ if abort.write => attributes.write,
+            _ => attributes.read,
         }
     }
 
@@ -204,30 +257,27 @@ impl Hypervisor {
     /// Ends domain `slot`: logs how, flushes its console, tears it down, and schedules.
     fn end_domain(&mut self, cpu: &mut CpuState, slot: usize, state: DomainState) -> Next {
         if let Some(mut domain) = self.domains.get_mut(slot).and_then(Option::take) {
-            domain.end(state);
-            let name = domain.name.clone();
-            domain
-                .console
-                .flush(|line| serial::write_console_line(&name, line));
-            match state {
-                DomainState::ShutDown(reason) => {
-                    defmt::info!(
-                        "domain {=str} shut down: {=str}",
-                        name.as_str(),
-                        reason_name(reason)
-                    )
-                }
-                DomainState::Crashed | DomainState::Alive => {}
-            }
-            if !domain.state.is_clean() {
-                self.unclean += 1;
-            }
+            self.retire(&mut domain, state);
             domain.tear_down(&mut self.frames);
         }
         if cpu.current.is_some_and(|current| current.domain == slot) {
             cpu.current = None;
         }
         self.schedule(cpu)
+    }
+
+    /// Marks a domain ended, flushes its console and logs a clean shutdown (crashes were
+    /// logged with their cause already), and counts it if it did not end cleanly.
+    fn retire(&mut self, domain: &mut Domain, state: DomainState) {
+        domain.end(state);
+        let name = &domain.name;
+        domain.console.flush(|line| serial::write_console_line(name, line));
+        if let DomainState::ShutDown(reason) = state {
+            defmt::info!("domain {=str} shut down: {=str}", name.as_str(), reason_name(reason));
+        }
+        if !domain.state.is_clean() {
+            self.unclean += 1;
+        }
     }
 
     fn yield_current(&mut self, cpu: &mut CpuState) -> Next {
@@ -242,36 +292,56 @@ impl Hypervisor {
         self.schedule(cpu)
     }
 
-    /// Picks the next Ready vCPU after the current one (round robin over domains, then
+    /// Picks the next runnable vCPU after the current one (round robin over domains, then
     /// vCPUs) and switches to it; `Halt` when no domain is left.
     pub fn schedule(&mut self, cpu: &mut CpuState) -> Next {
-        let start = cpu.current.map_or(0, |current| current.domain + 1);
-        let mut chosen = None;
-        'search: for step in 0..MAX_DOMAINS {
-            let slot = (start + step) % MAX_DOMAINS;
-            if let Some(domain) = self.domain(slot) {
-                for (index, vcpu) in domain.vcpus.iter().enumerate() {
-                    let runnable = matches!(vcpu.state(), RunState::Ready)
-                        || cpu.current
-                            == Some(VcpuId {
-                                domain: slot,
-                                vcpu: index,
-                            });
-                    if runnable && vcpu.state() != RunState::Dead {
-                        chosen = Some(VcpuId {
-                            domain: slot,
-                            vcpu: index,
-                        });
-                        break 'search;
-                    }
-                }
+        loop {
+            if let Some(next) = self.pick_next(cpu) {
+                self.switch_to(cpu, next);
+                return Next::Resume;
+            }
+            // Every vCPU left is blocked or off. Nothing can wake them yet (no virtual
+            // interrupts in this step), so end those domains rather than hang.
+            let Some(stuck) = self.domains.iter().flatten().map(|domain| domain.slot).next() else {
+                return Next::Halt;
+            };
+            if let Some(domain) = self.domain(stuck) {
+                defmt::warn!(
+                    "domain {=str} crashed: every vCPU is blocked or off and nothing can wake it",
+                    domain.name.as_str()
+                );
+            }
+            if let Some(mut domain) = self.domains.get_mut(stuck).and_then(Option::take) {
+                self.retire(&mut domain, DomainState::Crashed);
+                domain.tear_down(&mut self.frames);
+            }
+            if cpu.current.is_some_and(|current| current.domain == stuck) {
+                cpu.current = None;
             }
         }
-        let Some(next) = chosen else {
-            return Next::Halt;
-        };
-        self.switch_to(cpu, next);
-        Next::Resume
+    }
+
+    /// The vCPU to run next on `cpu`: the first Ready one after the current vCPU in
+    /// (domain, vCPU) order, wrapping around, or the current one if it is still running
+    /// and nothing else is ready.
+    fn pick_next(&self, cpu: &CpuState) -> Option<VcpuId> {
+        const SLOTS: usize = MAX_DOMAINS * MAX_VCPUS;
+        let position = |id: VcpuId| id.domain * MAX_VCPUS + id.vcpu;
+        let start = cpu.current.map_or(0, |current| position(current) + 1);
+        let mut fallback = None;
+        for step in 0..SLOTS {
+            let at = (start + step) % SLOTS;
+            let id = VcpuId { domain: at / MAX_VCPUS, vcpu: at % MAX_VCPUS };
+            let Some(vcpu) = self.domain(id.domain).and_then(|domain| domain.vcpus.get(id.vcpu)) else {
+                continue;
+            };
+            match vcpu.state() {
+                RunState::Ready => return Some(id),
+                RunState::Running if cpu.current == Some(id) => fallback = Some(id),
+                _ => {}
+            }
+        }
+        fallback
     }
 
     /// Saves the vCPU leaving `cpu` (if any) and loads `next`.
@@ -285,6 +355,9 @@ impl Hypervisor {
                 return;
             }
             if let Some(vcpu) = self.vcpu_mut(previous) {
+                if vcpu.state() == RunState::Running {
+                    let _ = vcpu.set_state(RunState::Ready);
+                }
                 vcpu.registers = cpu.frame;
                 arch::save_el1(&mut vcpu.el1);
                 arch::save_fp(&mut vcpu.fp);

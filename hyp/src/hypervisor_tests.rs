@@ -41,6 +41,10 @@ struct Setup {
 }
 
 fn setup(names: &[&str]) -> Setup {
+    setup_with_vcpus(names, 1)
+}
+
+fn setup_with_vcpus(names: &[&str], vcpus: u32) -> Setup {
     let guard = fake::guest_translation_lock();
     let pool = [AddrRange::new(PhysAddr::new(POOL_BASE), POOL_SIZE)];
     let frames = FrameAllocator::new(&pool, &[]).unwrap();
@@ -52,7 +56,7 @@ fn setup(names: &[&str]) -> Setup {
         let entry = DomainImage {
             name,
             memory_mib: 8,
-            vcpus: 1,
+            vcpus,
             image: &bytes,
             initrd: &[],
             cmdline: "",
@@ -242,6 +246,74 @@ fn a_crash_ends_only_the_guilty_domain_and_returns_its_memory() {
     unsafe { core::ptr::write_bytes(arch::phys_to_virt(ram), 0, 4) };
     let next = hypercall(&mut setup, number::SCHED_OP, [2, 0x1000, 0, 0, 0]);
     assert_eq!(next, Next::Halt);
+    assert!(!setup.hypervisor.report_halt());
+    assert_eq!(setup.hypervisor.free_bytes(), setup.free_before);
+}
+
+#[test]
+fn a_fault_on_memory_mapped_by_now_is_retried_not_fatal() {
+    let mut setup = setup(&["alpha"]);
+    let pc = setup.cpu.frame.pc;
+    let abort = Abort {
+        virtual_address: GuestVirtAddr::new(layout::RAM_BASE),
+        ipa: IntermediatePhysAddr::new(layout::RAM_BASE + 0x1000),
+        write: true,
+        stage1_walk: false,
+        kind: FaultKind::Translation(3),
+        access: None,
+    };
+    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::DataAbort(abort), 0);
+    assert_eq!(next, Next::Resume);
+    assert!(setup.hypervisor.domain(0).is_some(), "the domain must survive");
+    assert_eq!(setup.cpu.frame.pc, pc, "the access is retried");
+}
+
+fn psci(setup: &mut Setup, function: u32, args: [u64; 3]) -> Next {
+    setup.cpu.frame.x[0] = u64::from(function);
+    setup.cpu.frame.x[1..4].copy_from_slice(&args);
+    setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0 }, 0)
+}
+
+#[test]
+fn psci_starts_and_stops_secondary_vcpus() {
+    use hypercall_abi::psci as ids;
+    let mut setup = setup_with_vcpus(&["smp"], 2);
+    let off = 1u64;
+    psci(&mut setup, ids::AFFINITY_INFO_64, [1, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], off);
+    // No vCPU 2, and affinity levels above 0 do not exist.
+    psci(&mut setup, ids::CPU_ON_64, [2, 0x4020_0000, 0]);
+    assert_eq!(setup.cpu.frame.x[0], psci::psci_return(ids::INVALID_PARAMETERS));
+    psci(&mut setup, ids::CPU_ON_64, [0x100, 0x4020_0000, 0]);
+    assert_eq!(setup.cpu.frame.x[0], psci::psci_return(ids::INVALID_PARAMETERS));
+    // Start vCPU 1; starting it again is ALREADY_ON; vCPU 0 is on.
+    psci(&mut setup, ids::CPU_ON_64, [1, 0x4030_0000, 0x1234]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    psci(&mut setup, ids::CPU_ON_64, [1, 0x4030_0000, 0x1234]);
+    assert_eq!(setup.cpu.frame.x[0], psci::psci_return(ids::ALREADY_ON));
+    psci(&mut setup, ids::AFFINITY_INFO_64, [0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    // vCPU 0 yields: vCPU 1 starts at its entry with x0 = context, MMU off.
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current, Some(VcpuId { domain: 0, vcpu: 1 }));
+    assert_eq!(setup.cpu.frame.pc, 0x4030_0000);
+    assert_eq!(setup.cpu.frame.x[0], 0x1234);
+    // vCPU 1 turns itself off: vCPU 0 runs on and sees it OFF.
+    psci(&mut setup, ids::CPU_OFF, [0, 0, 0]);
+    assert_eq!(setup.cpu.current, Some(VcpuId { domain: 0, vcpu: 0 }));
+    psci(&mut setup, ids::AFFINITY_INFO_64, [1, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], off);
+    // And it can be started again.
+    psci(&mut setup, ids::CPU_ON_64, [1, 0x4030_0000, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+}
+
+#[test]
+fn a_domain_whose_vcpus_are_all_off_is_ended_not_left_hanging() {
+    let mut setup = setup(&["lonely"]);
+    let next = psci(&mut setup, hypercall_abi::psci::CPU_OFF, [0, 0, 0]);
+    assert_eq!(next, Next::Halt);
+    assert!(setup.hypervisor.domain(0).is_none());
     assert!(!setup.hypervisor.report_halt());
     assert_eq!(setup.hypervisor.free_bytes(), setup.free_before);
 }

@@ -143,6 +143,8 @@ mod target {
 
         enable_el2_mmu(platform, image, text_end)?;
 
+        // Interrupt controller and EL2 timer bring-up (arch::aarch64::gic, ::timer) goes
+        // here, before any guest exists.
         let pa_range = (cpu::read_id_aa64mmfr0() & 0xf) as u32;
         // SAFETY: runs once on the boot CPU before any guest; PER_CPU[0] is its own.
         unsafe {

@@ -125,6 +125,8 @@ pub struct Vcpu {
     /// Saved FP/SIMD registers.
     pub fp: FpContext,
     state: RunState,
+    /// Powered on (PSCI): vCPU 0 from the start, others after CPU_ON, until CPU_OFF.
+    online: bool,
     /// Counter ticks spent running (accounting).
     pub ticks_used: u64,
     /// Counter value when it last started running.
@@ -161,6 +163,7 @@ impl Vcpu {
             el1,
             fp: FpContext::default(),
             state: RunState::New,
+            online: false,
             ticks_used: 0,
             running_since: 0,
         }
@@ -169,6 +172,35 @@ impl Vcpu {
     /// The run state.
     pub fn state(&self) -> RunState {
         self.state
+    }
+
+    /// Whether the vCPU is powered on (PSCI's view: AFFINITY_INFO answers ON).
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
+    /// Powers the vCPU on at `entry` with `x0 = argument`, in the state it had at reset
+    /// (EL1h, MMU off), and makes it Ready. Refused if it is already on or dead.
+    pub fn power_on(&mut self, entry: u64, argument: u64) -> Result<(), InvalidTransition> {
+        if self.online || self.state == RunState::Dead {
+            return Err(InvalidTransition { from: self.state, to: RunState::Ready });
+        }
+        let fresh = Vcpu::new(self.index, entry, argument);
+        self.registers = fresh.registers;
+        self.el1 = fresh.el1;
+        self.fp = fresh.fp;
+        if self.state == RunState::Blocked || self.state == RunState::New {
+            self.state = RunState::Ready;
+        }
+        self.online = true;
+        Ok(())
+    }
+
+    /// Powers the vCPU off (PSCI CPU_OFF): it blocks until a later [`Vcpu::power_on`].
+    pub fn power_off(&mut self) -> Result<(), InvalidTransition> {
+        self.set_state(RunState::Blocked)?;
+        self.online = false;
+        Ok(())
     }
 
     /// The one place a vCPU changes state.

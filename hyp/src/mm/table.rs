@@ -100,7 +100,10 @@ pub struct ArchBarrier;
 
 impl TableBarrier for ArchBarrier {
     fn publish_descriptors(&self) {
+        // The compiler must not sink the stores past this point; the CPU needs a DSB ISHST
+        // before the table walkers of every CPU are guaranteed to see them.
         fence(Ordering::SeqCst);
+        crate::arch::table_write_barrier();
     }
 
     fn invalidate_stage2(&self, vmid: u16) {

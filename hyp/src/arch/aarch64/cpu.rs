@@ -199,12 +199,14 @@ pub fn set_stage2(vttbr: u64) {
     unsafe { asm!("msr vttbr_el2, {}", "isb", in(reg) vttbr, options(nostack, preserves_flags)) };
 }
 
-/// Invalidates all stage-1 and stage-2 TLB entries tagged with `vmid`, on every CPU.
+/// Invalidates all stage-1 and stage-2 TLB entries tagged with `vmid`, on every CPU, after
+/// making earlier descriptor writes visible (DSB ISHST first, DSB ISH + ISB after).
 pub fn tlb_invalidate_vmid(vmid: u16) {
     // SAFETY: TLBI VMALLS12E1IS acts on the VMID in VTTBR_EL2; we switch to the target VMID
     // (keeping the same tables address is harmless: no EL1 code runs in between) and back.
     unsafe {
         asm!(
+            "dsb ishst",
             "mrs {saved}, vttbr_el2",
             "bic {tmp}, {saved}, #(0xff << 48)",
             "orr {tmp}, {tmp}, {vmid}, lsl #48",
