@@ -65,6 +65,10 @@ pub struct Domain {
     pub state: DomainState,
     /// Partial console line.
     pub console: LineBuffer,
+    /// The domain's shared_info page (hypervisor memory, zeroed at build).
+    pub shared_info: PhysAddr,
+    /// Where the guest mapped shared_info with XENMEM_add_to_physmap, if it has.
+    pub shared_info_ipa: Option<IntermediatePhysAddr>,
 }
 
 /// Why a domain could not be built. Nothing is left allocated when this is returned.
@@ -252,6 +256,14 @@ impl Domain {
             }
             let _ = vcpus.push(vcpu);
         }
+        let shared_info =
+            match frames.allocate_zeroed(crate::addr::PAGE_SIZE, crate::addr::PAGE_SIZE) {
+                Ok(page) => page.start,
+                Err(_) => {
+                    stage2.destroy(frames);
+                    return Err(BuildError::OutOfMemory);
+                }
+            };
         let mut name = heapless::String::new();
         for character in image.name.chars() {
             if name.push(character).is_err() {
@@ -267,17 +279,58 @@ impl Domain {
             vcpus,
             state: DomainState::Alive,
             console: LineBuffer::new(),
+            shared_info,
+            shared_info_ipa: None,
         })
     }
 
     /// Ends the domain: every vCPU dead, its memory scrubbed and returned, its tables freed.
     pub fn tear_down(self, frames: &mut FrameAllocator) {
-        let Domain { ram, stage2, .. } = self;
+        let Domain {
+            ram,
+            stage2,
+            shared_info,
+            ..
+        } = self;
         // Tables first, so no translation to the RAM survives its scrub.
         stage2.destroy(frames);
-        // SAFETY: `ram` was allocated from `frames` for this domain, whose vCPUs are all
-        // dead and whose stage 2 is gone, so nothing can reach it any more.
-        let _ = unsafe { frames.free_scrubbed(ram) };
+        // SAFETY: `ram` and `shared_info` were allocated from `frames` for this domain,
+        // whose vCPUs are all dead and whose stage 2 is gone, so nothing reaches them.
+        unsafe {
+            let _ = frames.free_scrubbed(ram);
+            let _ = frames.free_scrubbed(AddrRange::new(shared_info, crate::addr::PAGE_SIZE));
+        }
+    }
+
+    /// Physical memory a guest pointer may reach: its RAM and its shared_info page.
+    pub fn guest_accessible(&self) -> [AddrRange<PhysAddr>; 2] {
+        [
+            self.ram,
+            AddrRange::new(self.shared_info, crate::addr::PAGE_SIZE),
+        ]
+    }
+
+    /// The shared_info page.
+    pub fn shared_info(&self) -> &hypercall_abi::shared::SharedInfo {
+        // SAFETY: the page is this domain's, page aligned, lives as long as the domain, and
+        // SharedInfo (1088 bytes of atomics and plain bytes) tolerates concurrent guest
+        // writes.
+        unsafe {
+            &*arch::phys_to_virt(self.shared_info).cast::<hypercall_abi::shared::SharedInfo>()
+        }
+    }
+
+    /// The vcpu_info of vCPU `index`: where it registered one, else (vCPU 0 only) the
+    /// legacy slot in shared_info.
+    pub fn vcpu_info(&self, index: usize) -> Option<&hypercall_abi::shared::VcpuInfo> {
+        match self.vcpus.get(index)?.vcpu_info {
+            // SAFETY: register_vcpu_info checked the location: 8-aligned, whole inside
+            // one page of this domain's RAM, which lives as long as the domain.
+            Some(address) => Some(unsafe {
+                &*arch::phys_to_virt(address).cast::<hypercall_abi::shared::VcpuInfo>()
+            }),
+            None => self.shared_info().vcpu_info.get(index),
+        }
     }
 
     /// Marks the domain ended with `state` and every vCPU dead.

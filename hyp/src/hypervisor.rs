@@ -104,10 +104,13 @@ impl Hypervisor {
                 let frame = &mut cpu.frame;
                 let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
                 let number = frame.x[16];
-                let Some(domain) = self.domain_mut(current.domain) else {
+                let Self {
+                    domains, frames, ..
+                } = self;
+                let Some(domain) = domains.get_mut(current.domain).and_then(Option::as_mut) else {
                     return self.schedule(cpu);
                 };
-                match hypercall::dispatch(domain, number, args) {
+                match hypercall::dispatch(domain, current.vcpu, frames, number, args) {
                     Outcome::Return(value) => {
                         cpu.frame.x[0] = value;
                         Next::Resume
@@ -166,9 +169,16 @@ impl Hypervisor {
             psci::SmcccOutcome::Shutdown(reason) => {
                 return self.end_domain(cpu, current.domain, DomainState::ShutDown(reason))
             }
-            psci::SmcccOutcome::CpuOn { vcpu, entry, context } => {
+            psci::SmcccOutcome::CpuOn {
+                vcpu,
+                entry,
+                context,
+            } => {
                 let target = usize::try_from(vcpu).ok().and_then(|index| {
-                    self.vcpu_mut(VcpuId { domain: current.domain, vcpu: index })
+                    self.vcpu_mut(VcpuId {
+                        domain: current.domain,
+                        vcpu: index,
+                    })
                 });
                 psci::psci_return(match target {
                     None => hypercall_abi::psci::INVALID_PARAMETERS,
@@ -181,7 +191,8 @@ impl Hypervisor {
             }
             psci::SmcccOutcome::AffinityInfo { vcpu } => {
                 let target = usize::try_from(vcpu).ok().and_then(|index| {
-                    self.domain(current.domain).and_then(|domain| domain.vcpus.get(index))
+                    self.domain(current.domain)
+                        .and_then(|domain| domain.vcpus.get(index))
                 });
                 // AFFINITY_INFO: 0 = ON, 1 = OFF.
                 match target {
@@ -271,9 +282,15 @@ impl Hypervisor {
     fn retire(&mut self, domain: &mut Domain, state: DomainState) {
         domain.end(state);
         let name = &domain.name;
-        domain.console.flush(|line| serial::write_console_line(name, line));
+        domain
+            .console
+            .flush(|line| serial::write_console_line(name, line));
         if let DomainState::ShutDown(reason) = state {
-            defmt::info!("domain {=str} shut down: {=str}", name.as_str(), reason_name(reason));
+            defmt::info!(
+                "domain {=str} shut down: {=str}",
+                name.as_str(),
+                reason_name(reason)
+            );
         }
         if !domain.state.is_clean() {
             self.unclean += 1;
@@ -302,7 +319,13 @@ impl Hypervisor {
             }
             // Every vCPU left is blocked or off. Nothing can wake them yet (no virtual
             // interrupts in this step), so end those domains rather than hang.
-            let Some(stuck) = self.domains.iter().flatten().map(|domain| domain.slot).next() else {
+            let Some(stuck) = self
+                .domains
+                .iter()
+                .flatten()
+                .map(|domain| domain.slot)
+                .next()
+            else {
                 return Next::Halt;
             };
             if let Some(domain) = self.domain(stuck) {
@@ -331,8 +354,14 @@ impl Hypervisor {
         let mut fallback = None;
         for step in 0..SLOTS {
             let at = (start + step) % SLOTS;
-            let id = VcpuId { domain: at / MAX_VCPUS, vcpu: at % MAX_VCPUS };
-            let Some(vcpu) = self.domain(id.domain).and_then(|domain| domain.vcpus.get(id.vcpu)) else {
+            let id = VcpuId {
+                domain: at / MAX_VCPUS,
+                vcpu: at % MAX_VCPUS,
+            };
+            let Some(vcpu) = self
+                .domain(id.domain)
+                .and_then(|domain| domain.vcpus.get(id.vcpu))
+            else {
                 continue;
             };
             match vcpu.state() {
@@ -374,6 +403,37 @@ impl Hypervisor {
             arch::set_stage2(vttbr);
             cpu.current = Some(next);
         }
+        self.update_runstate(next, now);
+    }
+
+    /// Writes the runstate record of the vCPU just switched in, if it registered an area
+    /// (as Xen/ARM does, through its virtual address while it is current; a bad address
+    /// is ignored, as there).
+    fn update_runstate(&mut self, id: VcpuId, now: u64) {
+        let Some(domain) = self.domain(id.domain) else {
+            return;
+        };
+        let Some(vcpu) = domain.vcpus.get(id.vcpu) else {
+            return;
+        };
+        let Some(area) = vcpu.runstate_area else {
+            return;
+        };
+        let frequency = arch::read_counter_frequency().max(1);
+        let to_ns = |ticks: u64| (u128::from(ticks) * 1_000_000_000 / u128::from(frequency)) as u64;
+        let running_ns = to_ns(vcpu.ticks_used);
+        // Time not spent running is reported as runnable: blocked and offline time are not
+        // yet told apart. Serialised field by field: the struct has padding after `state`
+        // that must not carry hypervisor bytes to the guest.
+        let times = [running_ns, to_ns(now).saturating_sub(running_ns), 0, 0];
+        let mut record = [0u8; 48];
+        record[0..4].copy_from_slice(&hypercall_abi::vcpu_op::RUNSTATE_RUNNING.to_le_bytes());
+        record[8..16].copy_from_slice(&to_ns(now).to_le_bytes());
+        for (slot, time) in record[16..48].chunks_exact_mut(8).zip(times) {
+            slot.copy_from_slice(&time.to_le_bytes());
+        }
+        let owned = domain.guest_accessible();
+        let _ = crate::guest_memory::GuestMemory::new(&owned).write(area, &record);
     }
 
     fn vcpu_mut(&mut self, id: VcpuId) -> Option<&mut crate::vcpu::Vcpu> {

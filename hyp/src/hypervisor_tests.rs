@@ -262,16 +262,23 @@ fn a_fault_on_memory_mapped_by_now_is_retried_not_fatal() {
         kind: FaultKind::Translation(3),
         access: None,
     };
-    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::DataAbort(abort), 0);
+    let next = setup
+        .hypervisor
+        .handle_exit(&mut setup.cpu, GuestExit::DataAbort(abort), 0);
     assert_eq!(next, Next::Resume);
-    assert!(setup.hypervisor.domain(0).is_some(), "the domain must survive");
+    assert!(
+        setup.hypervisor.domain(0).is_some(),
+        "the domain must survive"
+    );
     assert_eq!(setup.cpu.frame.pc, pc, "the access is retried");
 }
 
 fn psci(setup: &mut Setup, function: u32, args: [u64; 3]) -> Next {
     setup.cpu.frame.x[0] = u64::from(function);
     setup.cpu.frame.x[1..4].copy_from_slice(&args);
-    setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0 }, 0)
+    setup
+        .hypervisor
+        .handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0 }, 0)
 }
 
 #[test]
@@ -283,9 +290,15 @@ fn psci_starts_and_stops_secondary_vcpus() {
     assert_eq!(setup.cpu.frame.x[0], off);
     // No vCPU 2, and affinity levels above 0 do not exist.
     psci(&mut setup, ids::CPU_ON_64, [2, 0x4020_0000, 0]);
-    assert_eq!(setup.cpu.frame.x[0], psci::psci_return(ids::INVALID_PARAMETERS));
+    assert_eq!(
+        setup.cpu.frame.x[0],
+        psci::psci_return(ids::INVALID_PARAMETERS)
+    );
     psci(&mut setup, ids::CPU_ON_64, [0x100, 0x4020_0000, 0]);
-    assert_eq!(setup.cpu.frame.x[0], psci::psci_return(ids::INVALID_PARAMETERS));
+    assert_eq!(
+        setup.cpu.frame.x[0],
+        psci::psci_return(ids::INVALID_PARAMETERS)
+    );
     // Start vCPU 1; starting it again is ALREADY_ON; vCPU 0 is on.
     psci(&mut setup, ids::CPU_ON_64, [1, 0x4030_0000, 0x1234]);
     assert_eq!(setup.cpu.frame.x[0], 0);
@@ -316,4 +329,123 @@ fn a_domain_whose_vcpus_are_all_off_is_ended_not_left_hanging() {
     assert!(setup.hypervisor.domain(0).is_none());
     assert!(!setup.hypervisor.report_halt());
     assert_eq!(setup.hypervisor.free_bytes(), setup.free_before);
+}
+
+/// Writes `bytes` at `offset` into the current domain's RAM (fake memory).
+fn poke(setup: &Setup, offset: u64, bytes: &[u8]) {
+    let ram = setup.hypervisor.domain(setup.cpu.current.unwrap().domain).unwrap().ram.start;
+    // SAFETY: inside the test domain's RAM in fake memory.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), arch::phys_to_virt(ram.add(offset)), bytes.len()) };
+}
+
+fn add_to_physmap_request(space: u32, idx: u64, gpfn: u64) -> Vec<u8> {
+    let mut request = Vec::new();
+    request.extend_from_slice(&0x7ff0u16.to_le_bytes()); // DOMID_SELF
+    request.extend_from_slice(&0u16.to_le_bytes());
+    request.extend_from_slice(&space.to_le_bytes());
+    request.extend_from_slice(&idx.to_le_bytes());
+    request.extend_from_slice(&gpfn.to_le_bytes());
+    request
+}
+
+#[test]
+fn shared_info_replaces_the_page_at_the_chosen_frame_and_can_move() {
+    let mut setup = setup(&["alpha"]);
+    map_first_page(&setup);
+    let target = (layout::RAM_BASE + 0x10_0000) >> 12;
+    poke(&setup, 0, &add_to_physmap_request(0, 0, target));
+    hypercall(&mut setup, number::MEMORY_OP, [7, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    let domain = setup.hypervisor.domain(0).unwrap();
+    let (physical, attributes) = domain.stage2.translate(IntermediatePhysAddr::new(target << 12)).unwrap();
+    assert_eq!(physical, domain.shared_info);
+    assert!(!attributes.execute);
+    // idx must be 0; another domain's id is refused; unknown spaces are EINVAL.
+    poke(&setup, 0, &add_to_physmap_request(0, 1, target));
+    hypercall(&mut setup, number::MEMORY_OP, [7, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
+    let mut foreign = add_to_physmap_request(0, 0, target);
+    foreign[0..2].copy_from_slice(&5u16.to_le_bytes());
+    poke(&setup, 0, &foreign);
+    hypercall(&mut setup, number::MEMORY_OP, [7, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EPERM.to_return());
+    poke(&setup, 0, &add_to_physmap_request(99, 0, target));
+    hypercall(&mut setup, number::MEMORY_OP, [7, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
+    // Moving it leaves a hole where it was.
+    let elsewhere = 0x3900_0000u64 >> 12;
+    poke(&setup, 0, &add_to_physmap_request(0, 0, elsewhere));
+    hypercall(&mut setup, number::MEMORY_OP, [7, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    let domain = setup.hypervisor.domain(0).unwrap();
+    assert!(domain.stage2.translate(IntermediatePhysAddr::new(target << 12)).is_none());
+    assert_eq!(domain.stage2.translate(IntermediatePhysAddr::new(0x3900_0000)).unwrap().0, domain.shared_info);
+    // Everything is returned at the end.
+    setup.cpu.frame.x[0] = u64::from(hypercall_abi::psci::SYSTEM_OFF);
+    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0 }, 0);
+    assert_eq!(next, Next::Halt);
+    assert_eq!(setup.hypervisor.free_bytes(), setup.free_before);
+}
+
+fn vcpu_info_request(gfn: u64, offset: u32) -> Vec<u8> {
+    let mut request = Vec::new();
+    request.extend_from_slice(&gfn.to_le_bytes());
+    request.extend_from_slice(&offset.to_le_bytes());
+    request.extend_from_slice(&0u32.to_le_bytes());
+    request
+}
+
+#[test]
+fn register_vcpu_info_follows_xen_rules_and_forces_a_rescan() {
+    let mut setup = setup_with_vcpus(&["alpha"], 2);
+    map_first_page(&setup);
+    let gfn = (layout::RAM_BASE + 0x20_0000) >> 12;
+    // Offset too large for the page, or misaligned.
+    poke(&setup, 0, &vcpu_info_request(gfn, 4096 - 40));
+    hypercall(&mut setup, number::VCPU_OP, [10, 0, 0x1000, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
+    poke(&setup, 0, &vcpu_info_request(gfn, 4));
+    hypercall(&mut setup, number::VCPU_OP, [10, 0, 0x1000, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
+    // A frame outside the domain, or a vCPU that does not exist.
+    poke(&setup, 0, &vcpu_info_request(0x1000, 0));
+    hypercall(&mut setup, number::VCPU_OP, [10, 0, 0x1000, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
+    poke(&setup, 0, &vcpu_info_request(gfn, 64));
+    hypercall(&mut setup, number::VCPU_OP, [10, 7, 0x1000, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::ENOENT.to_return());
+    // Good: registered, all events marked pending; a second time is refused.
+    hypercall(&mut setup, number::VCPU_OP, [10, 0, 0x1000, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    let domain = setup.hypervisor.domain(0).unwrap();
+    assert_eq!(domain.vcpus[0].vcpu_info, Some(domain.ram.start.add(0x20_0000 + 64)));
+    let info = domain.vcpu_info(0).unwrap();
+    assert_eq!(info.evtchn_upcall_pending.load(core::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(info.evtchn_pending_sel.load(core::sync::atomic::Ordering::SeqCst), u64::MAX);
+    hypercall(&mut setup, number::VCPU_OP, [10, 0, 0x1000, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
+    // vCPU 1 is off, so vCPU 0 may register for it.
+    poke(&setup, 0, &vcpu_info_request(gfn, 128));
+    hypercall(&mut setup, number::VCPU_OP, [10, 1, 0x1000, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+}
+
+#[test]
+fn runstate_area_is_written_when_the_vcpu_is_switched_in() {
+    let mut setup = setup(&["alpha", "beta"]);
+    let ram = map_first_page(&setup);
+    poke(&setup, 0, &0x1800u64.to_le_bytes());
+    hypercall(&mut setup, number::VCPU_OP, [5, 0, 0x1000, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    // alpha yields to beta, beta yields back: alpha's area is written on switch-in.
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 1);
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 0);
+    let mut record = [0u8; 48];
+    // SAFETY: reads back the runstate record from the test domain's RAM (VA 0x1800).
+    unsafe { core::ptr::copy_nonoverlapping(arch::phys_to_virt(ram.add(0x800)), record.as_mut_ptr(), 48) };
+    assert_eq!(&record[0..4], &0i32.to_le_bytes(), "state = running");
+    assert_ne!(&record[8..16], &[0; 8], "entry time set");
+    assert_eq!(&record[4..8], &[0; 4], "padding stays zero");
 }

@@ -127,6 +127,10 @@ pub struct Vcpu {
     state: RunState,
     /// Powered on (PSCI): vCPU 0 from the start, others after CPU_ON, until CPU_OFF.
     online: bool,
+    /// Where the guest registered this vCPU's vcpu_info (VCPUOP_register_vcpu_info).
+    pub vcpu_info: Option<crate::addr::PhysAddr>,
+    /// Where the guest wants runstate updates (VCPUOP_register_runstate_memory_area).
+    pub runstate_area: Option<crate::addr::GuestVirtAddr>,
     /// Counter ticks spent running (accounting).
     pub ticks_used: u64,
     /// Counter value when it last started running.
@@ -164,6 +168,8 @@ impl Vcpu {
             fp: FpContext::default(),
             state: RunState::New,
             online: false,
+            vcpu_info: None,
+            runstate_area: None,
             ticks_used: 0,
             running_since: 0,
         }
@@ -183,7 +189,10 @@ impl Vcpu {
     /// (EL1h, MMU off), and makes it Ready. Refused if it is already on or dead.
     pub fn power_on(&mut self, entry: u64, argument: u64) -> Result<(), InvalidTransition> {
         if self.online || self.state == RunState::Dead {
-            return Err(InvalidTransition { from: self.state, to: RunState::Ready });
+            return Err(InvalidTransition {
+                from: self.state,
+                to: RunState::Ready,
+            });
         }
         let fresh = Vcpu::new(self.index, entry, argument);
         self.registers = fresh.registers;

@@ -5,7 +5,9 @@
 //! everything that needs no guest memory; this module does the rest through the domain's
 //! [`GuestMemory`]. Nothing here can fault the hypervisor: every guest error is an errno.
 
+pub mod memory;
 pub mod psci;
+pub mod vcpu;
 
 use crate::addr::GuestVirtAddr;
 use crate::domain::Domain;
@@ -47,13 +49,20 @@ fn errno(error: Errno) -> Outcome {
     Outcome::Return(error.to_return())
 }
 
-/// Handles one `HVC #0xEA1` from a vCPU of `domain` with the given registers.
-pub fn dispatch(domain: &mut Domain, number: u64, args: [u64; 5]) -> Outcome {
+/// Handles one `HVC #0xEA1` from vCPU `vcpu` of `domain` with the given registers;
+/// `frames` supplies page-table pages when a call changes the domain's stage 2.
+pub fn dispatch(
+    domain: &mut Domain,
+    vcpu: usize,
+    frames: &mut crate::mm::FrameAllocator,
+    number: u64,
+    args: [u64; 5],
+) -> Outcome {
     let call = match decode(&HypercallArgs { number, args }) {
         Ok(call) => call,
         Err(error) => return errno(error),
     };
-    let owned = [domain.ram];
+    let owned = domain.guest_accessible();
     let memory = GuestMemory::new(&owned);
     match call {
         Call::XenVersion { cmd, arg } => xen_version_call(&memory, cmd, GuestVirtAddr::new(arg.0)),
@@ -80,6 +89,17 @@ pub fn dispatch(domain: &mut Domain, number: u64, args: [u64; 5]) -> Outcome {
                 },
             }
         }
+        Call::MemoryOp { cmd, arg } => {
+            memory::memory_op(domain, frames, cmd, GuestVirtAddr::new(arg.0))
+        }
+        Call::VcpuOp {
+            cmd,
+            vcpu: target,
+            arg,
+        } => vcpu::vcpu_op(domain, vcpu, cmd, target, GuestVirtAddr::new(arg.0)),
+        // VMASST_TYPE_runstate_update_flag is the one assist Xen/ARM offers; the decoder
+        // has refused the others. Our runstate updates are whole-record writes.
+        Call::VmAssist { .. } => Outcome::Return(0),
         Call::Unsupported(error) => errno(error),
         _ => errno(Errno::ENOSYS),
     }

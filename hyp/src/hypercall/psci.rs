@@ -61,17 +61,26 @@ pub fn dispatch(function: u64, args: [u64; 3]) -> SmcccOutcome {
         SmcccCall::PsciFeatures { function } => {
             SmcccOutcome::Return(psci_return(hypercall_abi::decode::psci_features(function)))
         }
-        SmcccCall::CpuOn { target_mpidr, entry, context } => match vcpu_of(target_mpidr) {
-            Some(vcpu) => SmcccOutcome::CpuOn { vcpu, entry, context },
+        SmcccCall::CpuOn {
+            target_mpidr,
+            entry,
+            context,
+        } => match vcpu_of(target_mpidr) {
+            Some(vcpu) => SmcccOutcome::CpuOn {
+                vcpu,
+                entry,
+                context,
+            },
             None => SmcccOutcome::Return(psci_return(psci::INVALID_PARAMETERS)),
         },
         SmcccCall::CpuOff => SmcccOutcome::CpuOff,
-        SmcccCall::AffinityInfo { target_affinity, lowest_level } => {
-            match (lowest_level, vcpu_of(target_affinity)) {
-                (0, Some(vcpu)) => SmcccOutcome::AffinityInfo { vcpu },
-                _ => SmcccOutcome::Return(psci_return(psci::INVALID_PARAMETERS)),
-            }
-        }
+        SmcccCall::AffinityInfo {
+            target_affinity,
+            lowest_level,
+        } => match (lowest_level, vcpu_of(target_affinity)) {
+            (0, Some(vcpu)) => SmcccOutcome::AffinityInfo { vcpu },
+            _ => SmcccOutcome::Return(psci_return(psci::INVALID_PARAMETERS)),
+        },
         _ => SmcccOutcome::Return(NOT_SUPPORTED),
     }
 }
