@@ -24,3 +24,4 @@ pub mod platform;
 pub mod serial;
 pub mod vcpu;
 pub mod vgic;
+pub mod scheduler;
