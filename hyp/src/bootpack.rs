@@ -8,23 +8,37 @@
 //! All integers are little-endian. Layout:
 //!
 //! ```text
-//! header (32 bytes): magic "HYPPACK\0", version u32, domain_count u32, total_size u64,
+//! header (32 bytes): magic "HYPPACK\0", version u32 (2), domain_count u32, total_size u64,
 //!                    checksum u32 (CRC-32 of [32, total_size)), reserved u32
-//! entries (96 bytes each): name [u8; 32], memory_mib u32, vcpus u32, flags u32,
-//!                    reserved u32, image/initrd/cmdline {offset u64, size u64}
-//! payloads: 8-byte aligned, inside [32 + 96 * domain_count, total_size)
+//! entries (104 bytes each): name [u8; 32], memory_mib u32, vcpus u32, weight u16,
+//!                    on_crash u16, reserved u32, affinity u64,
+//!                    image/initrd/cmdline {offset u64, size u64}
+//! channel table: channel_count u32, reserved u32, then per channel
+//!                    {domain_a u32, domain_b u32} (indices of entries)
+//! payloads: 8-byte aligned, inside [end of the channel table, total_size)
 //! ```
+//!
+//! The per-domain scheduling and crash settings are read with [`BootPack::settings`], the
+//! pre-connected event channels with [`BootPack::channels`].
 
 use crate::crc32::crc32;
 
 /// The first eight bytes of every boot pack.
 pub const MAGIC: [u8; 8] = *b"HYPPACK\0";
 /// The format version this code reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Size of the pack header in bytes.
 pub const HEADER_SIZE: usize = 32;
 /// Size of one domain entry in bytes.
-pub const ENTRY_SIZE: usize = 96;
+pub const ENTRY_SIZE: usize = 104;
+/// Size of the channel table's own header (count and reserved word).
+pub const CHANNEL_TABLE_HEADER_SIZE: usize = 8;
+/// Size of one channel of the channel table.
+pub const CHANNEL_SIZE: usize = 8;
+/// Most pre-connected event channels one pack may describe.
+pub const MAX_CHANNELS: usize = 32;
+/// The scheduling weight a domain gets when its configuration names none.
+pub const DEFAULT_WEIGHT: u16 = 256;
 /// Most domains one pack may describe.
 pub const MAX_DOMAINS: usize = 8;
 /// Size of the NUL-padded name field of an entry.
@@ -50,11 +64,102 @@ const HEADER_RESERVED_OFFSET: usize = 28;
 const NAME_OFFSET: usize = 0;
 const MEMORY_OFFSET: usize = 32;
 const VCPUS_OFFSET: usize = 36;
-const FLAGS_OFFSET: usize = 40;
+const WEIGHT_OFFSET: usize = 40;
+const ON_CRASH_OFFSET: usize = 42;
 const ENTRY_RESERVED_OFFSET: usize = 44;
-const IMAGE_OFFSET: usize = 48;
-const INITRD_OFFSET: usize = 64;
-const CMDLINE_OFFSET: usize = 80;
+const AFFINITY_OFFSET: usize = 48;
+const IMAGE_OFFSET: usize = 56;
+const INITRD_OFFSET: usize = 72;
+const CMDLINE_OFFSET: usize = 88;
+
+/// What the hypervisor does when a domain crashes (entry field `on_crash`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnCrash {
+    /// Tear the domain down and return its memory; the others keep running (code 0).
+    #[default]
+    Destroy,
+}
+
+impl OnCrash {
+    /// The code stored in the entry. Code 1 is reserved for "restart".
+    pub fn code(self) -> u16 {
+        match self {
+            OnCrash::Destroy => 0,
+        }
+    }
+
+    /// The policy for `code`, if this version knows it.
+    pub fn from_code(code: u16) -> Option<OnCrash> {
+        match code {
+            0 => Some(OnCrash::Destroy),
+            _ => None,
+        }
+    }
+
+    /// The policy's name as configuration files spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnCrash::Destroy => "destroy",
+        }
+    }
+}
+
+/// A domain's scheduling and crash settings, as stored in its entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainSettings {
+    /// Proportional-share scheduling weight (1..=65535; [`DEFAULT_WEIGHT`] by default): a
+    /// domain with twice the weight of another gets twice its CPU time under contention.
+    pub weight: u16,
+    /// Physical CPUs the domain's vCPUs may run on: bit `n` = CPU `n` (the index of the
+    /// CPU in the hypervisor's boot order). Never zero; bits naming CPUs the machine lacks
+    /// are the hypervisor's to refuse or ignore (the pack does not know the machine).
+    pub affinity: u64,
+    /// What happens when the domain crashes.
+    pub on_crash: OnCrash,
+}
+
+impl Default for DomainSettings {
+    /// Weight [`DEFAULT_WEIGHT`], every CPU, destroy on crash.
+    fn default() -> Self {
+        DomainSettings {
+            weight: DEFAULT_WEIGHT,
+            affinity: u64::MAX,
+            on_crash: OnCrash::Destroy,
+        }
+    }
+}
+
+/// An interdomain event channel the hypervisor connects before the domains start: the
+/// indices (= domain ids) of its two ends, never equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Channel {
+    /// Index of the first end's domain entry.
+    pub a: usize,
+    /// Index of the second end's domain entry.
+    pub b: usize,
+}
+
+/// What is wrong with one entry of the channel table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelProblem {
+    /// An end names a domain index at or beyond `domain_count`.
+    UnknownDomain {
+        /// The index found.
+        domain: u64,
+    },
+    /// Both ends name the same domain.
+    SameDomain,
+}
+
+impl ChannelProblem {
+    /// A short English description.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            ChannelProblem::UnknownDomain { .. } => "channel names a domain the pack lacks",
+            ChannelProblem::SameDomain => "channel connects a domain to itself",
+        }
+    }
+}
 
 /// Which of a domain's payloads an error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,8 +216,17 @@ pub enum DomainProblem {
         /// The value found.
         vcpus: u32,
     },
-    /// `flags` or `reserved` is not zero.
+    /// The entry's `reserved` field is not zero.
     ReservedNotZero,
+    /// The scheduling weight is zero.
+    BadWeight,
+    /// The affinity mask names no CPU.
+    EmptyAffinity,
+    /// `on_crash` holds a code this version does not know (1, "restart", is reserved).
+    BadOnCrash {
+        /// The code found.
+        code: u16,
+    },
     /// A payload lies (partly) outside the payload area, or its end overflows.
     PayloadOutOfBounds {
         /// Which payload.
@@ -152,7 +266,10 @@ impl DomainProblem {
             DomainProblem::DuplicateName { .. } => "domain name is used twice",
             DomainProblem::BadMemorySize => "domain memory size is zero or too large",
             DomainProblem::BadVcpuCount { .. } => "domain vCPU count is not in 1..=8",
-            DomainProblem::ReservedNotZero => "domain flags or reserved field is not zero",
+            DomainProblem::ReservedNotZero => "domain reserved field is not zero",
+            DomainProblem::BadWeight => "domain weight is zero",
+            DomainProblem::EmptyAffinity => "domain affinity names no CPU",
+            DomainProblem::BadOnCrash { .. } => "domain on_crash policy is unknown",
             DomainProblem::PayloadOutOfBounds { .. } => "payload lies outside the payload area",
             DomainProblem::PayloadMisaligned { .. } => "payload does not start 8-byte aligned",
             DomainProblem::PayloadsOverlap { .. } => "two payloads overlap",
@@ -192,6 +309,20 @@ pub enum PackError {
     },
     /// The header's reserved field is not zero.
     HeaderReservedNotZero,
+    /// The channel count is above [`MAX_CHANNELS`].
+    BadChannelCount {
+        /// The count found (or given to the encoder).
+        count: u64,
+    },
+    /// The channel table's reserved word is not zero.
+    ChannelTableReservedNotZero,
+    /// One channel of the channel table is wrong.
+    Channel {
+        /// Index of the channel (0-based).
+        index: usize,
+        /// What is wrong.
+        problem: ChannelProblem,
+    },
     /// The CRC-32 of the pack does not match the header.
     ChecksumMismatch {
         /// Checksum stored in the header.
@@ -227,6 +358,9 @@ impl PackError {
             PackError::BadDomainCount { .. } => "domain count is not in 1..=8",
             PackError::BadTotalSize { .. } => "total size is smaller than header and entries",
             PackError::HeaderReservedNotZero => "header reserved field is not zero",
+            PackError::BadChannelCount { .. } => "channel count is above 32",
+            PackError::ChannelTableReservedNotZero => "channel table reserved field is not zero",
+            PackError::Channel { problem, .. } => problem.describe(),
             PackError::ChecksumMismatch { .. } => "boot pack checksum mismatch",
             PackError::BufferTooSmall { .. } => "output buffer too small",
             PackError::ImageTooSmall => "image is smaller than its 64-byte header",
@@ -254,6 +388,10 @@ fn read_bytes<const N: usize>(bytes: &[u8], offset: usize) -> Option<[u8; N]> {
     let mut array = [0u8; N];
     array.copy_from_slice(slice);
     Some(array)
+}
+
+fn read_u16(bytes: &[u8], offset: usize) -> Option<u16> {
+    read_bytes::<2>(bytes, offset).map(u16::from_le_bytes)
 }
 
 fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
@@ -350,7 +488,13 @@ fn decode_name(index: usize, field: &[u8]) -> Result<&str, PackError> {
     Ok(name)
 }
 
-fn check_settings(index: usize, memory_mib: u32, vcpus: u32) -> Result<(), PackError> {
+fn check_settings(
+    index: usize,
+    memory_mib: u32,
+    vcpus: u32,
+    weight: u16,
+    affinity: u64,
+) -> Result<(), PackError> {
     // The size in bytes must fit a u64 (always true for a u32 MiB count) and be non-zero.
     if memory_mib == 0 {
         return Err(domain_error(index, DomainProblem::BadMemorySize));
@@ -358,7 +502,41 @@ fn check_settings(index: usize, memory_mib: u32, vcpus: u32) -> Result<(), PackE
     if vcpus == 0 || vcpus > MAX_VCPUS {
         return Err(domain_error(index, DomainProblem::BadVcpuCount { vcpus }));
     }
+    if weight == 0 {
+        return Err(domain_error(index, DomainProblem::BadWeight));
+    }
+    if affinity == 0 {
+        return Err(domain_error(index, DomainProblem::EmptyAffinity));
+    }
     Ok(())
+}
+
+fn check_channel(index: usize, a: u64, b: u64, domain_count: usize) -> Result<(), PackError> {
+    for domain in [a, b] {
+        if domain >= domain_count as u64 {
+            return Err(PackError::Channel {
+                index,
+                problem: ChannelProblem::UnknownDomain { domain },
+            });
+        }
+    }
+    if a == b {
+        return Err(PackError::Channel {
+            index,
+            problem: ChannelProblem::SameDomain,
+        });
+    }
+    Ok(())
+}
+
+/// Offset of the channel table: right after the entries.
+fn channel_table_offset(domain_count: usize) -> usize {
+    HEADER_SIZE + ENTRY_SIZE * domain_count
+}
+
+/// Offset of the payload area: right after the channel table.
+fn payload_area_offset(domain_count: usize, channel_count: usize) -> usize {
+    channel_table_offset(domain_count) + CHANNEL_TABLE_HEADER_SIZE + CHANNEL_SIZE * channel_count
 }
 
 fn check_cmdline(index: usize, cmdline: &[u8]) -> Result<&str, PackError> {
@@ -455,6 +633,7 @@ pub struct BootPack<'a> {
     /// The pack's bytes, exactly `total_size` long.
     bytes: &'a [u8],
     domain_count: usize,
+    channel_count: usize,
 }
 
 impl<'a> BootPack<'a> {
@@ -484,8 +663,9 @@ impl<'a> BootPack<'a> {
         let domain_count = count as usize;
         let total_size =
             read_u64(header, TOTAL_SIZE_OFFSET).ok_or(truncated(HEADER_SIZE as u64))?;
-        let area_start = (HEADER_SIZE + ENTRY_SIZE * domain_count) as u64;
-        if total_size < area_start {
+        // The channel table's own header must fit; its channels are checked below.
+        let table_start = channel_table_offset(domain_count);
+        if total_size < (table_start + CHANNEL_TABLE_HEADER_SIZE) as u64 {
             return Err(PackError::BadTotalSize { total_size });
         }
         if total_size > available {
@@ -504,6 +684,20 @@ impl<'a> BootPack<'a> {
         if computed != stored {
             return Err(PackError::ChecksumMismatch { stored, computed });
         }
+        let channel_count = read_u32(pack, table_start).ok_or(truncated(total_size))?;
+        if channel_count as usize > MAX_CHANNELS {
+            return Err(PackError::BadChannelCount {
+                count: u64::from(channel_count),
+            });
+        }
+        if read_u32(pack, table_start + 4) != Some(0) {
+            return Err(PackError::ChannelTableReservedNotZero);
+        }
+        let channel_count = channel_count as usize;
+        let area_start = payload_area_offset(domain_count, channel_count) as u64;
+        if total_size < area_start {
+            return Err(PackError::BadTotalSize { total_size });
+        }
 
         let mut spans = [[Span { offset: 0, size: 0 }; 3]; MAX_DOMAINS];
         let mut names: [&str; MAX_DOMAINS] = [""; MAX_DOMAINS];
@@ -521,16 +715,28 @@ impl<'a> BootPack<'a> {
             }
             let memory_mib = read_u32(entry, MEMORY_OFFSET).ok_or(truncated(area_start))?;
             let vcpus = read_u32(entry, VCPUS_OFFSET).ok_or(truncated(area_start))?;
-            let flags = read_u32(entry, FLAGS_OFFSET).ok_or(truncated(area_start))?;
+            let weight = read_u16(entry, WEIGHT_OFFSET).ok_or(truncated(area_start))?;
+            let on_crash = read_u16(entry, ON_CRASH_OFFSET).ok_or(truncated(area_start))?;
             let reserved = read_u32(entry, ENTRY_RESERVED_OFFSET).ok_or(truncated(area_start))?;
-            if flags != 0 || reserved != 0 {
+            let affinity = read_u64(entry, AFFINITY_OFFSET).ok_or(truncated(area_start))?;
+            if reserved != 0 {
                 return Err(domain_error(index, DomainProblem::ReservedNotZero));
             }
-            check_settings(index, memory_mib, vcpus)?;
+            check_settings(index, memory_mib, vcpus, weight, affinity)?;
+            if OnCrash::from_code(on_crash).is_none() {
+                return Err(domain_error(
+                    index,
+                    DomainProblem::BadOnCrash { code: on_crash },
+                ));
+            }
             let domain_spans = spans.get_mut(index).ok_or(truncated(area_start))?;
             for (payload, span) in Payload::ALL.iter().zip(domain_spans.iter_mut()) {
                 *span = read_span(entry, *payload).ok_or(truncated(area_start))?;
             }
+        }
+        for index in 0..channel_count {
+            let (a, b) = read_channel(pack, domain_count, index).ok_or(truncated(area_start))?;
+            check_channel(index, a, b, domain_count)?;
         }
         let used_spans = spans.get(..domain_count).unwrap_or(&[]);
         check_spans(used_spans, area_start, total_size)?;
@@ -542,6 +748,38 @@ impl<'a> BootPack<'a> {
         Ok(BootPack {
             bytes: pack,
             domain_count,
+            channel_count,
+        })
+    }
+
+    /// The scheduling and crash settings of the domain at `index`, if there is one.
+    pub fn settings(&self, index: usize) -> Option<DomainSettings> {
+        if index >= self.domain_count {
+            return None;
+        }
+        let entry = entry_bytes(self.bytes, index)?;
+        Some(DomainSettings {
+            weight: read_u16(entry, WEIGHT_OFFSET)?,
+            affinity: read_u64(entry, AFFINITY_OFFSET)?,
+            on_crash: OnCrash::from_code(read_u16(entry, ON_CRASH_OFFSET)?)?,
+        })
+    }
+
+    /// The number of pre-connected event channels (0..=[`MAX_CHANNELS`]).
+    pub fn channel_count(&self) -> usize {
+        self.channel_count
+    }
+
+    /// The pre-connected event channels, in table order.
+    pub fn channels(&self) -> impl Iterator<Item = Channel> + 'a {
+        let bytes = self.bytes;
+        let domain_count = self.domain_count;
+        (0..self.channel_count).filter_map(move |index| {
+            let (a, b) = read_channel(bytes, domain_count, index)?;
+            Some(Channel {
+                a: usize::try_from(a).ok()?,
+                b: usize::try_from(b).ok()?,
+            })
         })
     }
 
@@ -574,6 +812,16 @@ impl<'a> BootPack<'a> {
 fn entry_bytes(pack: &[u8], index: usize) -> Option<&[u8]> {
     let start = HEADER_SIZE.checked_add(index.checked_mul(ENTRY_SIZE)?)?;
     pack.get(start..start.checked_add(ENTRY_SIZE)?)
+}
+
+/// The two domain indices of channel `index`, as stored.
+fn read_channel(pack: &[u8], domain_count: usize, index: usize) -> Option<(u64, u64)> {
+    let start = channel_table_offset(domain_count)
+        .checked_add(CHANNEL_TABLE_HEADER_SIZE)?
+        .checked_add(index.checked_mul(CHANNEL_SIZE)?)?;
+    let a = read_u32(pack, start)?;
+    let b = read_u32(pack, start.checked_add(4)?)?;
+    Some((u64::from(a), u64::from(b)))
 }
 
 fn read_span(entry: &[u8], payload: Payload) -> Option<Span> {
@@ -621,6 +869,8 @@ pub struct DomainSpec<'a> {
     pub initrd: &'a [u8],
     /// Kernel command line without NUL bytes; may be empty.
     pub cmdline: &'a str,
+    /// Scheduling weight, CPU affinity and crash policy.
+    pub settings: DomainSettings,
 }
 
 impl<'a> DomainSpec<'a> {
@@ -639,16 +889,25 @@ fn align_up(value: u64) -> Option<u64> {
         .map(|sum| sum & !(PAYLOAD_ALIGN - 1))
 }
 
-/// Validates `domains` with the parser's rules and computes where every payload goes.
-fn plan(domains: &[DomainSpec]) -> Result<([[Span; 3]; MAX_DOMAINS], u64), PackError> {
+/// Validates `domains` and `channels` with the parser's rules and computes where every
+/// payload goes.
+fn plan(
+    domains: &[DomainSpec],
+    channels: &[Channel],
+) -> Result<([[Span; 3]; MAX_DOMAINS], u64), PackError> {
     if domains.is_empty() || domains.len() > MAX_DOMAINS {
         return Err(PackError::BadDomainCount {
             count: domains.len() as u64,
         });
     }
+    if channels.len() > MAX_CHANNELS {
+        return Err(PackError::BadChannelCount {
+            count: channels.len() as u64,
+        });
+    }
     let overflow = PackError::BufferTooSmall { needed: u64::MAX };
     let mut spans = [[Span { offset: 0, size: 0 }; 3]; MAX_DOMAINS];
-    let mut cursor = (HEADER_SIZE + ENTRY_SIZE * domains.len()) as u64;
+    let mut cursor = payload_area_offset(domains.len(), channels.len()) as u64;
     for (index, domain) in domains.iter().enumerate() {
         check_name_text(index, domain.name)?;
         if let Some(first) = domains
@@ -658,7 +917,14 @@ fn plan(domains: &[DomainSpec]) -> Result<([[Span; 3]; MAX_DOMAINS], u64), PackE
         {
             return Err(domain_error(index, DomainProblem::DuplicateName { first }));
         }
-        check_settings(index, domain.memory_mib, domain.vcpus)?;
+        let settings = domain.settings;
+        check_settings(
+            index,
+            domain.memory_mib,
+            domain.vcpus,
+            settings.weight,
+            settings.affinity,
+        )?;
         check_image(index, domain.image)?;
         check_cmdline(index, domain.cmdline.as_bytes())?;
         let domain_spans = spans.get_mut(index).ok_or(overflow)?;
@@ -672,20 +938,29 @@ fn plan(domains: &[DomainSpec]) -> Result<([[Span; 3]; MAX_DOMAINS], u64), PackE
             cursor = offset.checked_add(size).ok_or(overflow)?;
         }
     }
+    for (index, channel) in channels.iter().enumerate() {
+        check_channel(index, channel.a as u64, channel.b as u64, domains.len())?;
+    }
     let total_size = align_up(cursor).ok_or(overflow)?;
     Ok((spans, total_size))
 }
 
-/// The number of bytes [`encode`] writes for `domains`, after checking them.
-pub fn encoded_size(domains: &[DomainSpec]) -> Result<usize, PackError> {
-    let (_, total_size) = plan(domains)?;
+/// The number of bytes [`encode`] writes for `domains` and `channels`, after checking
+/// them.
+pub fn encoded_size(domains: &[DomainSpec], channels: &[Channel]) -> Result<usize, PackError> {
+    let (_, total_size) = plan(domains, channels)?;
     usize::try_from(total_size).map_err(|_| PackError::BufferTooSmall { needed: total_size })
 }
 
-/// Writes a boot pack for `domains` into the start of `out` and returns its size. Refuses
-/// (with the parser's errors) anything [`BootPack::parse`] would refuse.
-pub fn encode(domains: &[DomainSpec], out: &mut [u8]) -> Result<usize, PackError> {
-    let (spans, total_size) = plan(domains)?;
+/// Writes a boot pack for `domains` and the pre-connected `channels` between them (by
+/// index into `domains`) into the start of `out` and returns its size. Refuses (with the
+/// parser's errors) anything [`BootPack::parse`] would refuse.
+pub fn encode(
+    domains: &[DomainSpec],
+    channels: &[Channel],
+    out: &mut [u8],
+) -> Result<usize, PackError> {
+    let (spans, total_size) = plan(domains, channels)?;
     let size = usize::try_from(total_size)
         .map_err(|_| PackError::BufferTooSmall { needed: total_size })?;
     let pack = out
@@ -709,6 +984,18 @@ pub fn encode(domains: &[DomainSpec], out: &mut [u8]) -> Result<usize, PackError
             &domain.memory_mib.to_le_bytes(),
         )?;
         write_bytes(pack, entry + VCPUS_OFFSET, &domain.vcpus.to_le_bytes())?;
+        let settings = domain.settings;
+        write_bytes(pack, entry + WEIGHT_OFFSET, &settings.weight.to_le_bytes())?;
+        write_bytes(
+            pack,
+            entry + ON_CRASH_OFFSET,
+            &settings.on_crash.code().to_le_bytes(),
+        )?;
+        write_bytes(
+            pack,
+            entry + AFFINITY_OFFSET,
+            &settings.affinity.to_le_bytes(),
+        )?;
         for (payload, span) in Payload::ALL.iter().zip(domain_spans.iter()) {
             let field = entry + payload.entry_offset();
             write_bytes(pack, field, &span.offset.to_le_bytes())?;
@@ -719,6 +1006,13 @@ pub fn encode(domains: &[DomainSpec], out: &mut [u8]) -> Result<usize, PackError
                 write_bytes(pack, start, domain.payload(*payload))?;
             }
         }
+    }
+    let table = channel_table_offset(domains.len());
+    write_bytes(pack, table, &(channels.len() as u32).to_le_bytes())?;
+    for (index, channel) in channels.iter().enumerate() {
+        let start = table + CHANNEL_TABLE_HEADER_SIZE + index * CHANNEL_SIZE;
+        write_bytes(pack, start, &(channel.a as u32).to_le_bytes())?;
+        write_bytes(pack, start + 4, &(channel.b as u32).to_le_bytes())?;
     }
     let checksum = crc32(pack.get(HEADER_SIZE..).unwrap_or(&[]));
     write_bytes(pack, CHECKSUM_OFFSET, &checksum.to_le_bytes())?;
@@ -740,10 +1034,10 @@ mod tests {
         image
     }
 
-    fn encode_to_vec(domains: &[DomainSpec]) -> Result<Vec<u8>, PackError> {
-        let size = encoded_size(domains)?;
+    fn encode_to_vec(domains: &[DomainSpec], channels: &[Channel]) -> Result<Vec<u8>, PackError> {
+        let size = encoded_size(domains, channels)?;
         let mut out = vec![0xAAu8; size + 16];
-        let written = encode(domains, &mut out)?;
+        let written = encode(domains, channels, &mut out)?;
         assert_eq!(written, size);
         out.truncate(written);
         Ok(out)
@@ -759,26 +1053,43 @@ mod tests {
         let image_a = fake_image(200, 0x11);
         let image_b = fake_image(131, 0x22);
         let initrd = [0x33u8; 77];
-        encode_to_vec(&[
-            DomainSpec {
-                name: "dom0",
-                memory_mib: 128,
-                vcpus: 2,
-                image: &image_a,
-                initrd: &initrd,
-                cmdline: "console=hvc0 earlycon=xenboot",
-            },
-            DomainSpec {
-                name: "guest-ü",
-                memory_mib: 1,
-                vcpus: 8,
-                image: &image_b,
-                initrd: &[],
-                cmdline: "",
-            },
-        ])
+        encode_to_vec(
+            &[
+                DomainSpec {
+                    name: "dom0",
+                    memory_mib: 128,
+                    vcpus: 2,
+                    image: &image_a,
+                    initrd: &initrd,
+                    cmdline: "console=hvc0 earlycon=xenboot",
+                    settings: DomainSettings::default(),
+                },
+                DomainSpec {
+                    name: "guest-ü",
+                    memory_mib: 1,
+                    vcpus: 8,
+                    image: &image_b,
+                    initrd: &[],
+                    cmdline: "",
+                    settings: GUEST_SETTINGS,
+                },
+            ],
+            &[Channel { a: 0, b: 1 }],
+        )
         .unwrap()
     }
+
+    /// The non-default settings of the second domain of [`two_domains_pack`].
+    const GUEST_SETTINGS: DomainSettings = DomainSettings {
+        weight: 65535,
+        affinity: 0b1010,
+        on_crash: OnCrash::Destroy,
+    };
+
+    /// Offset of the channel table of [`two_domains_pack`].
+    const TABLE: usize = HEADER_SIZE + 2 * ENTRY_SIZE;
+    /// Offset of the second entry of [`two_domains_pack`].
+    const ENTRY1: usize = HEADER_SIZE + ENTRY_SIZE;
 
     #[test]
     fn round_trip() {
@@ -807,6 +1118,14 @@ mod tests {
         assert_eq!(domains[1].cmdline, "");
         assert_eq!(pack.domain(1), Some(domains[1]));
         assert_eq!(pack.domain(2), None);
+        assert_eq!(pack.settings(0), Some(DomainSettings::default()));
+        assert_eq!(pack.settings(1), Some(GUEST_SETTINGS));
+        assert_eq!(pack.settings(2), None);
+        assert_eq!(pack.channel_count(), 1);
+        assert_eq!(
+            pack.channels().collect::<Vec<_>>(),
+            vec![Channel { a: 0, b: 1 }]
+        );
         // Trailing bytes after total_size are ignored.
         let mut longer = pack_bytes.clone();
         longer.extend_from_slice(&[0xFF; 13]);
@@ -820,13 +1139,25 @@ mod tests {
     fn header_fields_match_the_format() {
         let pack = two_domains_pack();
         assert_eq!(&pack[0..8], b"HYPPACK\0");
-        assert_eq!(read_u32(&pack, 8), Some(1));
+        assert_eq!(read_u32(&pack, 8), Some(2));
         assert_eq!(read_u32(&pack, 12), Some(2));
         assert_eq!(read_u64(&pack, 16), Some(pack.len() as u64));
         assert_eq!(read_u32(&pack, 24), Some(crc32(&pack[32..])));
         assert_eq!(&pack[32..36], b"dom0");
-        let image_offset = read_u64(&pack, 32 + 48).unwrap();
-        assert_eq!(image_offset, (32 + 2 * 96) as u64);
+        // Entry 1: weight 65535 at 40, on_crash 0 at 42, reserved at 44, affinity at 48.
+        assert_eq!(&pack[ENTRY1 + 40..ENTRY1 + 42], &[0xFF, 0xFF]);
+        assert_eq!(&pack[ENTRY1 + 42..ENTRY1 + 48], &[0; 6]);
+        assert_eq!(read_u64(&pack, ENTRY1 + 48), Some(0b1010));
+        assert_eq!(read_u32(&pack, 32 + 40), Some(256));
+        assert_eq!(read_u64(&pack, 32 + 48), Some(u64::MAX));
+        // The channel table: count 1, reserved 0, {0, 1}.
+        assert_eq!(TABLE, 32 + 2 * 104);
+        assert_eq!(read_u32(&pack, TABLE), Some(1));
+        assert_eq!(read_u32(&pack, TABLE + 4), Some(0));
+        assert_eq!(read_u32(&pack, TABLE + 8), Some(0));
+        assert_eq!(read_u32(&pack, TABLE + 12), Some(1));
+        let image_offset = read_u64(&pack, 32 + 56).unwrap();
+        assert_eq!(image_offset, (TABLE + 16) as u64);
         assert_eq!(image_offset % 8, 0);
     }
 
@@ -847,12 +1178,16 @@ mod tests {
         let mut pack = two_domains_pack();
         pack[0] = b'X';
         assert_eq!(BootPack::parse(&pack).unwrap_err(), PackError::BadMagic);
-        let mut pack = two_domains_pack();
-        pack[8] = 2;
-        assert_eq!(
-            BootPack::parse(&pack).unwrap_err(),
-            PackError::UnsupportedVersion { found: 2 }
-        );
+        for version in [1u8, 3] {
+            let mut pack = two_domains_pack();
+            pack[8] = version;
+            assert_eq!(
+                BootPack::parse(&pack).unwrap_err(),
+                PackError::UnsupportedVersion {
+                    found: u32::from(version)
+                }
+            );
+        }
         for count in [0u32, 9, u32::MAX] {
             let mut pack = two_domains_pack();
             pack[12..16].copy_from_slice(&count.to_le_bytes());
@@ -904,7 +1239,7 @@ mod tests {
         let mut pack = two_domains_pack();
         // Point domain 1's image at domain 0's image.
         let image0_offset = read_u64(&pack, 32 + IMAGE_OFFSET).unwrap();
-        let entry1 = 32 + 96;
+        let entry1 = ENTRY1;
         pack[entry1 + IMAGE_OFFSET..entry1 + IMAGE_OFFSET + 8]
             .copy_from_slice(&image0_offset.to_le_bytes());
         reseal(&mut pack);
@@ -925,7 +1260,7 @@ mod tests {
 
     #[test]
     fn payload_over_entries_or_outside_or_misaligned() {
-        let entry1 = 32 + 96;
+        let entry1 = ENTRY1;
         let cases: [(u64, u64, DomainProblem); 4] = [
             (
                 0,
@@ -949,7 +1284,7 @@ mod tests {
                 },
             ),
             (
-                32 + 2 * 96 + 4,
+                (TABLE + 16 + 4) as u64,
                 64,
                 DomainProblem::PayloadMisaligned {
                     payload: Payload::Image,
@@ -988,7 +1323,7 @@ mod tests {
 
     #[test]
     fn entry_fields_are_checked() {
-        let entry1 = 32 + 96;
+        let entry1 = ENTRY1;
         let tamper = |change: &dyn Fn(&mut Vec<u8>)| {
             let mut pack = two_domains_pack();
             change(&mut pack);
@@ -1026,10 +1361,22 @@ mod tests {
             nine_vcpus,
             domain_error(1, DomainProblem::BadVcpuCount { vcpus: 9 })
         );
-        let flags = tamper(&|pack| pack[entry1 + 40] = 1);
-        assert_eq!(flags, domain_error(1, DomainProblem::ReservedNotZero));
+        let zero_weight = tamper(&|pack| pack[entry1 + 40..entry1 + 42].fill(0));
+        assert_eq!(zero_weight, domain_error(1, DomainProblem::BadWeight));
+        let restart = tamper(&|pack| pack[entry1 + 42] = 1);
+        assert_eq!(
+            restart,
+            domain_error(1, DomainProblem::BadOnCrash { code: 1 })
+        );
+        let high_on_crash = tamper(&|pack| pack[entry1 + 43] = 0x80);
+        assert_eq!(
+            high_on_crash,
+            domain_error(1, DomainProblem::BadOnCrash { code: 0x8000 })
+        );
         let reserved = tamper(&|pack| pack[entry1 + 47] = 1);
         assert_eq!(reserved, domain_error(1, DomainProblem::ReservedNotZero));
+        let no_cpu = tamper(&|pack| pack[entry1 + 48..entry1 + 56].fill(0));
+        assert_eq!(no_cpu, domain_error(1, DomainProblem::EmptyAffinity));
         let image_offset = read_u64(&two_domains_pack(), entry1 + IMAGE_OFFSET).unwrap() as usize;
         let not_image = tamper(&|pack| pack[image_offset + 56] = 0);
         assert_eq!(not_image, domain_error(1, DomainProblem::NotArm64Image));
@@ -1053,20 +1400,40 @@ mod tests {
             image: &image,
             initrd: &[],
             cmdline: "",
+            settings: DomainSettings::default(),
         };
         assert_eq!(
-            encoded_size(&[]).unwrap_err(),
+            encoded_size(&[], &[]).unwrap_err(),
             PackError::BadDomainCount { count: 0 }
         );
         assert_eq!(
-            encoded_size(&[good; 9]).unwrap_err(),
+            encoded_size(&[good; 9], &[]).unwrap_err(),
             PackError::BadDomainCount { count: 9 }
         );
         assert_eq!(
-            encoded_size(&[good, good]).unwrap_err(),
+            encoded_size(&[good, good], &[]).unwrap_err(),
             domain_error(1, DomainProblem::DuplicateName { first: 0 })
         );
-        let cases: [(DomainSpec, DomainProblem); 7] = [
+        let settings = |weight, affinity| DomainSettings {
+            weight,
+            affinity,
+            on_crash: OnCrash::Destroy,
+        };
+        let cases: [(DomainSpec, DomainProblem); 9] = [
+            (
+                DomainSpec {
+                    settings: settings(0, 1),
+                    ..good
+                },
+                DomainProblem::BadWeight,
+            ),
+            (
+                DomainSpec {
+                    settings: settings(1, 0),
+                    ..good
+                },
+                DomainProblem::EmptyAffinity,
+            ),
             (DomainSpec { name: "", ..good }, DomainProblem::EmptyName),
             (
                 DomainSpec {
@@ -1110,22 +1477,25 @@ mod tests {
         ];
         for (spec, problem) in cases {
             assert_eq!(
-                encoded_size(&[good.with_name("first"), spec]).unwrap_err(),
+                encoded_size(&[good.with_name("first"), spec], &[]).unwrap_err(),
                 domain_error(1, problem),
                 "{spec:?}"
             );
         }
         let mut small = [0u8; 100];
         assert!(matches!(
-            encode(&[good], &mut small).unwrap_err(),
+            encode(&[good], &[], &mut small).unwrap_err(),
             PackError::BufferTooSmall { .. }
         ));
         let plain = [0u8; 64];
         assert_eq!(
-            encoded_size(&[DomainSpec {
-                image: &plain,
-                ..good
-            }])
+            encoded_size(
+                &[DomainSpec {
+                    image: &plain,
+                    ..good
+                }],
+                &[]
+            )
             .unwrap_err(),
             domain_error(0, DomainProblem::NotArm64Image)
         );
@@ -1150,11 +1520,19 @@ mod tests {
                 image: &image,
                 initrd: b"xyz",
                 cmdline: "c",
+                settings: DomainSettings::default(),
             })
             .collect();
-        let pack = encode_to_vec(&specs).unwrap();
+        let channels: Vec<Channel> = (0..MAX_CHANNELS)
+            .map(|index| Channel {
+                a: index % 8,
+                b: (index + 1 + index / 8) % 8,
+            })
+            .collect();
+        let pack = encode_to_vec(&specs, &channels).unwrap();
         let parsed = BootPack::parse(&pack).unwrap();
         assert_eq!(parsed.domains().count(), 8);
+        assert_eq!(parsed.channels().collect::<Vec<_>>(), channels);
         assert!(parsed.domains().all(|domain| domain.initrd == b"xyz"));
     }
 
@@ -1168,11 +1546,13 @@ mod tests {
         #[test]
         fn arbitrary_header_on_a_valid_pack_never_panics(
             header in proptest::collection::vec(proptest::num::u8::ANY, 32),
-            entry in proptest::collection::vec(proptest::num::u8::ANY, 96),
+            entry in proptest::collection::vec(proptest::num::u8::ANY, ENTRY_SIZE),
+            table in proptest::collection::vec(proptest::num::u8::ANY, 16),
         ) {
             let mut pack = two_domains_pack();
             pack[8..32].copy_from_slice(&header[8..32]);
-            pack[32..128].copy_from_slice(&entry);
+            pack[32..32 + ENTRY_SIZE].copy_from_slice(&entry);
+            pack[TABLE..TABLE + 16].copy_from_slice(&table);
             reseal(&mut pack);
             let _ = BootPack::parse(&pack);
         }
@@ -1185,6 +1565,8 @@ mod tests {
             initrd in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
             cmdline in "[ -~]{0,80}",
             name in "[a-z][a-z0-9-]{0,31}",
+            weight in 1u16..=u16::MAX,
+            affinity in 1u64..=u64::MAX,
         ) {
             let image = fake_image(image_length, 0x5A);
             let spec = DomainSpec {
@@ -1194,8 +1576,9 @@ mod tests {
                 image: &image,
                 initrd: &initrd,
                 cmdline: &cmdline,
+                settings: DomainSettings { weight, affinity, on_crash: OnCrash::Destroy },
             };
-            let pack = encode_to_vec(&[spec]).unwrap();
+            let pack = encode_to_vec(&[spec], &[]).unwrap();
             let parsed = BootPack::parse(&pack).unwrap();
             let domain = parsed.domain(0).unwrap();
             proptest::prop_assert_eq!(domain.name, spec.name);
@@ -1204,7 +1587,121 @@ mod tests {
             proptest::prop_assert_eq!(domain.image, spec.image);
             proptest::prop_assert_eq!(domain.initrd, spec.initrd);
             proptest::prop_assert_eq!(domain.cmdline, spec.cmdline);
+            proptest::prop_assert_eq!(parsed.settings(0), Some(spec.settings));
+            proptest::prop_assert_eq!(parsed.channel_count(), 0);
         }
+    }
+
+    #[test]
+    fn channel_table_is_checked() {
+        let tamper = |change: &dyn Fn(&mut Vec<u8>)| {
+            let mut pack = two_domains_pack();
+            change(&mut pack);
+            reseal(&mut pack);
+            BootPack::parse(&pack).unwrap_err()
+        };
+        let too_many = tamper(&|pack| pack[TABLE] = 33);
+        assert_eq!(too_many, PackError::BadChannelCount { count: 33 });
+        let huge = tamper(&|pack| pack[TABLE..TABLE + 4].fill(0xFF));
+        assert_eq!(
+            huge,
+            PackError::BadChannelCount {
+                count: u64::from(u32::MAX)
+            }
+        );
+        // A count larger than the table written: the second "channel" is the first
+        // payload's bytes, and the payloads would lie over the table.
+        let longer = tamper(&|pack| pack[TABLE] = 2);
+        assert!(
+            matches!(longer, PackError::Channel { index: 1, .. }),
+            "{longer:?}"
+        );
+        let reserved = tamper(&|pack| pack[TABLE + 7] = 1);
+        assert_eq!(reserved, PackError::ChannelTableReservedNotZero);
+        let unknown = tamper(&|pack| pack[TABLE + 12] = 2);
+        assert_eq!(
+            unknown,
+            PackError::Channel {
+                index: 0,
+                problem: ChannelProblem::UnknownDomain { domain: 2 }
+            }
+        );
+        assert_eq!(unknown.describe(), "channel names a domain the pack lacks");
+        assert_eq!(unknown.domain_index(), None);
+        let loopback = tamper(&|pack| pack[TABLE + 12] = 0);
+        assert_eq!(
+            loopback,
+            PackError::Channel {
+                index: 0,
+                problem: ChannelProblem::SameDomain
+            }
+        );
+        // total_size that ends inside the channel table header.
+        let short = tamper(&|pack| {
+            pack[16..24].copy_from_slice(&((TABLE + 4) as u64).to_le_bytes());
+            pack.truncate(TABLE + 4);
+        });
+        assert_eq!(
+            short,
+            PackError::BadTotalSize {
+                total_size: (TABLE + 4) as u64
+            }
+        );
+        // total_size that ends inside the channels.
+        let short = tamper(&|pack| {
+            pack[16..24].copy_from_slice(&((TABLE + 12) as u64).to_le_bytes());
+            pack.truncate(TABLE + 12);
+        });
+        assert_eq!(
+            short,
+            PackError::BadTotalSize {
+                total_size: (TABLE + 12) as u64
+            }
+        );
+    }
+
+    #[test]
+    fn encoder_refuses_bad_channels() {
+        let image = fake_image(64, 0);
+        let spec = |name| DomainSpec {
+            name,
+            memory_mib: 1,
+            vcpus: 1,
+            image: &image,
+            initrd: &[],
+            cmdline: "",
+            settings: DomainSettings::default(),
+        };
+        let domains = [spec("a"), spec("b")];
+        assert_eq!(
+            encoded_size(&domains, &[Channel { a: 1, b: 1 }]).unwrap_err(),
+            PackError::Channel {
+                index: 0,
+                problem: ChannelProblem::SameDomain
+            }
+        );
+        assert_eq!(
+            encoded_size(&domains, &[Channel { a: 0, b: 1 }, Channel { a: 0, b: 2 }]).unwrap_err(),
+            PackError::Channel {
+                index: 1,
+                problem: ChannelProblem::UnknownDomain { domain: 2 }
+            }
+        );
+        assert_eq!(
+            encoded_size(&domains, &[Channel { a: 0, b: 1 }; MAX_CHANNELS + 1]).unwrap_err(),
+            PackError::BadChannelCount { count: 33 }
+        );
+        // Two channels between the same pair are allowed.
+        let pack = encode_to_vec(&domains, &[Channel { a: 1, b: 0 }; 2]).unwrap();
+        assert_eq!(BootPack::parse(&pack).unwrap().channel_count(), 2);
+    }
+
+    #[test]
+    fn on_crash_codes() {
+        assert_eq!(OnCrash::from_code(0), Some(OnCrash::Destroy));
+        assert_eq!(OnCrash::from_code(1), None, "1 is reserved for restart");
+        assert_eq!(OnCrash::Destroy.code(), 0);
+        assert_eq!(OnCrash::Destroy.name(), "destroy");
     }
 
     #[test]

@@ -132,8 +132,10 @@ pub fn domain_names(guests: &[GuestSpec]) -> Result<Vec<String>> {
 pub struct RunArgs {
     /// The machine profile.
     pub machine: Machine,
-    /// The guests; empty means the demo system.
+    /// The guests; empty (and no `config`) means the demo system.
     pub guests: Vec<GuestSpec>,
+    /// A system configuration file (`--config`); excludes `guests`.
+    pub config: Option<PathBuf>,
     /// Deterministic virtual time.
     pub icount: bool,
     /// QEMU timeout.
@@ -175,6 +177,9 @@ commands:
             --guest IMAGE[,initrd=FILE][,mem=MiB][,vcpus=N][,name=NAME][,cmdline=TEXT]
                     (repeatable; cmdline= comes last and takes the rest; default:
                     the demo system pv-a + pv-b running target/images/pv-guest.img)
+            --config FILE        boot the system a TOML file describes (domains and
+                                 pre-connected event channels; docs/configuration.md,
+                                 examples/systems/); not with --guest
             --icount             deterministic virtual time (-icount shift=0,sleep=off)
             --timeout SECONDS    kill QEMU after this long (default 120)
           exits 0 only when the hypervisor ends with `halt: all N domains shut down cleanly`
@@ -258,6 +263,7 @@ fn parse_run(args: &[String]) -> Result<RunArgs> {
     let mut run = RunArgs {
         machine: Machine::VirtGicv3,
         guests: Vec::new(),
+        config: None,
         icount: false,
         timeout: DEFAULT_TIMEOUT,
     };
@@ -268,6 +274,16 @@ fn parse_run(args: &[String]) -> Result<RunArgs> {
             "--guest" => run
                 .guests
                 .push(GuestSpec::parse(flags.value(flag, attached)?)?),
+            "--config" => {
+                let value = flags.value(flag, attached)?;
+                if value.is_empty() {
+                    bail!("--config needs a file name");
+                }
+                if run.config.is_some() {
+                    bail!("--config is given twice; one file describes the whole system");
+                }
+                run.config = Some(PathBuf::from(value));
+            }
             "--icount" => {
                 no_value(flag, attached)?;
                 run.icount = true;
@@ -275,6 +291,12 @@ fn parse_run(args: &[String]) -> Result<RunArgs> {
             "--timeout" => run.timeout = parse_timeout(flags.value(flag, attached)?)?,
             other => bail!("run: unknown argument {other:?}; see `cargo xtask help`"),
         }
+    }
+    if run.config.is_some() && !run.guests.is_empty() {
+        bail!(
+            "--config and --guest cannot be combined: the configuration file describes every \
+             domain (add a [[domain]] table to it instead)"
+        );
     }
     Ok(run)
 }
@@ -429,6 +451,35 @@ mod tests {
         ] {
             assert!(parse(&strings(bad)).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn config_argument() {
+        let Command::Run(run) = parse(&strings(&[
+            "run",
+            "--config",
+            "examples/systems/demo.toml",
+            "--machine=virt-gicv2",
+            "--icount",
+        ]))
+        .unwrap() else {
+            panic!("not run");
+        };
+        assert_eq!(
+            run.config,
+            Some(PathBuf::from("examples/systems/demo.toml"))
+        );
+        assert_eq!(run.machine, Machine::VirtGicv2);
+        assert!(run.icount && run.guests.is_empty());
+        let both = parse(&strings(&["run", "--config=a.toml", "--guest", "x.img"])).unwrap_err();
+        assert!(
+            format!("{both:#}").contains("--config and --guest cannot be combined"),
+            "{both:#}"
+        );
+        let twice = parse(&strings(&["run", "--config=a.toml", "--config=b.toml"])).unwrap_err();
+        assert!(format!("{twice:#}").contains("given twice"), "{twice:#}");
+        assert!(parse(&strings(&["run", "--config"])).is_err());
+        assert!(parse(&strings(&["run", "--config="])).is_err());
     }
 
     #[test]

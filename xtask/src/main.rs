@@ -2,6 +2,7 @@
 //! every test. See `cargo xtask help` and the README.
 
 mod args;
+mod config;
 mod images;
 mod run;
 mod setup;

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use hyp::bootpack::{self, DomainSpec};
+use hyp::bootpack::{self, Channel, DomainSettings, DomainSpec};
 use qemu::runner::{self, Control, Line, Outcome, RunConfig, HALT_GRACE};
 use qemu::{LogDecoder, Machine};
 
 use crate::args::{self, GuestSpec};
+use crate::config;
 use crate::images::Images;
 
 /// One domain of the system to boot.
@@ -27,6 +28,8 @@ pub struct Domain {
     pub initrd: Option<PathBuf>,
     /// Command line.
     pub cmdline: String,
+    /// Scheduling weight, CPU affinity and crash policy.
+    pub settings: DomainSettings,
 }
 
 impl Domain {
@@ -39,6 +42,7 @@ impl Domain {
             image: image.to_path_buf(),
             initrd: None,
             cmdline: cmdline.to_string(),
+            settings: DomainSettings::default(),
         }
     }
 }
@@ -64,12 +68,14 @@ pub fn domains_from_specs(specs: &[GuestSpec]) -> Result<Vec<Domain>> {
             image: spec.image.clone(),
             initrd: spec.initrd.clone(),
             cmdline: spec.cmdline.clone(),
+            settings: DomainSettings::default(),
         })
         .collect())
 }
 
-/// Encodes `domains` with `hyp::bootpack::encode` and writes the pack to `path`.
-pub fn write_bootpack(domains: &[Domain], path: &Path) -> Result<()> {
+/// Encodes `domains` and the pre-connected `channels` between them with
+/// `hyp::bootpack::encode` and writes the pack to `path`.
+pub fn write_bootpack(domains: &[Domain], channels: &[Channel], path: &Path) -> Result<()> {
     let mut files = Vec::new();
     for domain in domains {
         let image = std::fs::read(&domain.image).with_context(|| {
@@ -101,10 +107,17 @@ pub fn write_bootpack(domains: &[Domain], path: &Path) -> Result<()> {
             image,
             initrd,
             cmdline: &domain.cmdline,
+            settings: domain.settings,
         })
         .collect();
-    let explain =
-        |error: bootpack::PackError| match error.domain_index().and_then(|i| domains.get(i)) {
+    let explain = |error: bootpack::PackError| {
+        if let bootpack::PackError::Channel { index, .. } = error {
+            return anyhow::anyhow!(
+                "cannot write the boot pack: channel {index}: {}",
+                error.describe()
+            );
+        }
+        match error.domain_index().and_then(|i| domains.get(i)) {
             Some(domain) => anyhow::anyhow!(
                 "cannot write the boot pack: domain {:?} ({}): {}",
                 domain.name,
@@ -112,10 +125,11 @@ pub fn write_bootpack(domains: &[Domain], path: &Path) -> Result<()> {
                 error.describe()
             ),
             None => anyhow::anyhow!("cannot write the boot pack: {}", error.describe()),
-        };
-    let size = bootpack::encoded_size(&specs).map_err(explain)?;
+        }
+    };
+    let size = bootpack::encoded_size(&specs, channels).map_err(explain)?;
     let mut pack = vec![0u8; size];
-    let written = bootpack::encode(&specs, &mut pack).map_err(explain)?;
+    let written = bootpack::encode(&specs, channels, &mut pack).map_err(explain)?;
     pack.truncate(written);
     std::fs::write(path, &pack).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
@@ -159,17 +173,19 @@ pub fn control_for(line: &Line) -> Control {
     }
 }
 
-/// Boots the hypervisor with `domains` on `machine`. When `echo` is set, every line is
-/// printed as it arrives (UART lines on stdout, QEMU's stderr on stderr).
+/// Boots the hypervisor with `domains` and the pre-connected `channels` on `machine`. When
+/// `echo` is set, every line is printed as it arrives (UART lines on stdout, QEMU's stderr
+/// on stderr).
 pub fn boot(
     images: &Images,
     domains: &[Domain],
+    channels: &[Channel],
     machine: Machine,
     icount: bool,
     timeout: Duration,
     echo: bool,
 ) -> Result<Outcome> {
-    write_bootpack(domains, &images.bootpack)?;
+    write_bootpack(domains, channels, &images.bootpack)?;
     crate::setup::ensure_qemu()?;
     let decoder = log_decoder(images);
     let mut config = RunConfig::new(machine, &images.hyp_img);
@@ -210,11 +226,19 @@ pub fn check_all_clean(outcome: &Outcome, domains: usize) -> Result<usize, Strin
 pub fn run(run: &args::RunArgs) -> Result<bool> {
     // Fail on an unusable machine before the build.
     run.machine.args().map_err(anyhow::Error::msg)?;
+    // Fail on a bad configuration file before the build, too.
+    let system = match &run.config {
+        Some(path) => Some(config::load_for(path, run.machine)?),
+        None => None,
+    };
     let images = crate::images::build()?;
-    let domains = if run.guests.is_empty() {
-        demo_domains(&images)
-    } else {
-        domains_from_specs(&run.guests)?
+    let (domains, channels) = match system {
+        Some(system) => {
+            system.check_images()?;
+            (system.domains, system.channels)
+        }
+        None if run.guests.is_empty() => (demo_domains(&images), Vec::new()),
+        None => (domains_from_specs(&run.guests)?, Vec::new()),
     };
     for domain in &domains {
         if !domain.image.is_file() {
@@ -228,6 +252,7 @@ pub fn run(run: &args::RunArgs) -> Result<bool> {
     let outcome = boot(
         &images,
         &domains,
+        &channels,
         run.machine,
         run.icount,
         run.timeout,
@@ -279,7 +304,7 @@ mod tests {
             GuestSpec::parse(&image_path.display().to_string()).unwrap(),
         ];
         let domains = domains_from_specs(&specs).unwrap();
-        write_bootpack(&domains, &pack_path).unwrap();
+        write_bootpack(&domains, &[], &pack_path).unwrap();
         let bytes = std::fs::read(&pack_path).unwrap();
         for path in [&image_path, &initrd_path, &pack_path] {
             let _ = std::fs::remove_file(path);
@@ -306,7 +331,7 @@ mod tests {
         let image_path = temp("bad.img");
         std::fs::write(&image_path, vec![0u8; 128]).unwrap();
         let domains = [Domain::new("broken", &image_path, "")];
-        let error = write_bootpack(&domains, &temp("unused.bin")).unwrap_err();
+        let error = write_bootpack(&domains, &[], &temp("unused.bin")).unwrap_err();
         let _ = std::fs::remove_file(&image_path);
         let message = format!("{error:#}");
         assert!(
@@ -318,6 +343,6 @@ mod tests {
     #[test]
     fn missing_image_is_an_error() {
         let domains = [Domain::new("gone", Path::new("/nonexistent/x.img"), "")];
-        assert!(write_bootpack(&domains, &temp("unused2.bin")).is_err());
+        assert!(write_bootpack(&domains, &[], &temp("unused2.bin")).is_err());
     }
 }

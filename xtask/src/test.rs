@@ -163,7 +163,7 @@ fn boot(
     machine: Machine,
     timeout: Duration,
 ) -> Result<Outcome, Verdict> {
-    run::boot(images, domains, machine, false, timeout, false).map_err(|error| Verdict::Fail {
+    run::boot(images, domains, &[], machine, false, timeout, false).map_err(|error| Verdict::Fail {
         reason: format!("{error:#}"),
         output: Vec::new(),
     })
