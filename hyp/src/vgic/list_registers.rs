@@ -1,0 +1,1290 @@
+//! Hardware-independent list-register management, and the list-register bit layouts.
+//!
+//! [`ListRegisters`] mirrors one vCPU's `N` hardware list registers. Its cycle:
+//!
+//! 1. [`ListRegisters::populate`] (before entering the vCPU) chooses the occupants: first
+//!    the interrupts active on the vCPU (they must stay visible until the guest deactivates
+//!    them, enabled or not), then the deliverable ones, highest priority first. What does not
+//!    fit goes into the overflow set, and [`ListRegisters::needs_maintenance`] asks for the
+//!    underflow maintenance interrupt so the rest is delivered when the LRs drain. An
+//!    interrupt keeps its LR index when it stays, so [`ListRegisters::write_back`] reports
+//!    only the LRs whose contents changed.
+//! 2. The guest runs; the hardware moves LRs from pending to active (acknowledge) and to
+//!    invalid (EOI / deactivate).
+//! 3. [`ListRegisters::sync_from_hardware`] (after leaving the vCPU) folds the read-back
+//!    states into the [`Vgic`] model.
+//!
+//! Ownership of the pending state: when an edge-triggered interrupt (or one source of a
+//! GICv2 SGI) is put into an LR as pending, its pending latch moves from the model into the
+//! LR; [`ListRegisters::sync_from_hardware`] gives it back if the guest has not acknowledged
+//! it. So an edge that arrives while the vCPU runs is never merged with one already in an
+//! LR and lost. Level-sensitive interrupts stay pending in the model (their line decides);
+//! their LRs request an EOI maintenance interrupt (when not tied to hardware) so the line is
+//! sampled again after EOI: a line still asserted makes the interrupt pending again.
+//!
+//! Limitation: a write to `GICD_ICACTIVER`/`ISACTIVER` for an interrupt that sits in the LR
+//! of a vCPU running elsewhere is overwritten by that vCPU's next sync (as in KVM without
+//! halting the guest).
+
+use super::state::Vgic;
+use super::{Effects, GicVersion, VcpuSet, NR_INTIDS, NR_SGIS, SPI_BASE};
+
+/// Most list registers the architecture allows (`ICH_VTR_EL2.ListRegs` + 1 <= 16).
+pub const MAX_LIST_REGISTERS: usize = 16;
+
+/// The state of a valid list register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LrState {
+    /// Pending (state 0b01).
+    Pending,
+    /// Active (0b10).
+    Active,
+    /// Pending and active (0b11).
+    PendingActive,
+}
+
+impl LrState {
+    /// The state with these bits, `None` for invalid (0b00).
+    pub const fn from_bits(pending: bool, active: bool) -> Option<LrState> {
+        match (pending, active) {
+            (true, false) => Some(LrState::Pending),
+            (false, true) => Some(LrState::Active),
+            (true, true) => Some(LrState::PendingActive),
+            (false, false) => None,
+        }
+    }
+
+    /// Whether the pending bit is set.
+    pub const fn pending(self) -> bool {
+        matches!(self, LrState::Pending | LrState::PendingActive)
+    }
+
+    /// Whether the active bit is set.
+    pub const fn active(self) -> bool {
+        matches!(self, LrState::Active | LrState::PendingActive)
+    }
+
+    /// The two-bit field value (pending = bit 0, active = bit 1).
+    const fn bits(self) -> u64 {
+        match self {
+            LrState::Pending => 0b01,
+            LrState::Active => 0b10,
+            LrState::PendingActive => 0b11,
+        }
+    }
+}
+
+/// A portable description of one valid list register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LrEntry {
+    /// The virtual INTID.
+    pub intid: u32,
+    /// The priority (8-bit scale; GICv2 LRs keep the top 5 bits).
+    pub priority: u8,
+    /// Pending, active or both.
+    pub state: LrState,
+    /// The physical INTID deactivated together with the virtual one (HW bit), if any.
+    pub hw: Option<u32>,
+    /// Group 1 (else group 0).
+    pub group1: bool,
+    /// GICv2 SGIs: the source vCPU (`GICH_LR.CPUID`); 0 otherwise.
+    pub source_cpu: u8,
+    /// Request a maintenance interrupt when the guest EOIs it (only without `hw`).
+    pub eoi_maintenance: bool,
+}
+
+/// Encodes `entry` as a GICv2 `GICH_LR<n>`: VirtualID bits 9:0, PhysicalID bits 19:10 (HW) or
+/// EOI bits 19 and CPUID bits 12:10 (software), Priority bits 27:23, State bits 29:28, Grp1 bits 30,
+/// HW bits 31.
+pub fn encode_gicv2(entry: &LrEntry) -> u32 {
+    let mut value = entry.intid & 0x3ff;
+    match entry.hw {
+        Some(physical) => value |= ((physical & 0x3ff) << 10) | (1 << 31),
+        None => {
+            value |= (u32::from(entry.source_cpu) & 0x7) << 10;
+            if entry.eoi_maintenance {
+                value |= 1 << 19;
+            }
+        }
+    }
+    value |= u32::from(entry.priority >> 3) << 23;
+    value |= (entry.state.bits() as u32) << 28;
+    if entry.group1 {
+        value |= 1 << 30;
+    }
+    value
+}
+
+/// Decodes a GICv2 `GICH_LR<n>`; `None` if its state is invalid.
+pub fn decode_gicv2(value: u32) -> Option<LrEntry> {
+    let state = LrState::from_bits(value & (1 << 28) != 0, value & (1 << 29) != 0)?;
+    let hw = value & (1 << 31) != 0;
+    Some(LrEntry {
+        intid: value & 0x3ff,
+        priority: (((value >> 23) & 0x1f) as u8) << 3,
+        state,
+        hw: hw.then_some((value >> 10) & 0x3ff),
+        group1: value & (1 << 30) != 0,
+        source_cpu: if hw { 0 } else { ((value >> 10) & 0x7) as u8 },
+        eoi_maintenance: !hw && value & (1 << 19) != 0,
+    })
+}
+
+/// Encodes `entry` as a GICv3 `ICH_LR<n>_EL2`: vINTID bits 31:0, pINTID bits 44:32 (HW) or
+/// EOI bits 41 (software), Priority bits 55:48, Group bits 60, HW bits 61, State bits 63:62.
+pub fn encode_gicv3(entry: &LrEntry) -> u64 {
+    let mut value = u64::from(entry.intid);
+    match entry.hw {
+        Some(physical) => value |= (u64::from(physical & 0x1fff) << 32) | (1 << 61),
+        None => {
+            if entry.eoi_maintenance {
+                value |= 1 << 41;
+            }
+        }
+    }
+    value |= u64::from(entry.priority) << 48;
+    if entry.group1 {
+        value |= 1 << 60;
+    }
+    value | (entry.state.bits() << 62)
+}
+
+/// Decodes a GICv3 `ICH_LR<n>_EL2`; `None` if its state is invalid.
+pub fn decode_gicv3(value: u64) -> Option<LrEntry> {
+    let state = LrState::from_bits(value & (1 << 62) != 0, value & (1 << 63) != 0)?;
+    let hw = value & (1 << 61) != 0;
+    Some(LrEntry {
+        intid: (value & 0xffff_ffff) as u32,
+        priority: ((value >> 48) & 0xff) as u8,
+        state,
+        hw: hw.then_some(((value >> 32) & 0x1fff) as u32),
+        group1: value & (1 << 60) != 0,
+        source_cpu: 0,
+        eoi_maintenance: !hw && value & (1 << 41) != 0,
+    })
+}
+
+const OVERFLOW_WORDS: usize = NR_INTIDS.div_ceil(64);
+
+/// The LRs whose contents changed since the last [`ListRegisters::write_back`]: yields
+/// `(index, contents)`, `None` meaning "write an invalid (zero) LR".
+#[derive(Clone, Debug)]
+pub struct ChangedLrs {
+    entries: [Option<LrEntry>; MAX_LIST_REGISTERS],
+    mask: u16,
+}
+
+impl ChangedLrs {
+    /// Bit `n` set = LR `n` must be written.
+    pub const fn mask(&self) -> u16 {
+        self.mask
+    }
+}
+
+impl Iterator for ChangedLrs {
+    type Item = (usize, Option<LrEntry>);
+
+    fn next(&mut self) -> Option<(usize, Option<LrEntry>)> {
+        if self.mask == 0 {
+            return None;
+        }
+        let index = self.mask.trailing_zeros() as usize;
+        self.mask &= self.mask - 1;
+        Some((index, self.entries.get(index).copied().flatten()))
+    }
+}
+
+/// One vCPU's list registers as the model sees them.
+#[derive(Clone, Debug)]
+pub struct ListRegisters {
+    count: usize,
+    slots: [Option<LrEntry>; MAX_LIST_REGISTERS],
+    dirty: u16,
+    /// The slots' pending states have been handed back to the model (after a sync, or at
+    /// creation); cleared by `populate`, which moves them into the slots again.
+    folded: bool,
+    /// Bit `n`: LR `n`'s pending state was moved out of the model's latch (or SGI source).
+    transferred: u16,
+    overflow: [u64; OVERFLOW_WORDS],
+}
+
+impl ListRegisters {
+    /// A manager for `count` hardware list registers (clamped to
+    /// 1..=[`MAX_LIST_REGISTERS`]; read it from `GICH_VTR` / `ICH_VTR_EL2`), all invalid.
+    pub const fn new(count: usize) -> ListRegisters {
+        let count = if count == 0 {
+            1
+        } else if count > MAX_LIST_REGISTERS {
+            MAX_LIST_REGISTERS
+        } else {
+            count
+        };
+        ListRegisters {
+            count,
+            slots: [None; MAX_LIST_REGISTERS],
+            dirty: 0,
+            folded: true,
+            transferred: 0,
+            overflow: [0; OVERFLOW_WORDS],
+        }
+    }
+
+    /// The number of list registers managed.
+    pub const fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The modelled contents of LR `index` (`None`: invalid or no such LR).
+    pub fn entry(&self, index: usize) -> Option<LrEntry> {
+        if index < self.count {
+            self.slots.get(index).copied().flatten()
+        } else {
+            None
+        }
+    }
+
+    /// Bit `n` set = LR `n` holds a valid entry (the LRs to read back on exit).
+    pub fn valid_mask(&self) -> u16 {
+        let mut mask = 0;
+        for (index, slot) in self.slots.iter().take(self.count).enumerate() {
+            if slot.is_some() {
+                mask |= 1 << index;
+            }
+        }
+        mask
+    }
+
+    /// The LR index holding `intid`, if any.
+    pub fn find(&self, intid: u32) -> Option<usize> {
+        self.slots
+            .iter()
+            .take(self.count)
+            .position(|slot| slot.is_some_and(|entry| entry.intid == intid))
+    }
+
+    /// Whether `intid` is waiting in the overflow set (did not fit into the LRs).
+    pub fn is_overflowed(&self, intid: u32) -> bool {
+        let word = (intid / 64) as usize;
+        self.overflow
+            .get(word)
+            .is_some_and(|bits| bits & (1 << (intid % 64)) != 0)
+    }
+
+    /// The number of interrupts in the overflow set.
+    pub fn overflow_len(&self) -> usize {
+        self.overflow
+            .iter()
+            .map(|bits| bits.count_ones() as usize)
+            .sum()
+    }
+
+    /// The interrupts in the overflow set, lowest INTID first.
+    pub fn overflow(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..NR_INTIDS as u32).filter(|intid| self.is_overflowed(*intid))
+    }
+
+    /// Whether the underflow maintenance interrupt must be enabled (`GICH_HCR.UIE`,
+    /// `ICH_HCR_EL2.UIE`): interrupts are waiting that did not fit into the LRs.
+    pub fn needs_maintenance(&self) -> bool {
+        self.overflow.iter().any(|bits| *bits != 0)
+    }
+
+    /// Marks every LR as needing a write (after another vCPU used this physical CPU's LRs).
+    pub fn mark_all_dirty(&mut self) {
+        self.dirty = ((1u32 << self.count) - 1) as u16;
+    }
+
+    /// Forgets the LR contents after handing their state back to `vgic` (for a vCPU that
+    /// is migrated or stopped after its last sync): all LRs are invalid, every one dirty.
+    pub fn clear(&mut self, vgic: &mut Vgic, vcpu: usize) {
+        self.fold_unrun(vgic, vcpu);
+        self.slots = [None; MAX_LIST_REGISTERS];
+        self.overflow = [0; OVERFLOW_WORDS];
+        self.mark_all_dirty();
+    }
+
+    /// Takes the changed LRs to write to the hardware and forgets that they changed.
+    pub fn write_back(&mut self) -> ChangedLrs {
+        let changed = ChangedLrs {
+            entries: self.slots,
+            mask: self.dirty,
+        };
+        self.dirty = 0;
+        changed
+    }
+
+    /// Folds what the hardware did into the model, after the vCPU ran. `read_back[n]` is
+    /// LR `n` as decoded from the hardware (`None`: invalid, i.e. the guest completed it);
+    /// LRs beyond `read_back` are taken as unchanged. Returns the other vCPUs that must
+    /// re-evaluate (an SPI retargeted while it sat here).
+    pub fn sync_from_hardware(
+        &mut self,
+        vgic: &mut Vgic,
+        vcpu: usize,
+        read_back: &[Option<LrEntry>],
+    ) -> Effects {
+        if self.folded {
+            // Nothing was handed to the hardware since the last sync.
+            return Effects::NONE;
+        }
+        let mut effects = Effects::NONE;
+        for index in 0..self.count {
+            let Some(old) = self.slots.get(index).copied().flatten() else {
+                continue;
+            };
+            let new_state = match read_back.get(index) {
+                None => Some(old.state),
+                Some(Some(entry)) if entry.intid == old.intid => Some(entry.state),
+                Some(_) => None,
+            };
+            fold(
+                vgic,
+                vcpu,
+                &old,
+                new_state,
+                self.transferred & (1 << index) != 0,
+            );
+            if let Some(slot) = self.slots.get_mut(index) {
+                *slot = new_state.map(|state| LrEntry { state, ..old });
+            }
+            if old.intid >= SPI_BASE {
+                for target in vgic.delivery_set(vcpu, old.intid).iter() {
+                    if target != vcpu && vgic.is_deliverable(target, old.intid) {
+                        effects.kick.insert(target);
+                    }
+                }
+            }
+        }
+        self.folded = true;
+        self.transferred = 0;
+        effects
+    }
+
+    /// Gives the slots' transferred pending states back to the model when the hardware has
+    /// not run since `populate` wrote them.
+    fn fold_unrun(&mut self, vgic: &mut Vgic, vcpu: usize) {
+        if !self.folded {
+            for (index, slot) in self.slots.iter().take(self.count).enumerate() {
+                if let Some(old) = slot {
+                    let transferred = self.transferred & (1 << index) != 0;
+                    fold(vgic, vcpu, old, Some(old.state), transferred);
+                }
+            }
+            self.folded = true;
+            self.transferred = 0;
+        }
+    }
+
+    /// Chooses the LR contents for `vcpu` before it runs (call after
+    /// [`ListRegisters::sync_from_hardware`]; calling it again before the vCPU runs is
+    /// harmless). Then write [`ListRegisters::write_back`]'s LRs and set the underflow
+    /// maintenance enable as [`ListRegisters::needs_maintenance`] says.
+    pub fn populate(&mut self, vgic: &mut Vgic, vcpu: usize) {
+        self.fold_unrun(vgic, vcpu);
+        self.folded = false;
+        self.overflow = [0; OVERFLOW_WORDS];
+
+        let mut desired = [None::<(LrEntry, bool)>; MAX_LIST_REGISTERS];
+        let mut chosen = 0;
+        let actives = vgic.active_on(vcpu);
+        let pendings = vgic.deliverable(vcpu);
+        for candidate in actives.chain(pendings) {
+            if chosen < self.count {
+                if let Some(entry) = take(vgic, vcpu, candidate.intid) {
+                    if let Some(slot) = desired.get_mut(chosen) {
+                        *slot = Some(entry);
+                        chosen += 1;
+                    }
+                }
+            } else if let Some(word) = self.overflow.get_mut((candidate.intid / 64) as usize) {
+                *word |= 1 << (candidate.intid % 64);
+            }
+        }
+
+        // Keep each staying interrupt in its LR; put the newcomers into the free ones.
+        let mut new_slots = [None::<LrEntry>; MAX_LIST_REGISTERS];
+        let mut placed = [false; MAX_LIST_REGISTERS];
+        let mut transferred = 0u16;
+        for (chosen, placed) in desired.iter().zip(placed.iter_mut()) {
+            let Some((entry, moved)) = chosen else {
+                continue;
+            };
+            if let Some(index) = self.find(entry.intid) {
+                if let Some(slot) = new_slots.get_mut(index) {
+                    *slot = Some(*entry);
+                    *placed = true;
+                    if *moved {
+                        transferred |= 1 << index;
+                    }
+                }
+            }
+        }
+        for (chosen, placed) in desired.iter().zip(placed.iter()) {
+            let Some((entry, moved)) = chosen else {
+                continue;
+            };
+            if *placed {
+                continue;
+            }
+            // Prefer an LR that is invalid in the hardware already.
+            let free = |index: &usize, new_slots: &[Option<LrEntry>]| {
+                new_slots.get(*index).is_some_and(|slot| slot.is_none())
+            };
+            let index = (0..self.count)
+                .find(|index| {
+                    free(index, &new_slots) && self.slots.get(*index).is_some_and(|s| s.is_none())
+                })
+                .or_else(|| (0..self.count).find(|index| free(index, &new_slots)));
+            if let Some(index) = index {
+                if let Some(slot) = new_slots.get_mut(index) {
+                    *slot = Some(*entry);
+                    if *moved {
+                        transferred |= 1 << index;
+                    }
+                }
+            }
+        }
+        self.transferred = transferred;
+        for index in 0..self.count {
+            let (Some(old), Some(new)) = (self.slots.get(index), new_slots.get(index)) else {
+                continue;
+            };
+            if old != new {
+                self.dirty |= 1 << index;
+            }
+        }
+        self.slots = new_slots;
+    }
+}
+
+/// Folds one LR's new state (`None`: invalid) into the model; `old` is what was written,
+/// `transferred` whether its pending state was moved out of the model.
+fn fold(
+    vgic: &mut Vgic,
+    vcpu: usize,
+    old: &LrEntry,
+    new_state: Option<LrState>,
+    transferred: bool,
+) {
+    let sgi_v2 = vgic.version() == GicVersion::V2 && old.intid < NR_SGIS;
+    let pending = new_state.is_some_and(LrState::pending);
+    let active = new_state.is_some_and(LrState::active);
+    let Some(irq) = vgic.irq_mut(vcpu, old.intid) else {
+        return;
+    };
+    irq.active = active;
+    // A pending state the guest did not acknowledge goes back; an acknowledged one was
+    // consumed (a level line still asserted keeps the interrupt pending by itself).
+    if sgi_v2 {
+        if pending && transferred {
+            irq.sgi_sources |= VcpuSet::only(usize::from(old.source_cpu)).0;
+        }
+        if active {
+            irq.active_source = old.source_cpu;
+        }
+    } else if pending && transferred {
+        irq.pending_latch = true;
+    }
+    if old.intid >= SPI_BASE && !active && irq.holder == Some(vcpu as u8) {
+        irq.holder = None;
+    }
+}
+
+/// Builds the LR entry for `intid` on `vcpu`, moving the pending latch (or SGI source) into
+/// it; also says whether it did.
+fn take(vgic: &mut Vgic, vcpu: usize, intid: u32) -> Option<(LrEntry, bool)> {
+    let sgi_v2 = vgic.version() == GicVersion::V2 && intid < NR_SGIS;
+    let group_enabled = vgic
+        .irq(vcpu, intid)
+        .is_some_and(|irq| vgic.group_enabled(irq.group1));
+    let irq = vgic.irq_mut(vcpu, intid)?;
+    let hw = if intid < NR_SGIS {
+        None
+    } else {
+        irq.hardware.map(u32::from)
+    };
+    let may_pend = irq.enabled && group_enabled && !(hw.is_some() && irq.active);
+    let mut source_cpu = 0;
+    let pending;
+    let eoi_maintenance;
+    let transferred;
+    if sgi_v2 {
+        source_cpu = if irq.active {
+            irq.active_source
+        } else {
+            irq.sgi_sources.trailing_zeros().min(7) as u8
+        };
+        let bit = VcpuSet::only(usize::from(source_cpu)).0;
+        pending = may_pend && irq.sgi_sources & bit != 0;
+        if pending {
+            irq.sgi_sources &= !bit;
+        }
+        transferred = pending;
+        // Other sources wait for this one's EOI.
+        eoi_maintenance = irq.enabled && irq.sgi_sources != 0;
+    } else if irq.edge {
+        pending = may_pend && irq.pending_latch;
+        if pending {
+            irq.pending_latch = false;
+        }
+        transferred = pending;
+        // A pending edge held back behind the active HW interrupt cannot use the EOI bit;
+        // the active entry and the pending model state meet again at the next sync.
+        eoi_maintenance = hw.is_none() && irq.active && !pending && irq.pending_latch;
+    } else {
+        pending = may_pend && irq.pending();
+        transferred = pending && irq.pending_latch;
+        if transferred {
+            irq.pending_latch = false;
+        }
+        eoi_maintenance = hw.is_none();
+    }
+    let state = LrState::from_bits(pending, irq.active)?;
+    if intid >= SPI_BASE {
+        irq.holder = Some(vcpu as u8);
+    }
+    let entry = LrEntry {
+        intid,
+        priority: irq.priority,
+        state,
+        hw,
+        group1: irq.group1,
+        source_cpu,
+        eoi_maintenance,
+    };
+    Some((entry, transferred))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A fake vCPU: the model, its LR manager and the "hardware" LRs.
+    struct Harness {
+        vgic: Vgic,
+        lrs: [ListRegisters; 4],
+        hardware: [[Option<LrEntry>; MAX_LIST_REGISTERS]; 4],
+    }
+
+    impl Harness {
+        fn new(version: GicVersion, vcpus: usize, count: usize) -> Harness {
+            let mut vgic = Vgic::new(version, vcpus);
+            vgic.enable_group0 = true;
+            vgic.enable_group1 = true;
+            Harness {
+                vgic,
+                lrs: [
+                    ListRegisters::new(count),
+                    ListRegisters::new(count),
+                    ListRegisters::new(count),
+                    ListRegisters::new(count),
+                ],
+                hardware: [[None; MAX_LIST_REGISTERS]; 4],
+            }
+        }
+
+        fn enable(&mut self, vcpu: usize, intid: u32, priority: u8) {
+            if let Some(irq) = self.vgic.irq_mut(vcpu, intid) {
+                irq.enabled = true;
+                irq.priority = priority;
+                irq.targets = 1 << vcpu;
+                irq.route = vcpu as u64;
+            }
+        }
+
+        /// Vcpu entry: populate and write the changed LRs to the "hardware".
+        fn enter(&mut self, vcpu: usize) {
+            let (Some(lrs), Some(hardware)) = (self.lrs.get_mut(vcpu), self.hardware.get_mut(vcpu))
+            else {
+                return;
+            };
+            lrs.populate(&mut self.vgic, vcpu);
+            for (index, entry) in lrs.write_back() {
+                if let Some(slot) = hardware.get_mut(index) {
+                    *slot = entry;
+                }
+            }
+        }
+
+        /// Vcpu exit: sync from the "hardware".
+        fn exit(&mut self, vcpu: usize) -> Effects {
+            let (Some(lrs), Some(hardware)) = (self.lrs.get_mut(vcpu), self.hardware.get(vcpu))
+            else {
+                return Effects::NONE;
+            };
+            lrs.sync_from_hardware(&mut self.vgic, vcpu, hardware)
+        }
+
+        /// The guest acknowledges the highest-priority pending LR: returns (intid, source).
+        fn acknowledge(&mut self, vcpu: usize) -> Option<(u32, u8)> {
+            let hardware = self.hardware.get_mut(vcpu)?;
+            let slot = hardware
+                .iter_mut()
+                .filter(|slot| slot.is_some_and(|entry| entry.state == LrState::Pending))
+                .min_by_key(|slot| slot.map(|entry| (entry.priority, entry.intid)))?;
+            let entry = slot.as_mut()?;
+            entry.state = LrState::Active;
+            Some((entry.intid, entry.source_cpu))
+        }
+
+        /// The guest EOIs (drop and deactivate) `intid`.
+        fn end_of_interrupt(&mut self, vcpu: usize, intid: u32) {
+            let Some(hardware) = self.hardware.get_mut(vcpu) else {
+                return;
+            };
+            for slot in hardware.iter_mut() {
+                if let Some(entry) = slot {
+                    if entry.intid == intid && entry.state.active() {
+                        *slot = if entry.state == LrState::PendingActive {
+                            Some(LrEntry {
+                                state: LrState::Pending,
+                                ..*entry
+                            })
+                        } else {
+                            None
+                        };
+                    }
+                }
+            }
+        }
+
+        /// Runs the guest's handler loop until nothing is pending; returns the number of
+        /// (intid, source) deliveries, counted in `seen`.
+        fn drain(&mut self, vcpu: usize, seen: &mut [[u32; 8]; 64]) {
+            for _ in 0..200 {
+                self.enter(vcpu);
+                let Some((intid, source)) = self.acknowledge(vcpu) else {
+                    self.exit(vcpu);
+                    return;
+                };
+                if let Some(count) = seen
+                    .get_mut(intid as usize)
+                    .and_then(|row| row.get_mut(usize::from(source)))
+                {
+                    *count += 1;
+                }
+                self.end_of_interrupt(vcpu, intid);
+                self.exit(vcpu);
+            }
+        }
+    }
+
+    fn entry(intid: u32, state: LrState) -> LrEntry {
+        LrEntry {
+            intid,
+            priority: 0xa0,
+            state,
+            hw: None,
+            group1: true,
+            source_cpu: 0,
+            eoi_maintenance: false,
+        }
+    }
+
+    #[test]
+    fn gicv2_bit_positions() {
+        let lr = LrEntry {
+            intid: 0x3ff,
+            priority: 0xf8,
+            state: LrState::Pending,
+            hw: None,
+            group1: false,
+            source_cpu: 5,
+            eoi_maintenance: true,
+        };
+        assert_eq!(encode_gicv2(&lr), 0x1f88_17ff);
+        let hw = LrEntry {
+            intid: 27,
+            priority: 0x08,
+            state: LrState::Active,
+            hw: Some(30),
+            group1: true,
+            source_cpu: 0,
+            eoi_maintenance: false,
+        };
+        assert_eq!(
+            encode_gicv2(&hw),
+            (1 << 31) | (1 << 30) | (0b10 << 28) | (1 << 23) | (30 << 10) | 27
+        );
+        assert_eq!(decode_gicv2(encode_gicv2(&lr)), Some(lr));
+        assert_eq!(decode_gicv2(encode_gicv2(&hw)), Some(hw));
+        assert_eq!(decode_gicv2(0x1f88_17ff & !(0b11 << 28)), None);
+    }
+
+    #[test]
+    fn gicv3_bit_positions() {
+        let lr = LrEntry {
+            intid: 40,
+            priority: 0xa0,
+            state: LrState::PendingActive,
+            hw: None,
+            group1: true,
+            source_cpu: 0,
+            eoi_maintenance: true,
+        };
+        assert_eq!(
+            encode_gicv3(&lr),
+            (0b11 << 62) | (1 << 60) | (0xa0 << 48) | (1 << 41) | 40
+        );
+        let hw = LrEntry {
+            hw: Some(0x1abc),
+            eoi_maintenance: false,
+            state: LrState::Pending,
+            ..lr
+        };
+        assert_eq!(
+            encode_gicv3(&hw),
+            (0b01 << 62) | (1 << 61) | (1 << 60) | (0xa0 << 48) | (0x1abc << 32) | 40
+        );
+        assert_eq!(decode_gicv3(encode_gicv3(&lr)), Some(lr));
+        assert_eq!(decode_gicv3(encode_gicv3(&hw)), Some(hw));
+        assert_eq!(decode_gicv3(40), None);
+    }
+
+    #[test]
+    fn highest_priority_first_and_overflow() {
+        let mut harness = Harness::new(GicVersion::V3, 1, 2);
+        for (intid, priority) in [(40, 0x80), (41, 0x10), (42, 0x40), (27, 0x80)] {
+            harness.enable(0, intid, priority);
+            harness.vgic.set_pending(0, intid);
+        }
+        harness.enter(0);
+        let lrs = &harness.lrs[0];
+        assert_eq!(lrs.entry(0).map(|e| e.intid), Some(41));
+        assert_eq!(lrs.entry(1).map(|e| e.intid), Some(42));
+        assert!(lrs.needs_maintenance());
+        assert_eq!(lrs.overflow_len(), 2);
+        assert!(lrs.is_overflowed(27) && lrs.is_overflowed(40));
+        // Nothing changes: nothing to write.
+        harness.exit(0);
+        harness.enter(0);
+        assert_eq!(harness.lrs[0].write_back().mask(), 0);
+        // The guest handles 41; 27 (ties broken by lower INTID) moves in, 42 stays put.
+        assert_eq!(harness.acknowledge(0), Some((41, 0)));
+        harness.end_of_interrupt(0, 41);
+        harness.exit(0);
+        harness.lrs[0].populate(&mut harness.vgic, 0);
+        assert_eq!(harness.lrs[0].entry(0).map(|e| e.intid), Some(27));
+        assert_eq!(harness.lrs[0].entry(1).map(|e| e.intid), Some(42));
+        assert_eq!(harness.lrs[0].write_back().mask(), 0b01);
+        assert!(harness.lrs[0].needs_maintenance());
+    }
+
+    #[test]
+    fn edge_arriving_while_in_lr_is_not_lost() {
+        let mut harness = Harness::new(GicVersion::V3, 1, 4);
+        harness.enable(0, 31, 0x80);
+        if let Some(irq) = harness.vgic.irq_mut(0, 31) {
+            irq.edge = true;
+        }
+        harness.vgic.set_pending(0, 31);
+        harness.enter(0);
+        assert_eq!(harness.acknowledge(0), Some((31, 0)));
+        // A second edge while the guest handles the first.
+        harness.vgic.set_pending(0, 31);
+        harness.exit(0);
+        harness.enter(0);
+        assert_eq!(
+            harness.lrs[0].entry(0).map(|e| e.state),
+            Some(LrState::PendingActive)
+        );
+        harness.end_of_interrupt(0, 31);
+        assert_eq!(harness.acknowledge(0), Some((31, 0)));
+        harness.end_of_interrupt(0, 31);
+        harness.exit(0);
+        harness.enter(0);
+        assert_eq!(harness.lrs[0].valid_mask(), 0);
+        assert!(harness
+            .vgic
+            .irq(0, 31)
+            .is_some_and(|irq| !irq.pending() && !irq.active()));
+    }
+
+    #[test]
+    fn disabled_active_interrupt_is_not_orphaned() {
+        let mut harness = Harness::new(GicVersion::V2, 1, 4);
+        harness.enable(0, 40, 0x80);
+        if let Some(irq) = harness.vgic.irq_mut(0, 40) {
+            irq.edge = true;
+        }
+        harness.vgic.set_pending(0, 40);
+        harness.enter(0);
+        assert_eq!(harness.acknowledge(0), Some((40, 0)));
+        harness.exit(0);
+        // The guest disables it while active, and it fires again.
+        let _ = harness.vgic.write_distributor(0, 0x184, 4, 1 << 8);
+        harness.vgic.set_pending(0, 40);
+        harness.enter(0);
+        let lr = harness.lrs[0].entry(0);
+        assert_eq!(lr.map(|e| (e.intid, e.state)), Some((40, LrState::Active)));
+        // EOI: inactive, still pending, but not delivered while disabled.
+        harness.end_of_interrupt(0, 40);
+        harness.exit(0);
+        harness.enter(0);
+        assert_eq!(harness.lrs[0].valid_mask(), 0);
+        assert!(harness
+            .vgic
+            .irq(0, 40)
+            .is_some_and(|irq| irq.pending() && !irq.active()));
+        // Enabled again: delivered.
+        let _ = harness.vgic.write_distributor(0, 0x104, 4, 1 << 8);
+        harness.enter(0);
+        assert_eq!(harness.acknowledge(0), Some((40, 0)));
+    }
+
+    #[test]
+    fn pending_interrupt_disabled_leaves_the_lr_and_stays_pending() {
+        let mut harness = Harness::new(GicVersion::V3, 1, 4);
+        harness.enable(0, 33, 0x80);
+        if let Some(irq) = harness.vgic.irq_mut(0, 33) {
+            irq.edge = true;
+        }
+        harness.vgic.set_pending(0, 33);
+        harness.enter(0);
+        harness.exit(0);
+        let _ = harness.vgic.write_distributor(0, 0x184, 4, 1 << 1);
+        harness.enter(0);
+        assert_eq!(harness.hardware[0][0], None);
+        assert!(harness.vgic.irq(0, 33).is_some_and(|irq| irq.pending()));
+    }
+
+    #[test]
+    fn level_line_still_asserted_after_eoi_is_pending_again() {
+        let mut harness = Harness::new(GicVersion::V3, 1, 4);
+        harness.enable(0, 27, 0x80);
+        harness.vgic.set_line_level(0, 27, true);
+        harness.enter(0);
+        let lr = harness.lrs[0].entry(0);
+        assert!(lr.is_some_and(|e| e.eoi_maintenance && e.state == LrState::Pending));
+        assert_eq!(harness.acknowledge(0), Some((27, 0)));
+        harness.exit(0);
+        // Active, line still high: the LR shows pending+active (the line is re-sampled).
+        harness.enter(0);
+        harness.end_of_interrupt(0, 27);
+        harness.hardware[0][0] = None;
+        harness.exit(0);
+        harness.enter(0);
+        assert!(harness.vgic.is_deliverable(0, 27) || harness.lrs[0].find(27).is_some());
+        assert_eq!(harness.acknowledge(0), Some((27, 0)));
+        // The guest quiets the device; after EOI it is gone.
+        harness.vgic.set_line_level(0, 27, false);
+        harness.end_of_interrupt(0, 27);
+        harness.exit(0);
+        harness.enter(0);
+        assert_eq!(harness.lrs[0].valid_mask(), 0);
+    }
+
+    #[test]
+    fn level_pending_latch_is_consumed_by_acknowledge() {
+        let mut harness = Harness::new(GicVersion::V3, 1, 4);
+        harness.enable(0, 40, 0x80);
+        let _ = harness.vgic.write_distributor(0, 0x204, 4, 1 << 8);
+        harness.enter(0);
+        assert_eq!(harness.acknowledge(0), Some((40, 0)));
+        harness.exit(0);
+        assert!(harness
+            .vgic
+            .irq(0, 40)
+            .is_some_and(|irq| irq.active() && !irq.pending()));
+        harness.enter(0);
+        harness.end_of_interrupt(0, 40);
+        harness.exit(0);
+        harness.enter(0);
+        assert_eq!(harness.lrs[0].valid_mask(), 0);
+    }
+
+    #[test]
+    fn level_set_pending_while_acknowledged_is_not_lost() {
+        let mut harness = Harness::new(GicVersion::V3, 1, 4);
+        harness.enable(0, 40, 0x80);
+        let _ = harness.vgic.write_distributor(0, 0x204, 4, 1 << 8);
+        harness.enter(0);
+        assert_eq!(harness.acknowledge(0), Some((40, 0)));
+        // ISPENDR again after the acknowledge, before the exit.
+        let _ = harness.vgic.write_distributor(0, 0x204, 4, 1 << 8);
+        harness.exit(0);
+        assert!(harness
+            .vgic
+            .irq(0, 40)
+            .is_some_and(|irq| irq.active() && irq.pending()));
+        harness.enter(0);
+        harness.end_of_interrupt(0, 40);
+        assert_eq!(harness.acknowledge(0), Some((40, 0)));
+        harness.end_of_interrupt(0, 40);
+        harness.exit(0);
+        assert!(harness
+            .vgic
+            .irq(0, 40)
+            .is_some_and(|irq| !irq.active() && !irq.pending()));
+    }
+
+    #[test]
+    fn gicv2_sgis_from_several_sources_are_all_delivered() {
+        let mut harness = Harness::new(GicVersion::V2, 4, 4);
+        for vcpu in 0..4 {
+            harness.enable(vcpu, 1, 0x00);
+            harness.enable(vcpu, 2, 0x00);
+        }
+        // Every vCPU sends SGI 1 to all others, and vCPU 3 sends SGI 2 to everyone.
+        for sender in 0..4 {
+            let _ = harness
+                .vgic
+                .write_distributor(sender, 0xf00, 4, 0x0100_0001);
+        }
+        let _ = harness.vgic.write_distributor(3, 0xf00, 4, 0x000f_0002);
+        for vcpu in 0..4 {
+            let mut seen = [[0u32; 8]; 64];
+            harness.drain(vcpu, &mut seen);
+            for (source, count) in seen[1].iter().enumerate() {
+                let expected = u32::from(source != vcpu && source < 4);
+                assert_eq!(*count, expected, "vcpu {vcpu} source {source}");
+            }
+            assert_eq!(seen[2][3], 1);
+            assert_eq!(seen[2].iter().sum::<u32>(), 1);
+        }
+    }
+
+    #[test]
+    fn gicv2_sgi_other_source_waits_for_eoi_maintenance() {
+        let mut harness = Harness::new(GicVersion::V2, 3, 4);
+        harness.enable(2, 4, 0);
+        harness.vgic.send_sgi(0, 4, VcpuSet::only(2));
+        harness.vgic.send_sgi(1, 4, VcpuSet::only(2));
+        harness.enter(2);
+        let lr = harness.lrs[2].entry(0);
+        assert!(lr.is_some_and(|e| e.source_cpu == 0 && e.eoi_maintenance));
+        assert_eq!(harness.lrs[2].valid_mask(), 1);
+    }
+
+    #[test]
+    fn spi_is_delivered_to_one_vcpu_only() {
+        let mut harness = Harness::new(GicVersion::V2, 2, 4);
+        harness.enable(0, 45, 0);
+        if let Some(irq) = harness.vgic.irq_mut(0, 45) {
+            irq.targets = 0b11;
+        }
+        harness.vgic.set_line_level(0, 45, true);
+        harness.enter(0);
+        harness.enter(1);
+        assert!(harness.lrs[0].find(45).is_some());
+        assert!(harness.lrs[1].find(45).is_none());
+        // Retargeted to vCPU 1 while in vCPU 0's LR: vCPU 0 keeps it until it syncs.
+        let _ = harness.vgic.write_distributor(0, 0x82d, 1, 0b10);
+        harness.enter(1);
+        assert!(harness.lrs[1].find(45).is_none());
+        let effects = harness.exit(0);
+        assert!(effects.kick.contains(1));
+        harness.enter(0);
+        harness.enter(1);
+        assert!(harness.lrs[0].find(45).is_none());
+        assert!(harness.lrs[1].find(45).is_some());
+    }
+
+    #[test]
+    fn populate_twice_without_running_loses_nothing() {
+        let mut harness = Harness::new(GicVersion::V3, 1, 4);
+        harness.enable(0, 31, 0);
+        harness.vgic.set_pending(0, 31);
+        harness.enter(0);
+        harness.enter(0);
+        assert!(harness.lrs[0].find(31).is_some());
+        let mut lrs = harness.lrs[0].clone();
+        lrs.clear(&mut harness.vgic, 0);
+        assert!(harness.vgic.irq(0, 31).is_some_and(|irq| irq.pending()));
+        assert_eq!(lrs.valid_mask(), 0);
+        assert_eq!(lrs.write_back().mask(), 0b1111);
+    }
+
+    #[test]
+    fn sync_handles_missing_and_mismatched_read_back() {
+        let mut harness = Harness::new(GicVersion::V3, 1, 2);
+        harness.enable(0, 40, 0);
+        harness.vgic.set_pending(0, 40);
+        harness.enter(0);
+        let mut lrs = harness.lrs[0].clone();
+        // An empty read-back means "unchanged".
+        lrs.sync_from_hardware(&mut harness.vgic, 0, &[]);
+        assert!(harness.vgic.irq(0, 40).is_some_and(|irq| irq.pending()));
+        lrs.populate(&mut harness.vgic, 0);
+        // A read-back naming another INTID counts as invalid.
+        lrs.sync_from_hardware(&mut harness.vgic, 0, &[Some(entry(41, LrState::Active))]);
+        assert!(harness
+            .vgic
+            .irq(0, 40)
+            .is_some_and(|irq| !irq.pending() && !irq.active()));
+        assert!(harness.vgic.irq(0, 41).is_some_and(|irq| !irq.active()));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Operation {
+        Enable(usize, u32, bool),
+        Pending(usize, u32),
+        Line(usize, u32, bool),
+        Priority(usize, u32, u8),
+        Target(u32, u8),
+        Sgi(usize, u8, u32),
+        Acknowledge(usize),
+        EndOfInterrupt(usize, u32),
+        Run(usize),
+    }
+
+    fn operation() -> impl Strategy<Value = Operation> {
+        let vcpu = 0usize..3;
+        let intid = 0u32..64;
+        prop_oneof![
+            (vcpu.clone(), intid.clone(), any::<bool>())
+                .prop_map(|(v, i, e)| Operation::Enable(v, i, e)),
+            (vcpu.clone(), intid.clone()).prop_map(|(v, i)| Operation::Pending(v, i)),
+            (vcpu.clone(), 16u32..64, any::<bool>()).prop_map(|(v, i, l)| Operation::Line(v, i, l)),
+            (vcpu.clone(), intid.clone(), any::<u8>())
+                .prop_map(|(v, i, p)| Operation::Priority(v, i, p)),
+            (32u32..64, any::<u8>()).prop_map(|(i, t)| Operation::Target(i, t)),
+            (vcpu.clone(), any::<u8>(), 0u32..16).prop_map(|(v, t, i)| Operation::Sgi(v, t, i)),
+            vcpu.clone().prop_map(Operation::Acknowledge),
+            (vcpu.clone(), intid).prop_map(|(v, i)| Operation::EndOfInterrupt(v, i)),
+            vcpu.prop_map(Operation::Run),
+        ]
+    }
+
+    fn apply(harness: &mut Harness, operation: &Operation) {
+        match *operation {
+            Operation::Enable(vcpu, intid, on) => {
+                let offset = if on { 0x100 } else { 0x180 } + u64::from(intid / 32) * 4;
+                let _ = harness
+                    .vgic
+                    .write_distributor(vcpu, offset, 4, 1 << (intid % 32));
+            }
+            Operation::Pending(vcpu, intid) => {
+                harness.vgic.set_pending(vcpu, intid);
+            }
+            Operation::Line(vcpu, intid, level) => {
+                harness.vgic.set_line_level(vcpu, intid, level);
+            }
+            Operation::Priority(vcpu, intid, priority) => {
+                let _ = harness.vgic.write_distributor(
+                    vcpu,
+                    0x400 + u64::from(intid),
+                    1,
+                    u64::from(priority),
+                );
+            }
+            Operation::Target(intid, targets) => {
+                let _ = harness.vgic.write_distributor(
+                    0,
+                    0x800 + u64::from(intid),
+                    1,
+                    u64::from(targets),
+                );
+            }
+            Operation::Sgi(sender, targets, intid) => {
+                if harness.vgic.version() == GicVersion::V3 {
+                    harness
+                        .vgic
+                        .write_sgi1r(sender, (u64::from(intid) << 24) | u64::from(targets));
+                } else {
+                    let _ = harness.vgic.write_distributor(
+                        sender,
+                        0xf00,
+                        4,
+                        (u64::from(targets) << 16) | u64::from(intid),
+                    );
+                }
+            }
+            Operation::Acknowledge(vcpu) => {
+                harness.acknowledge(vcpu);
+            }
+            Operation::EndOfInterrupt(vcpu, intid) => harness.end_of_interrupt(vcpu, intid),
+            Operation::Run(vcpu) => {
+                harness.exit(vcpu);
+                harness.enter(vcpu);
+                // After the changed LRs are written, the hardware holds what the model chose.
+                for index in 0..MAX_LIST_REGISTERS {
+                    assert_eq!(
+                        harness.hardware[vcpu][index],
+                        harness.lrs[vcpu].entry(index)
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_invariants(harness: &Harness) -> Result<(), TestCaseError> {
+        for vcpu in 0..3 {
+            let lrs = &harness.lrs[vcpu];
+            for index in 0..lrs.count() {
+                let Some(entry) = lrs.entry(index) else {
+                    continue;
+                };
+                prop_assert!(
+                    !lrs.is_overflowed(entry.intid),
+                    "{} in LR and overflow",
+                    entry.intid
+                );
+                prop_assert_eq!(lrs.find(entry.intid), Some(index), "{} twice", entry.intid);
+            }
+            prop_assert!(lrs.valid_mask() < (1 << lrs.count()));
+        }
+        // An SPI sits in at most one vCPU's LRs.
+        for intid in SPI_BASE..NR_INTIDS as u32 {
+            let holders = (0..3)
+                .filter(|vcpu| harness.lrs[*vcpu].find(intid).is_some())
+                .count();
+            prop_assert!(holders <= 1, "SPI {} in {} vCPUs' LRs", intid, holders);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn gicv2_lr_encoding_round_trips(
+            intid in 0u32..1020,
+            priority in any::<u8>(),
+            bits in 1u8..4,
+            hw in proptest::option::of(16u32..1020),
+            group1 in any::<bool>(),
+            source in 0u8..8,
+            eoi in any::<bool>(),
+        ) {
+            let state = LrState::from_bits(bits & 1 != 0, bits & 2 != 0).unwrap_or(LrState::Pending);
+            let lr = LrEntry {
+                intid,
+                priority: priority & 0xf8,
+                state,
+                hw,
+                group1,
+                source_cpu: if hw.is_some() { 0 } else { source },
+                eoi_maintenance: hw.is_none() && eoi,
+            };
+            prop_assert_eq!(decode_gicv2(encode_gicv2(&lr)), Some(lr));
+        }
+
+        #[test]
+        fn gicv3_lr_encoding_round_trips(
+            intid in any::<u32>(),
+            priority in any::<u8>(),
+            bits in 1u8..4,
+            hw in proptest::option::of(0u32..0x2000),
+            group1 in any::<bool>(),
+            eoi in any::<bool>(),
+        ) {
+            let state = LrState::from_bits(bits & 1 != 0, bits & 2 != 0).unwrap_or(LrState::Pending);
+            let lr = LrEntry {
+                intid,
+                priority,
+                state,
+                hw,
+                group1,
+                source_cpu: 0,
+                eoi_maintenance: hw.is_none() && eoi,
+            };
+            prop_assert_eq!(decode_gicv3(encode_gicv3(&lr)), Some(lr));
+        }
+
+        #[test]
+        fn lrs_and_overflow_never_overlap(
+            v3 in any::<bool>(),
+            count in 1usize..5,
+            operations in proptest::collection::vec(operation(), 1..120),
+        ) {
+            let version = if v3 { GicVersion::V3 } else { GicVersion::V2 };
+            let mut harness = Harness::new(version, 3, count);
+            for operation in &operations {
+                apply(&mut harness, operation);
+                check_invariants(&harness)?;
+            }
+        }
+
+        #[test]
+        fn no_pending_state_is_lost(
+            v3 in any::<bool>(),
+            count in 1usize..5,
+            operations in proptest::collection::vec(operation(), 1..150),
+        ) {
+            let version = if v3 { GicVersion::V3 } else { GicVersion::V2 };
+            let mut harness = Harness::new(version, 3, count);
+            // outstanding[bank][intid][source]: made pending, not yet acknowledged.
+            let mut outstanding = [[[false; 3]; 64]; 3];
+            let sgi_v2 = |intid: u32| !v3 && intid < NR_SGIS;
+            let bank = |vcpu: usize, intid: u32| if intid < SPI_BASE { vcpu } else { 0 };
+            for operation in &operations {
+                match *operation {
+                    Operation::Pending(vcpu, intid) => {
+                        let source = if sgi_v2(intid) { vcpu } else { 0 };
+                        outstanding[bank(vcpu, intid)][intid as usize][source] = true;
+                    }
+                    Operation::Sgi(sender, targets, intid) => {
+                        for target in (0..3).filter(|target| targets & (1 << target) != 0) {
+                            let source = if v3 { 0 } else { sender };
+                            outstanding[target][intid as usize][source] = true;
+                        }
+                    }
+                    _ => {}
+                }
+                if let Operation::Acknowledge(vcpu) = *operation {
+                    if let Some((intid, source)) = harness.acknowledge(vcpu) {
+                        let source = if sgi_v2(intid) { usize::from(source) } else { 0 };
+                        outstanding[bank(vcpu, intid)][intid as usize][source] = false;
+                    }
+                } else {
+                    apply(&mut harness, operation);
+                }
+                for (bank_index, intids) in outstanding.iter().enumerate() {
+                    for (intid, sources) in intids.iter().enumerate() {
+                        for (source, waiting) in sources.iter().enumerate() {
+                            if !*waiting {
+                                continue;
+                            }
+                            let intid = intid as u32;
+                            let in_model = harness.vgic.irq(bank_index, intid).is_some_and(|irq| {
+                                if sgi_v2(intid) {
+                                    irq.sgi_sources() & (1 << source) != 0
+                                } else {
+                                    irq.pending()
+                                }
+                            });
+                            let vcpus = if intid < SPI_BASE { bank_index..bank_index + 1 } else { 0..3 };
+                            let in_lr = vcpus.into_iter().any(|vcpu| {
+                                harness.hardware[vcpu].iter().flatten().any(|entry| {
+                                    entry.intid == intid
+                                        && entry.state.pending()
+                                        && (!sgi_v2(intid) || usize::from(entry.source_cpu) == source)
+                                })
+                            });
+                            prop_assert!(
+                                in_model || in_lr,
+                                "lost: bank {} intid {} source {}",
+                                bank_index,
+                                intid,
+                                source
+                            );
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn every_edge_is_delivered_exactly_once(
+            count in 1usize..4,
+            intids in proptest::collection::btree_set(32u32..64, 1..20),
+            priorities in proptest::collection::vec(any::<u8>(), 20),
+        ) {
+            let mut harness = Harness::new(GicVersion::V3, 1, count);
+            for (intid, priority) in intids.iter().zip(priorities.iter()) {
+                harness.enable(0, *intid, *priority & 0xf8);
+                if let Some(irq) = harness.vgic.irq_mut(0, *intid) {
+                    irq.edge = true;
+                }
+                harness.vgic.set_pending(0, *intid);
+            }
+            let mut seen = [[0u32; 8]; 64];
+            harness.drain(0, &mut seen);
+            for intid in 0..64u32 {
+                let expected = u32::from(intids.contains(&intid));
+                prop_assert_eq!(seen[intid as usize][0], expected);
+            }
+            prop_assert!(!harness.lrs[0].needs_maintenance());
+        }
+    }
+}

@@ -1,0 +1,572 @@
+//! Per-interrupt state of one domain's virtual GIC, the hypervisor's inputs to it and the
+//! selection of deliverable interrupts.
+//!
+//! SGIs (0-15) and PPIs (16-31) are banked per vCPU; SPIs (32 and up) are shared. Priorities
+//! keep only their top [`PRIORITY_BITS`] bits (the low bits are RAZ/WI), as the virtual CPU
+//! interface of QEMU and of the GIC-400 implements 32 levels (`ICH_VTR_EL2.PRIbits` = 4,
+//! `GICH_LR.Priority` is 5 bits wide).
+//!
+//! The pending state follows the GIC architecture: an edge-triggered interrupt has a pending
+//! latch; a level-sensitive one is pending while its input line is asserted or while a
+//! software latch (`GICD_ISPENDR`) is set. GICv2 SGIs are pending per source vCPU.
+//!
+//! An SPI is delivered to exactly one vCPU at a time: the vCPU that holds it in a list
+//! register or has it active, else the lowest vCPU of its `GICD_ITARGETSR` mask (v2) or the
+//! vCPU its `GICD_IROUTER` names (v3; 1-of-N routing picks vCPU 0). This avoids two vCPUs
+//! acknowledging the same SPI.
+
+use super::{Effects, GicVersion, VcpuSet, MAX_VCPUS, NR_INTIDS, NR_SGIS, NR_SPIS, SPI_BASE};
+
+/// Implemented priority bits (32 priority levels).
+pub const PRIORITY_BITS: u32 = 5;
+/// Mask of the implemented priority bits within the 8-bit priority field.
+pub const PRIORITY_MASK: u8 = !((1u8 << (8 - PRIORITY_BITS)) - 1);
+/// `GICD_IROUTER.Interrupt_Routing_Mode`: 1-of-N routing.
+pub const IROUTER_IRM: u64 = 1 << 31;
+/// The writable bits of `GICD_IROUTER` (Aff3, IRM, Aff2, Aff1, Aff0).
+pub const IROUTER_MASK: u64 = 0x0000_00ff_80ff_ffff;
+
+/// The state of one interrupt (for one vCPU if banked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IrqState {
+    pub(crate) enabled: bool,
+    pub(crate) pending_latch: bool,
+    pub(crate) line_level: bool,
+    pub(crate) active: bool,
+    pub(crate) priority: u8,
+    pub(crate) edge: bool,
+    pub(crate) group1: bool,
+    /// GICv2 `GICD_ITARGETSR` CPU mask (SPIs).
+    pub(crate) targets: u8,
+    /// GICv3 `GICD_IROUTER` value (SPIs).
+    pub(crate) route: u64,
+    /// GICv2 SGIs: pending bit per source vCPU.
+    pub(crate) sgi_sources: u8,
+    /// GICv2 SGIs: the source vCPU of the active instance.
+    pub(crate) active_source: u8,
+    /// Physical INTID this virtual interrupt is tied to (LR HW bit).
+    pub(crate) hardware: Option<u16>,
+    /// SPIs: the vCPU holding it in a list register or having it active.
+    pub(crate) holder: Option<u8>,
+}
+
+impl IrqState {
+    const fn reset(intid: u32, version: GicVersion) -> IrqState {
+        IrqState {
+            enabled: false,
+            pending_latch: false,
+            line_level: false,
+            active: false,
+            priority: 0,
+            // SGIs are always edge-triggered; PPIs and SPIs reset level-sensitive.
+            edge: intid < NR_SGIS,
+            group1: matches!(version, GicVersion::V3),
+            targets: 0,
+            route: 0,
+            sgi_sources: 0,
+            active_source: 0,
+            hardware: None,
+            holder: None,
+        }
+    }
+
+    /// Whether the interrupt is enabled (forwarded to the CPU interface when pending).
+    pub const fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Whether the interrupt is pending (latch, asserted level line or any SGI source).
+    pub const fn pending(&self) -> bool {
+        self.pending_latch || self.sgi_sources != 0 || (!self.edge && self.line_level)
+    }
+
+    /// Whether the interrupt is active.
+    pub const fn active(&self) -> bool {
+        self.active
+    }
+
+    /// The priority (only the implemented bits; lower value = higher priority).
+    pub const fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// Whether the interrupt is edge-triggered (else level-sensitive).
+    pub const fn edge_triggered(&self) -> bool {
+        self.edge
+    }
+
+    /// Whether the interrupt is in group 1.
+    pub const fn group1(&self) -> bool {
+        self.group1
+    }
+
+    /// The level of the virtual input line (level-sensitive inputs).
+    pub const fn line_level(&self) -> bool {
+        self.line_level
+    }
+
+    /// GICv2 SGIs: the source vCPUs for which the SGI is pending.
+    pub const fn sgi_sources(&self) -> u8 {
+        self.sgi_sources
+    }
+
+    /// The physical INTID the interrupt is tied to, if any.
+    pub const fn hardware(&self) -> Option<u16> {
+        self.hardware
+    }
+}
+
+/// One deliverable interrupt: its INTID and priority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The INTID.
+    pub intid: u32,
+    /// Its priority.
+    pub priority: u8,
+}
+
+/// The deliverable interrupts of a vCPU, highest priority (lowest value) first, ties by the
+/// lower INTID.
+#[derive(Clone, Debug)]
+pub struct Deliverable {
+    items: [Candidate; NR_INTIDS],
+    len: usize,
+    position: usize,
+}
+
+impl Deliverable {
+    fn new() -> Deliverable {
+        Deliverable {
+            items: [Candidate {
+                intid: 0,
+                priority: 0,
+            }; NR_INTIDS],
+            len: 0,
+            position: 0,
+        }
+    }
+
+    fn push(&mut self, candidate: Candidate) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = candidate;
+            self.len += 1;
+        }
+    }
+
+    fn sort(&mut self) {
+        if let Some(items) = self.items.get_mut(..self.len) {
+            items.sort_unstable_by_key(|candidate| (candidate.priority, candidate.intid));
+        }
+    }
+
+    /// The number of interrupts not yet yielded.
+    pub fn remaining(&self) -> usize {
+        self.len.saturating_sub(self.position)
+    }
+}
+
+impl Iterator for Deliverable {
+    type Item = Candidate;
+
+    fn next(&mut self) -> Option<Candidate> {
+        if self.position >= self.len {
+            return None;
+        }
+        let item = self.items.get(self.position).copied();
+        self.position += 1;
+        item
+    }
+}
+
+/// One domain's virtual GIC: interrupt state, distributor and redistributor registers.
+#[derive(Clone, Debug)]
+pub struct Vgic {
+    pub(crate) version: GicVersion,
+    pub(crate) vcpus: usize,
+    pub(crate) enable_group0: bool,
+    pub(crate) enable_group1: bool,
+    pub(crate) banked: [[IrqState; 32]; MAX_VCPUS],
+    pub(crate) spis: [IrqState; NR_SPIS],
+    /// GICv3 `GICR_WAKER.ProcessorSleep` per vCPU.
+    pub(crate) processor_sleep: [bool; MAX_VCPUS],
+}
+
+impl Vgic {
+    /// A virtual GIC in its reset state for `vcpus` vCPUs (clamped to 1..=[`MAX_VCPUS`]).
+    pub const fn new(version: GicVersion, vcpus: usize) -> Vgic {
+        let vcpus = if vcpus == 0 {
+            1
+        } else if vcpus > MAX_VCPUS {
+            MAX_VCPUS
+        } else {
+            vcpus
+        };
+        let mut bank = [IrqState::reset(0, version); 32];
+        let mut intid = 0;
+        while intid < 32 {
+            bank[intid] = IrqState::reset(intid as u32, version);
+            intid += 1;
+        }
+        Vgic {
+            version,
+            vcpus,
+            enable_group0: false,
+            enable_group1: false,
+            banked: [bank; MAX_VCPUS],
+            spis: [IrqState::reset(SPI_BASE, version); NR_SPIS],
+            processor_sleep: [true; MAX_VCPUS],
+        }
+    }
+
+    /// The GIC version the domain sees.
+    pub const fn version(&self) -> GicVersion {
+        self.version
+    }
+
+    /// The number of vCPUs.
+    pub const fn vcpus(&self) -> usize {
+        self.vcpus
+    }
+
+    /// Mask of the existing vCPUs.
+    pub(crate) const fn vcpu_mask(&self) -> u8 {
+        ((1u16 << self.vcpus) - 1) as u8
+    }
+
+    /// Whether a group is enabled in `GICD_CTLR`.
+    pub const fn group_enabled(&self, group1: bool) -> bool {
+        if group1 {
+            self.enable_group1
+        } else {
+            self.enable_group0
+        }
+    }
+
+    /// The state of `intid` as seen by `vcpu` (banked for SGIs and PPIs), if both exist.
+    pub fn irq(&self, vcpu: usize, intid: u32) -> Option<&IrqState> {
+        if vcpu >= self.vcpus {
+            return None;
+        }
+        if intid < SPI_BASE {
+            self.banked.get(vcpu)?.get(intid as usize)
+        } else {
+            self.spis.get((intid - SPI_BASE) as usize)
+        }
+    }
+
+    pub(crate) fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
+        if vcpu >= self.vcpus {
+            return None;
+        }
+        if intid < SPI_BASE {
+            self.banked.get_mut(vcpu)?.get_mut(intid as usize)
+        } else {
+            self.spis.get_mut((intid - SPI_BASE) as usize)
+        }
+    }
+
+    /// Whether `intid` exists in this domain.
+    pub const fn intid_exists(intid: u32) -> bool {
+        (intid as usize) < NR_INTIDS
+    }
+
+    /// The vCPU an SPI is currently delivered to, if any.
+    pub(crate) fn spi_target(&self, spi: &IrqState) -> Option<usize> {
+        if let Some(holder) = spi.holder {
+            return Some(usize::from(holder));
+        }
+        match self.version {
+            GicVersion::V2 => {
+                let mask = spi.targets & self.vcpu_mask();
+                if mask == 0 {
+                    None
+                } else {
+                    Some(mask.trailing_zeros() as usize)
+                }
+            }
+            GicVersion::V3 => {
+                if spi.route & IROUTER_IRM != 0 {
+                    return Some(0);
+                }
+                // Our vCPUs have affinity Aff0 = index, Aff1 = Aff2 = Aff3 = 0.
+                if spi.route & 0x0000_00ff_00ff_ff00 != 0 {
+                    return None;
+                }
+                let aff0 = (spi.route & 0xff) as usize;
+                (aff0 < self.vcpus).then_some(aff0)
+            }
+        }
+    }
+
+    /// The vCPU(s) whose delivery `intid` (as seen by `vcpu`) concerns.
+    pub(crate) fn delivery_set(&self, vcpu: usize, intid: u32) -> VcpuSet {
+        if intid < SPI_BASE {
+            return VcpuSet::only(vcpu);
+        }
+        match self.irq(vcpu, intid).and_then(|spi| self.spi_target(spi)) {
+            Some(target) => VcpuSet::only(target),
+            None => VcpuSet::EMPTY,
+        }
+    }
+
+    /// Whether `intid` is directed at `vcpu` (banked, or an SPI targeted at it).
+    pub fn targets(&self, vcpu: usize, intid: u32) -> bool {
+        match self.irq(vcpu, intid) {
+            None => false,
+            Some(_) if intid < SPI_BASE => true,
+            Some(spi) => self.spi_target(spi) == Some(vcpu),
+        }
+    }
+
+    /// Applies `change` to `intid` (as seen by `vcpu`); if the state changed, the vCPUs it was
+    /// and is now delivered to must re-evaluate.
+    pub(crate) fn touch(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+        change: impl FnOnce(&mut IrqState),
+    ) -> Effects {
+        let before_set = self.delivery_set(vcpu, intid);
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return Effects::NONE;
+        };
+        let before = *irq;
+        change(irq);
+        if *irq == before {
+            return Effects::NONE;
+        }
+        let after_set = self.delivery_set(vcpu, intid);
+        Effects {
+            kick: VcpuSet(before_set.0 | after_set.0),
+        }
+    }
+
+    /// Whether `intid` can be signalled to `vcpu` now: enabled, pending, not active, its group
+    /// enabled, and directed at `vcpu`.
+    pub fn is_deliverable(&self, vcpu: usize, intid: u32) -> bool {
+        match self.irq(vcpu, intid) {
+            Some(irq) => {
+                irq.enabled
+                    && irq.pending()
+                    && !irq.active
+                    && self.group_enabled(irq.group1)
+                    && self.targets(vcpu, intid)
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `intid` is active and belongs to `vcpu` (it must stay in or be put into a list
+    /// register, enabled or not, until the guest deactivates it).
+    pub fn is_active_on(&self, vcpu: usize, intid: u32) -> bool {
+        self.irq(vcpu, intid).is_some_and(|irq| irq.active) && self.targets(vcpu, intid)
+    }
+
+    /// The deliverable interrupts of `vcpu`, highest priority first (ties by lower INTID).
+    pub fn deliverable(&self, vcpu: usize) -> Deliverable {
+        let mut list = Deliverable::new();
+        for intid in 0..NR_INTIDS as u32 {
+            if self.is_deliverable(vcpu, intid) {
+                let priority = self.irq(vcpu, intid).map_or(0, |irq| irq.priority);
+                list.push(Candidate { intid, priority });
+            }
+        }
+        list.sort();
+        list
+    }
+
+    /// The active interrupts belonging to `vcpu`, highest priority first.
+    pub fn active_on(&self, vcpu: usize) -> Deliverable {
+        let mut list = Deliverable::new();
+        for intid in 0..NR_INTIDS as u32 {
+            if self.is_active_on(vcpu, intid) {
+                let priority = self.irq(vcpu, intid).map_or(0, |irq| irq.priority);
+                list.push(Candidate { intid, priority });
+            }
+        }
+        list.sort();
+        list
+    }
+
+    /// The highest-priority deliverable interrupt of `vcpu`.
+    pub fn highest_pending(&self, vcpu: usize) -> Option<Candidate> {
+        self.deliverable(vcpu).next()
+    }
+
+    /// Whether `vcpu` has anything to deliver (for WFI wake-up decisions). Pending states
+    /// sitting in a running vCPU's list registers are not in the model: ask after
+    /// [`super::ListRegisters::sync_from_hardware`].
+    pub fn has_deliverable(&self, vcpu: usize) -> bool {
+        (0..NR_INTIDS as u32).any(|intid| self.is_deliverable(vcpu, intid))
+    }
+
+    /// Sets the level of a virtual input line (PPI of `vcpu`, or SPI). Only level-sensitive
+    /// interrupts become pending from their line; the level is still recorded for edge ones.
+    /// For an edge-triggered interrupt, a rising edge latches it pending.
+    pub fn set_line_level(&mut self, vcpu: usize, intid: u32, level: bool) -> Effects {
+        if intid < NR_SGIS {
+            return Effects::NONE;
+        }
+        self.touch(vcpu, intid, |irq| {
+            if irq.edge && level && !irq.line_level {
+                irq.pending_latch = true;
+            }
+            irq.line_level = level;
+        })
+    }
+
+    /// Makes `intid` pending (an edge on a virtual input, e.g. the event-channel PPI). For a
+    /// GICv2 SGI this records `vcpu` itself as the source.
+    pub fn set_pending(&mut self, vcpu: usize, intid: u32) -> Effects {
+        let sgi_v2 = intid < NR_SGIS && self.version == GicVersion::V2;
+        self.touch(vcpu, intid, |irq| {
+            if sgi_v2 {
+                irq.sgi_sources |= VcpuSet::only(vcpu).0;
+            } else {
+                irq.pending_latch = true;
+            }
+        })
+    }
+
+    /// Ties virtual `intid` of `vcpu` to a physical interrupt (list-register HW bit), or
+    /// unties it with `None`. Ignored for SGIs.
+    pub fn map_hardware(&mut self, vcpu: usize, intid: u32, physical: Option<u16>) {
+        if intid < NR_SGIS {
+            return;
+        }
+        if let Some(irq) = self.irq_mut(vcpu, intid) {
+            irq.hardware = physical;
+        }
+    }
+
+    /// Raises SGI `intid` from `sender` on every vCPU in `targets` (non-existent ones are
+    /// ignored). On GICv2 each target records `sender` as a pending source.
+    pub fn send_sgi(&mut self, sender: usize, intid: u32, targets: VcpuSet) -> Effects {
+        if intid >= NR_SGIS || sender >= self.vcpus {
+            return Effects::NONE;
+        }
+        let sgi_v2 = self.version == GicVersion::V2;
+        let mut effects = Effects::NONE;
+        let existing = VcpuSet(targets.0 & self.vcpu_mask());
+        for target in existing.iter() {
+            effects = effects.merge(self.touch(target, intid, |irq| {
+                if sgi_v2 {
+                    irq.sgi_sources |= VcpuSet::only(sender).0;
+                } else {
+                    irq.pending_latch = true;
+                }
+            }));
+        }
+        effects
+    }
+
+    /// Every vCPU that has something deliverable (after a change that concerns all of them,
+    /// such as `GICD_CTLR`).
+    pub(crate) fn all_vcpus(&self) -> Effects {
+        Effects {
+            kick: VcpuSet(self.vcpu_mask()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_state() {
+        let vgic = Vgic::new(GicVersion::V3, 2);
+        let sgi = vgic.irq(1, 3).copied();
+        assert!(sgi.is_some_and(|irq| irq.edge_triggered() && irq.group1()));
+        assert!(vgic.irq(0, 27).is_some_and(|irq| !irq.edge_triggered()));
+        assert!(vgic.irq(2, 3).is_none());
+        assert!(vgic.irq(0, 64).is_none());
+        assert!(vgic.irq(0, 63).is_some());
+        assert_eq!(Vgic::new(GicVersion::V2, 0).vcpus(), 1);
+        assert_eq!(Vgic::new(GicVersion::V2, 99).vcpus(), MAX_VCPUS);
+        assert_eq!(PRIORITY_MASK, 0xf8);
+    }
+
+    fn enable(vgic: &mut Vgic, vcpu: usize, intid: u32, priority: u8) {
+        vgic.enable_group0 = true;
+        vgic.enable_group1 = true;
+        if let Some(irq) = vgic.irq_mut(vcpu, intid) {
+            irq.enabled = true;
+            irq.priority = priority;
+        }
+    }
+
+    #[test]
+    fn deliverable_in_priority_order() {
+        let mut vgic = Vgic::new(GicVersion::V3, 1);
+        for (intid, priority) in [(40, 0x80), (27, 0x80), (31, 0x10), (5, 0xa0)] {
+            enable(&mut vgic, 0, intid, priority);
+            vgic.set_pending(0, intid);
+        }
+        let order: [u32; 4] = {
+            let mut out = [0; 4];
+            for (slot, candidate) in out.iter_mut().zip(vgic.deliverable(0)) {
+                *slot = candidate.intid;
+            }
+            out
+        };
+        assert_eq!(order, [31, 27, 40, 5]);
+        assert_eq!(vgic.highest_pending(0).map(|c| c.intid), Some(31));
+        vgic.enable_group1 = false;
+        assert_eq!(vgic.highest_pending(0), None);
+    }
+
+    #[test]
+    fn level_line_drives_pending() {
+        let mut vgic = Vgic::new(GicVersion::V3, 2);
+        enable(&mut vgic, 1, 27, 0);
+        let effects = vgic.set_line_level(1, 27, true);
+        assert_eq!(effects.kick, VcpuSet::only(1));
+        assert!(vgic.is_deliverable(1, 27));
+        assert!(!vgic.is_deliverable(0, 27));
+        vgic.set_line_level(1, 27, false);
+        assert!(!vgic.is_deliverable(1, 27));
+        assert!(vgic.set_line_level(1, 27, false).is_empty());
+    }
+
+    #[test]
+    fn spi_targets_one_vcpu() {
+        let mut vgic = Vgic::new(GicVersion::V2, 4);
+        enable(&mut vgic, 0, 40, 0);
+        if let Some(irq) = vgic.irq_mut(0, 40) {
+            irq.targets = 0b1100;
+        }
+        vgic.set_pending(0, 40);
+        assert!(!vgic.is_deliverable(0, 40));
+        assert!(vgic.is_deliverable(2, 40));
+        assert!(!vgic.is_deliverable(3, 40));
+
+        let mut v3 = Vgic::new(GicVersion::V3, 4);
+        enable(&mut v3, 0, 40, 0);
+        if let Some(irq) = v3.irq_mut(0, 40) {
+            irq.route = 3;
+        }
+        v3.set_pending(0, 40);
+        assert!(v3.is_deliverable(3, 40));
+        if let Some(irq) = v3.irq_mut(0, 40) {
+            irq.route = 0x100;
+        }
+        assert!((0..4).all(|vcpu| !v3.is_deliverable(vcpu, 40)));
+        if let Some(irq) = v3.irq_mut(0, 40) {
+            irq.route = IROUTER_IRM;
+        }
+        assert!(v3.is_deliverable(0, 40));
+    }
+
+    #[test]
+    fn gicv2_sgi_sources_accumulate() {
+        let mut vgic = Vgic::new(GicVersion::V2, 3);
+        let effects = vgic.send_sgi(0, 1, VcpuSet(0b110));
+        assert_eq!(effects.kick, VcpuSet(0b110));
+        vgic.send_sgi(2, 1, VcpuSet(0b010));
+        assert_eq!(vgic.irq(1, 1).map(|irq| irq.sgi_sources()), Some(0b101));
+        assert_eq!(vgic.irq(2, 1).map(|irq| irq.sgi_sources()), Some(0b001));
+        assert!(vgic.send_sgi(0, 16, VcpuSet(1)).is_empty());
+        assert!(vgic.send_sgi(5, 1, VcpuSet(1)).is_empty());
+    }
+}
