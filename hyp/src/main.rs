@@ -143,8 +143,14 @@ mod target {
 
         enable_el2_mmu(platform, image, text_end)?;
 
-        // Interrupt controller and EL2 timer bring-up (arch::aarch64::gic, ::timer) goes
-        // here, before any guest exists.
+        // Interrupt controller and EL2 timer bring-up, and their self-test, before any guest.
+        // SAFETY: the device tree names these GIC frames; the EL2 map above covers them as
+        // Device memory, and only this driver touches them.
+        let gic = unsafe { hyp::arch::aarch64::gic::Gic::init(&platform.gic) }
+            .map_err(|error| error.describe())?;
+        gic.init_cpu().map_err(|error| error.describe())?;
+        hyp::arch::aarch64::timer::init(&platform.timer);
+        hyp::arch::aarch64::gic::self_test(gic)?;
         let pa_range = (cpu::read_id_aa64mmfr0() & 0xf) as u32;
         // SAFETY: runs once on the boot CPU before any guest; PER_CPU[0] is its own.
         unsafe {

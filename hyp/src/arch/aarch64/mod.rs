@@ -5,6 +5,8 @@
 pub mod boot;
 pub mod cpu;
 pub mod exceptions;
+pub mod gic;
+pub mod timer;
 
 use crate::addr::PhysAddr;
 
