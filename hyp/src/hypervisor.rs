@@ -2,18 +2,21 @@
 //! and the choice of which vCPU runs next.
 //!
 //! Locks, in the order they may be taken:
-//! 1. `HYPERVISOR` (this module): domains, vCPUs, the frame allocator, the run queue.
+//! 1. `HYPERVISOR` (this module): domains, vCPUs, the frame allocator, the scheduler.
 //! 2. `serial::SERIAL`: the UART.
 //!
-//! This step runs every vCPU on the boot CPU, round robin; a vCPU gives up the CPU when it
-//! yields, waits (WFI) or its domain ends.
+//! Which vCPU runs is the [`Scheduler`]'s decision (weighted virtual runtime); this module
+//! carries each decision out: it saves the vCPU leaving the CPU, loads the one arriving,
+//! and arms the EL2 timer for the end of its slice, so a vCPU that never traps is still
+//! preempted. A CPU with nothing to run waits for an interrupt.
 
 use crate::arch;
 use crate::cpu::{CpuState, VcpuId};
-use crate::domain::{Domain, DomainState, MAX_DOMAINS, MAX_VCPUS};
+use crate::domain::{Domain, DomainState, MAX_DOMAINS};
 use crate::esr::{Abort, FaultKind, GuestExit};
 use crate::hypercall::{self, psci, Outcome};
 use crate::mm::FrameAllocator;
+use crate::scheduler::{Decision, Scheduler, DEFAULT_WEIGHT};
 use crate::serial;
 use crate::vcpu::{RunState, INJECTED_UNDEFINED_ESR};
 use hypercall_abi::sched_op::ShutdownReason;
@@ -26,6 +29,7 @@ pub struct Hypervisor {
     psci_over_smc: bool,
     started: usize,
     unclean: usize,
+    scheduler: Scheduler,
 }
 
 impl Default for Hypervisor {
@@ -45,6 +49,24 @@ pub enum Next {
     Resume,
     /// No domain is left: power the machine off.
     Halt,
+    /// Domains are alive but none of their vCPUs can run on this CPU now: wait for an
+    /// interrupt (a timer or an event will wake one).
+    Idle,
+}
+
+/// Scheduling settings of one domain, from its boot-pack entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainSchedule {
+    /// Share of CPU time relative to other domains (1..=65535).
+    pub weight: u16,
+    /// Physical CPUs its vCPUs may run on (bit n = CPU n).
+    pub affinity: u64,
+}
+
+impl Default for DomainSchedule {
+    fn default() -> Self {
+        Self { weight: DEFAULT_WEIGHT, affinity: u64::MAX }
+    }
 }
 
 impl Hypervisor {
@@ -56,30 +78,67 @@ impl Hypervisor {
             psci_over_smc: false,
             started: 0,
             unclean: 0,
+            scheduler: Scheduler::unconfigured(),
         }
     }
 
-    /// Hands the hypervisor the physical memory it may give to domains, and tells it how
-    /// to reach the firmware.
-    pub fn set_up(&mut self, frames: FrameAllocator, psci_over_smc: bool) {
+    /// Hands the hypervisor the physical memory it may give to domains, tells it how to
+    /// reach the firmware, and sets up scheduling over `cpu_count` CPUs with slices of
+    /// `slice_ticks` counter ticks.
+    pub fn set_up(
+        &mut self,
+        frames: FrameAllocator,
+        psci_over_smc: bool,
+        cpu_count: usize,
+        slice_ticks: u64,
+    ) -> Result<(), &'static str> {
         self.frames = frames;
         self.psci_over_smc = psci_over_smc;
+        self.scheduler = Scheduler::new(cpu_count, slice_ticks).map_err(|_| "scheduler settings")?;
+        Ok(())
     }
 
-    /// Builds a domain in its slot, in place.
+    /// Builds a domain in its slot, in place, and hands its vCPUs to the scheduler (the
+    /// boot vCPU ready to run, the others waiting for PSCI CPU_ON).
     pub fn build_domain(
         &mut self,
         slot: usize,
         image: &crate::bootpack::DomainImage<'_>,
+        settings: DomainSchedule,
         gic: crate::domain_dt::GuestGic,
     ) -> Result<&Domain, crate::domain::BuildError> {
-        let entry = self
-            .domains
-            .get_mut(slot)
-            .ok_or(crate::domain::BuildError::Unsupported)?;
-        *entry = Some(Domain::build(slot, image, gic, &mut self.frames)?);
+        use crate::domain::BuildError;
+        let entry = self.domains.get_mut(slot).ok_or(BuildError::Unsupported)?;
+        let domain = Domain::build(slot, image, gic, &mut self.frames)?;
+        let vcpu_count = domain.vcpus.len();
+        *entry = Some(domain);
+        let now = arch::read_counter();
+        let mut scheduled = Ok(());
+        for index in 0..vcpu_count {
+            let id = VcpuId { domain: slot, vcpu: index };
+            scheduled = scheduled.and(self.scheduler.add_vcpu(id, settings.weight, settings.affinity));
+        }
+        scheduled = scheduled.and(self.wake(VcpuId { domain: slot, vcpu: 0 }, now).map(|_| ()));
+        if scheduled.is_err() {
+            let _ = self.scheduler.remove_domain(slot);
+            if let Some(domain) = self.domains.get_mut(slot).and_then(Option::take) {
+                domain.tear_down(&mut self.frames);
+            }
+            return Err(BuildError::Unsupported);
+        }
         self.started += 1;
-        entry.as_ref().ok_or(crate::domain::BuildError::Unsupported)
+        self.domain(slot).ok_or(BuildError::Unsupported)
+    }
+
+    /// Makes a vCPU runnable (the scheduler's view and its control block agree).
+    fn wake(&mut self, id: VcpuId, now: u64) -> Result<Option<usize>, crate::scheduler::SchedError> {
+        let wake = self.scheduler.wake(id, now)?;
+        if wake.woken {
+            if let Some(vcpu) = self.vcpu_mut(id) {
+                let _ = vcpu.set_state(RunState::Ready);
+            }
+        }
+        Ok(wake.cpu_to_kick)
     }
 
     /// Free physical memory, in bytes (for leak checks).
@@ -117,7 +176,8 @@ impl Hypervisor {
                     }
                     Outcome::Yield(value) => {
                         cpu.frame.x[0] = value;
-                        self.yield_current(cpu)
+                        let decision = self.scheduler.yield_now(cpu.index, arch::read_counter());
+                        self.carry_out(cpu, decision)
                     }
                     Outcome::Shutdown(reason) => {
                         self.end_domain(cpu, current.domain, DomainState::ShutDown(reason))
@@ -141,8 +201,11 @@ impl Hypervisor {
                 Next::Resume
             }
             GuestExit::WaitFor { .. } => {
+                // No virtual interrupts can wake a vCPU yet, so WFI/WFE give the CPU to
+                // others (a yield) rather than block; both are allowed to return early.
                 cpu.frame.pc = cpu.frame.pc.wrapping_add(4);
-                self.yield_current(cpu)
+                let decision = self.scheduler.yield_now(cpu.index, arch::read_counter());
+                self.carry_out(cpu, decision)
             }
             GuestExit::DataAbort(abort) | GuestExit::InstructionAbort(abort)
                 if self.is_spurious(current, &abort, exit) =>
@@ -184,7 +247,13 @@ impl Hypervisor {
                     None => hypercall_abi::psci::INVALID_PARAMETERS,
                     Some(target) if target.is_online() => hypercall_abi::psci::ALREADY_ON,
                     Some(target) => match target.power_on(entry, context) {
-                        Ok(()) => hypercall_abi::psci::SUCCESS,
+                        Ok(()) => {
+                            let id = VcpuId { domain: current.domain, vcpu: vcpu as usize };
+                            match self.wake(id, arch::read_counter()) {
+                                Ok(_) => hypercall_abi::psci::SUCCESS,
+                                Err(_) => hypercall_abi::psci::INTERNAL_FAILURE,
+                            }
+                        }
                         Err(_) => hypercall_abi::psci::INTERNAL_FAILURE,
                     },
                 })
@@ -202,9 +271,24 @@ impl Hypervisor {
             }
             psci::SmcccOutcome::CpuOff => {
                 if let Some(vcpu) = self.vcpu_mut(current) {
-                    let _ = vcpu.power_off();
+                    vcpu.power_off();
                 }
-                return self.schedule(cpu);
+                let no_vcpu_left = self
+                    .domain(current.domain)
+                    .is_some_and(|domain| domain.vcpus.iter().all(|vcpu| !vcpu.is_online()));
+                if no_vcpu_left {
+                    // PSCI CPU_OFF on its last vCPU: nothing can ever start the domain
+                    // again, so it ends (Xen leaves such a domain to its toolstack).
+                    if let Some(domain) = self.domain(current.domain) {
+                        defmt::warn!(
+                            "domain {=str} crashed: its last vCPU turned itself off",
+                            domain.name.as_str()
+                        );
+                    }
+                    return self.end_domain(cpu, current.domain, DomainState::Crashed);
+                }
+                let decision = self.scheduler.block(cpu.index, arch::read_counter());
+                return self.carry_out(cpu, decision);
             }
         };
         cpu.frame.x[0] = result;
@@ -267,6 +351,8 @@ impl Hypervisor {
 
     /// Ends domain `slot`: logs how, flushes its console, tears it down, and schedules.
     fn end_domain(&mut self, cpu: &mut CpuState, slot: usize, state: DomainState) -> Next {
+        // Off the run queues first (with one CPU nothing else can be running it).
+        let _ = self.scheduler.remove_domain(slot);
         if let Some(mut domain) = self.domains.get_mut(slot).and_then(Option::take) {
             self.retire(&mut domain, state);
             domain.tear_down(&mut self.frames);
@@ -297,113 +383,99 @@ impl Hypervisor {
         }
     }
 
-    fn yield_current(&mut self, cpu: &mut CpuState) -> Next {
-        if let Some(current) = cpu.current {
-            if let Some(vcpu) = self
-                .domain_mut(current.domain)
-                .and_then(|domain| domain.vcpus.get_mut(current.vcpu))
-            {
-                let _ = vcpu.set_state(RunState::Ready);
-            }
-        }
-        self.schedule(cpu)
-    }
-
-    /// Picks the next runnable vCPU after the current one (round robin over domains, then
-    /// vCPUs) and switches to it; `Halt` when no domain is left.
+    /// Asks the scheduler what `cpu` should run now and does it.
     pub fn schedule(&mut self, cpu: &mut CpuState) -> Next {
-        loop {
-            if let Some(next) = self.pick_next(cpu) {
-                self.switch_to(cpu, next);
-                return Next::Resume;
-            }
-            // Every vCPU left is blocked or off. Nothing can wake them yet (no virtual
-            // interrupts in this step), so end those domains rather than hang.
-            let Some(stuck) = self
-                .domains
-                .iter()
-                .flatten()
-                .map(|domain| domain.slot)
-                .next()
-            else {
-                return Next::Halt;
-            };
-            if let Some(domain) = self.domain(stuck) {
-                defmt::warn!(
-                    "domain {=str} crashed: every vCPU is blocked or off and nothing can wake it",
-                    domain.name.as_str()
-                );
-            }
-            if let Some(mut domain) = self.domains.get_mut(stuck).and_then(Option::take) {
-                self.retire(&mut domain, DomainState::Crashed);
-                domain.tear_down(&mut self.frames);
-            }
-            if cpu.current.is_some_and(|current| current.domain == stuck) {
-                cpu.current = None;
-            }
-        }
+        let decision = self.scheduler.schedule(cpu.index, arch::read_counter());
+        self.carry_out(cpu, decision)
     }
 
-    /// The vCPU to run next on `cpu`: the first Ready one after the current vCPU in
-    /// (domain, vCPU) order, wrapping around, or the current one if it is still running
-    /// and nothing else is ready.
-    fn pick_next(&self, cpu: &CpuState) -> Option<VcpuId> {
-        const SLOTS: usize = MAX_DOMAINS * MAX_VCPUS;
-        let position = |id: VcpuId| id.domain * MAX_VCPUS + id.vcpu;
-        let start = cpu.current.map_or(0, |current| position(current) + 1);
-        let mut fallback = None;
-        for step in 0..SLOTS {
-            let at = (start + step) % SLOTS;
-            let id = VcpuId {
-                domain: at / MAX_VCPUS,
-                vcpu: at % MAX_VCPUS,
-            };
-            let Some(vcpu) = self
-                .domain(id.domain)
-                .and_then(|domain| domain.vcpus.get(id.vcpu))
-            else {
-                continue;
-            };
-            match vcpu.state() {
-                RunState::Ready => return Some(id),
-                RunState::Running if cpu.current == Some(id) => fallback = Some(id),
-                _ => {}
-            }
-        }
-        fallback
+    /// A tick of this CPU's EL2 timer: the running vCPU's slice may be over.
+    pub fn tick(&mut self, cpu: &mut CpuState) -> Next {
+        let decision = self.scheduler.tick(cpu.index, arch::read_counter());
+        self.carry_out(cpu, decision)
     }
 
-    /// Saves the vCPU leaving `cpu` (if any) and loads `next`.
-    fn switch_to(&mut self, cpu: &mut CpuState, next: VcpuId) {
+    /// Carries out a scheduler decision on `cpu`: saves the vCPU leaving it, loads the one
+    /// arriving, and arms the EL2 timer for the end of the slice.
+    fn carry_out(&mut self, cpu: &mut CpuState, decision: Result<Decision, crate::scheduler::SchedError>) -> Next {
+        let Ok(decision) = decision else {
+            // Only an inconsistency between scheduler and CPU state leads here: re-ask.
+            let fresh = self.scheduler.schedule(cpu.index, arch::read_counter());
+            return match fresh {
+                Ok(decision) => self.carry_out(cpu, Ok(decision)),
+                Err(_) => self.idle_or_halt(cpu),
+            };
+        };
         let now = arch::read_counter();
-        if let Some(previous) = cpu.current {
-            if previous == next {
-                if let Some(vcpu) = self.vcpu_mut(next) {
-                    let _ = vcpu.set_state(RunState::Running);
-                }
-                return;
+        if let Some(out) = decision.switched_out {
+            if cpu.current == Some(out.id) {
+                self.save(cpu, out.id, now);
             }
-            if let Some(vcpu) = self.vcpu_mut(previous) {
-                if vcpu.state() == RunState::Running {
-                    let _ = vcpu.set_state(RunState::Ready);
+            if let Some(vcpu) = self.vcpu_mut(out.id) {
+                if vcpu.state() != out.state {
+                    let _ = vcpu.set_state(out.state);
                 }
-                vcpu.registers = cpu.frame;
-                arch::save_el1(&mut vcpu.el1);
-                arch::save_fp(&mut vcpu.fp);
-                vcpu.ticks_used += now.saturating_sub(vcpu.running_since);
             }
         }
-        let vttbr = self.domain(next.domain).map(|domain| domain.stage2.vttbr());
-        if let (Some(vttbr), Some(vcpu)) = (vttbr, self.vcpu_mut(next)) {
-            let _ = vcpu.set_state(RunState::Running);
+        arch::arm_timer(decision.slice_end);
+        match decision.next {
+            Some(next) => {
+                if cpu.current != Some(next) {
+                    if let Some(previous) = cpu.current {
+                        self.save(cpu, previous, now);
+                    }
+                    self.load(cpu, next, now);
+                }
+                Next::Resume
+            }
+            None => {
+                if let Some(previous) = cpu.current {
+                    self.save(cpu, previous, now);
+                }
+                self.idle_or_halt(cpu)
+            }
+        }
+    }
+
+    fn idle_or_halt(&mut self, cpu: &mut CpuState) -> Next {
+        cpu.current = None;
+        if self.domains.iter().any(Option::is_some) {
+            Next::Idle
+        } else {
+            Next::Halt
+        }
+    }
+
+    /// Saves the vCPU leaving `cpu` into its control block.
+    fn save(&mut self, cpu: &mut CpuState, id: VcpuId, now: u64) {
+        if let Some(vcpu) = self.vcpu_mut(id) {
+            vcpu.registers = cpu.frame;
+            arch::save_el1(&mut vcpu.el1);
+            arch::save_fp(&mut vcpu.fp);
+            vcpu.ticks_used += now.saturating_sub(vcpu.running_since);
+        }
+        cpu.current = None;
+    }
+
+    /// Loads `id` onto `cpu`.
+    fn load(&mut self, cpu: &mut CpuState, id: VcpuId, now: u64) {
+        let vttbr = self.domain(id.domain).map(|domain| domain.stage2.vttbr());
+        if let (Some(vttbr), Some(vcpu)) = (vttbr, self.vcpu_mut(id)) {
+            if vcpu.state() != RunState::Running {
+                let _ = vcpu.set_state(RunState::Running);
+            }
             vcpu.running_since = now;
             cpu.frame = vcpu.registers;
             arch::restore_el1(&vcpu.el1);
             arch::restore_fp(&vcpu.fp);
             arch::set_stage2(vttbr);
-            cpu.current = Some(next);
+            cpu.current = Some(id);
+            self.update_runstate(id, now);
         }
-        self.update_runstate(next, now);
+    }
+
+    fn vcpu_mut(&mut self, id: VcpuId) -> Option<&mut crate::vcpu::Vcpu> {
+        self.domain_mut(id.domain).and_then(|domain| domain.vcpus.get_mut(id.vcpu))
     }
 
     /// Writes the runstate record of the vCPU just switched in, if it registered an area
@@ -434,11 +506,6 @@ impl Hypervisor {
         }
         let owned = domain.guest_accessible();
         let _ = crate::guest_memory::GuestMemory::new(&owned).write(area, &record);
-    }
-
-    fn vcpu_mut(&mut self, id: VcpuId) -> Option<&mut crate::vcpu::Vcpu> {
-        self.domain_mut(id.domain)
-            .and_then(|domain| domain.vcpus.get_mut(id.vcpu))
     }
 
     /// Logs the final line and tells whether every domain shut down cleanly.
@@ -480,25 +547,57 @@ pub const fn reason_name(reason: ShutdownReason) -> &'static str {
     }
 }
 
-fn finish(next: Next) {
-    if next == Next::Halt {
-        let hypervisor = HYPERVISOR.lock();
-        hypervisor.report_halt();
-        let psci_over_smc = hypervisor.psci_over_smc();
-        drop(hypervisor);
-        arch::power_off(psci_over_smc);
+/// Acts on `next` for `cpu` after an exit: returns to let the exception vectors resume
+/// the vCPU in the frame, or waits for interrupts while nothing can run, or powers off.
+fn finish(cpu: &mut CpuState, mut next: Next) {
+    loop {
+        match next {
+            Next::Resume => return,
+            Next::Halt => {
+                let hypervisor = HYPERVISOR.lock();
+                hypervisor.report_halt();
+                let psci_over_smc = hypervisor.psci_over_smc();
+                drop(hypervisor);
+                arch::power_off(psci_over_smc);
+            }
+            Next::Idle => {
+                // Interrupts stay masked at EL2; WFI still wakes when one is pending.
+                arch::wait_for_interrupt();
+                next = HYPERVISOR.lock().take_interrupts(cpu);
+            }
+        }
+    }
+}
+
+impl Hypervisor {
+    /// Acknowledges and handles every physical interrupt pending at this CPU's GIC.
+    pub fn take_interrupts(&mut self, cpu: &mut CpuState) -> Next {
+        let mut next = if cpu.current.is_some() { Next::Resume } else { Next::Idle };
+        while let Some(acknowledged) = arch::acknowledge_interrupt() {
+            let intid = arch::interrupt_id(acknowledged);
+            if intid == arch::el2_timer_intid() {
+                arch::arm_timer(None);
+                arch::end_interrupt(acknowledged);
+                next = self.tick(cpu);
+            } else {
+                arch::end_interrupt(acknowledged);
+                defmt::warn!("unexpected physical interrupt {=u32}", intid);
+            }
+        }
+        next
     }
 }
 
 /// Entry from the exception vectors for a synchronous exit.
 pub fn handle_guest_exit(cpu: &mut CpuState, exit: GuestExit, esr: u64) {
     let next = HYPERVISOR.lock().handle_exit(cpu, exit, esr);
-    finish(next);
+    finish(cpu, next);
 }
 
 /// Entry from the exception vectors for a physical interrupt taken while a guest ran.
-pub fn handle_guest_interrupt(_cpu: &mut CpuState) {
-    defmt::warn!("unexpected physical interrupt");
+pub fn handle_guest_interrupt(cpu: &mut CpuState) {
+    let next = HYPERVISOR.lock().take_interrupts(cpu);
+    finish(cpu, next);
 }
 
 /// Entry from the exception vectors for an SError taken while a guest ran: the guest
@@ -509,15 +608,17 @@ pub fn handle_guest_serror(cpu: &mut CpuState, esr: u64) {
         Some(current) => hypervisor.crash(
             cpu,
             current,
-            FaultReport::Unhandled {
-                class: crate::esr::class::SERROR,
-                esr,
-            },
+            FaultReport::Unhandled { class: crate::esr::class::SERROR, esr },
         ),
         None => hypervisor.schedule(cpu),
     };
     drop(hypervisor);
-    finish(next);
+    finish(cpu, next);
+}
+
+/// Where the boot CPU goes once its first decision is made: into a guest, or idle.
+pub fn start(cpu: &mut CpuState, next: Next) {
+    finish(cpu, next);
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ fn setup_with_vcpus(names: &[&str], vcpus: u32) -> Setup {
     let frames = FrameAllocator::new(&pool, &[]).unwrap();
     let free_before = frames.free_bytes();
     let mut hypervisor = Hypervisor::new();
-    hypervisor.set_up(frames, true);
+    hypervisor.set_up(frames, true, 1, 1_000_000).unwrap();
     let bytes = image();
     for (slot, name) in names.iter().enumerate() {
         let entry = DomainImage {
@@ -61,7 +61,7 @@ fn setup_with_vcpus(names: &[&str], vcpus: u32) -> Setup {
             initrd: &[],
             cmdline: "",
         };
-        hypervisor.build_domain(slot, &entry, gic()).unwrap();
+        hypervisor.build_domain(slot, &entry, DomainSchedule::default(), gic()).unwrap();
     }
     let mut cpu = CpuState::new(0);
     assert_eq!(hypervisor.schedule(&mut cpu), Next::Resume);

@@ -21,13 +21,15 @@ mod target {
     use hyp::domain_dt::{layout, GuestGic};
     use hyp::drivers::pl011::Pl011;
     use hyp::dt::Fdt;
-    use hyp::hypervisor::HYPERVISOR;
+    use hyp::hypervisor::{DomainSchedule, HYPERVISOR};
     use hyp::mm::{self, El2Attributes, El2Tables, FrameAllocator};
     use hyp::platform::{GicVersion, Platform, UartKind};
     use hyp::serial;
 
     /// Pages reserved in .bss for the hypervisor's own EL2 tables.
     const EL2_TABLE_PAGES: usize = 32;
+    /// Scheduling slices per second (10 ms each).
+    const SLICES_PER_SECOND: u64 = 100;
     /// Largest device tree accepted from the boot loader.
     const MAX_DEVICE_TREE: u64 = 2 * 1024 * 1024;
     /// EL2 virtual address bits (identity map).
@@ -151,6 +153,12 @@ mod target {
         gic.init_cpu().map_err(|error| error.describe())?;
         hyp::arch::aarch64::timer::init(&platform.timer);
         hyp::arch::aarch64::gic::self_test(gic)?;
+        // From here on the EL2 timer ends scheduling slices.
+        gic.enable_ppi(
+            hyp::arch::aarch64::timer::el2_timer_intid(),
+            hyp::arch::aarch64::gic::DEFAULT_PRIORITY,
+        )
+        .map_err(|error| error.describe())?;
         let pa_range = (cpu::read_id_aa64mmfr0() & 0xf) as u32;
         // SAFETY: runs once on the boot CPU before any guest; PER_CPU[0] is its own.
         unsafe {
@@ -171,10 +179,16 @@ mod target {
         let pack = BootPack::parse(pack_bytes).map_err(|error| error.describe())?;
 
         let mut hypervisor = HYPERVISOR.lock();
-        hypervisor.set_up(frames, platform.psci_over_smc());
+        // One CPU for now; slices of 10 ms of whatever the counter frequency is.
+        let slice_ticks = (cpu::read_counter_frequency() / SLICES_PER_SECOND).max(1);
+        hypervisor.set_up(frames, platform.psci_over_smc(), 1, slice_ticks)?;
         for (slot, entry) in pack.domains().enumerate() {
+            let settings = pack.settings(slot).map_or_else(DomainSchedule::default, |settings| DomainSchedule {
+                weight: settings.weight,
+                affinity: settings.affinity,
+            });
             let gic = guest_gic(platform.gic.version, entry.vcpus);
-            match hypervisor.build_domain(slot, &entry, gic) {
+            match hypervisor.build_domain(slot, &entry, settings, gic) {
                 Ok(domain) => {
                     defmt::info!(
                         "domain {=str}: {=u32} MiB at {=u64:#x}, {=u32} vCPU(s), cmdline \"{=str}\"",

@@ -211,6 +211,18 @@ fn virtual_delta(elapsed: u64, weight: u16) -> u128 {
 }
 
 impl Scheduler {
+    /// A scheduler for one CPU and no vCPUs, for statics that are configured at boot with
+    /// [`Scheduler::new`].
+    pub const fn unconfigured() -> Self {
+        Self {
+            cpu_count: 1,
+            online: 1,
+            slice_ticks: 1,
+            entities: [None; MAX_SCHEDULED_VCPUS],
+            queues: [const { RunQueue::EMPTY }; MAX_CPUS],
+        }
+    }
+
     /// A scheduler for CPUs `0..cpu_count`, each vCPU running `slice_ticks` counter ticks
     /// at most before others get a turn.
     pub fn new(cpu_count: usize, slice_ticks: u64) -> Result<Self, SchedError> {

@@ -186,30 +186,24 @@ impl Vcpu {
     }
 
     /// Powers the vCPU on at `entry` with `x0 = argument`, in the state it had at reset
-    /// (EL1h, MMU off), and makes it Ready. Refused if it is already on or dead.
+    /// (EL1h, MMU off). Refused if it is already on or dead. Making it runnable is the
+    /// scheduler's business (a wake).
     pub fn power_on(&mut self, entry: u64, argument: u64) -> Result<(), InvalidTransition> {
         if self.online || self.state == RunState::Dead {
-            return Err(InvalidTransition {
-                from: self.state,
-                to: RunState::Ready,
-            });
+            return Err(InvalidTransition { from: self.state, to: RunState::Ready });
         }
         let fresh = Vcpu::new(self.index, entry, argument);
         self.registers = fresh.registers;
         self.el1 = fresh.el1;
         self.fp = fresh.fp;
-        if self.state == RunState::Blocked || self.state == RunState::New {
-            self.state = RunState::Ready;
-        }
         self.online = true;
         Ok(())
     }
 
-    /// Powers the vCPU off (PSCI CPU_OFF): it blocks until a later [`Vcpu::power_on`].
-    pub fn power_off(&mut self) -> Result<(), InvalidTransition> {
-        self.set_state(RunState::Blocked)?;
+    /// Powers the vCPU off (PSCI CPU_OFF); the scheduler blocks it until a later
+    /// [`Vcpu::power_on`].
+    pub fn power_off(&mut self) {
         self.online = false;
-        Ok(())
     }
 
     /// The one place a vCPU changes state.

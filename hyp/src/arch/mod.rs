@@ -14,7 +14,8 @@ pub mod fake;
 pub use fake as current;
 
 pub use current::{
-    clean_invalidate_data_cache, inject_exception, phys_to_virt, power_off, read_counter,
+    acknowledge_interrupt, arm_timer, el2_timer_intid, end_interrupt, interrupt_id,
+    wait_for_interrupt, clean_invalidate_data_cache, inject_exception, phys_to_virt, power_off, read_counter,
     read_counter_frequency, restore_el1, restore_fp, save_el1, save_fp, set_stage2,
     table_write_barrier, tlb_invalidate_vmid, translate_guest_address, Translation,
 };

@@ -20,3 +20,40 @@ pub use cpu::{
 pub fn phys_to_virt(address: PhysAddr) -> *mut u8 {
     address.raw() as *mut u8
 }
+
+/// Acknowledges the highest-priority pending physical interrupt at this CPU's GIC; the
+/// raw value goes back to [`end_interrupt`]. `None` when nothing is pending.
+pub fn acknowledge_interrupt() -> Option<u32> {
+    gic::Gic::get().and_then(gic::Gic::acknowledge)
+}
+
+/// The INTID inside an acknowledged value.
+pub fn interrupt_id(acknowledged: u32) -> u32 {
+    gic::Gic::get().map_or(acknowledged & 0x3ff, |gic| gic.interrupt_id(acknowledged))
+}
+
+/// Ends a physical interrupt the hypervisor handled itself (priority drop and deactivate).
+pub fn end_interrupt(acknowledged: u32) {
+    if let Some(gic) = gic::Gic::get() {
+        gic.end_of_interrupt(acknowledged);
+    }
+}
+
+/// The INTID of the EL2 physical timer.
+pub fn el2_timer_intid() -> u32 {
+    timer::el2_timer_intid()
+}
+
+/// Arms this CPU's EL2 timer for `deadline` (counter ticks), or disarms it.
+pub fn arm_timer(deadline: Option<u64>) {
+    match deadline {
+        Some(deadline) => timer::arm_at(deadline),
+        None => timer::disarm(),
+    }
+}
+
+/// Waits until an interrupt is pending (interrupts stay masked at EL2: WFI still wakes).
+pub fn wait_for_interrupt() {
+    // SAFETY: WFI only waits; a DSB first so nothing is left in flight.
+    unsafe { core::arch::asm!("dsb sy", "wfi", options(nomem, nostack, preserves_flags)) };
+}

@@ -184,3 +184,49 @@ pub fn clean_invalidate_data_cache(_start: PhysAddr, _size: u64) {
 pub fn cache_maintenance_count() -> usize {
     CACHE_MAINTENANCE.load(Ordering::Relaxed)
 }
+
+std::thread_local! {
+    static PENDING_INTERRUPTS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static TIMER_DEADLINE: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The fake EL2 timer INTID (as on QEMU virt and the Pi 4).
+pub fn el2_timer_intid() -> u32 {
+    26
+}
+
+/// Makes `intid` pending at the fake GIC (tests).
+pub fn raise_interrupt(intid: u32) {
+    PENDING_INTERRUPTS.with(|pending| pending.borrow_mut().push(intid));
+}
+
+/// Takes the oldest fake pending interrupt.
+pub fn acknowledge_interrupt() -> Option<u32> {
+    PENDING_INTERRUPTS.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        (!pending.is_empty()).then(|| pending.remove(0))
+    })
+}
+
+/// The INTID inside an acknowledged value.
+pub fn interrupt_id(acknowledged: u32) -> u32 {
+    acknowledged & 0x3ff
+}
+
+/// Ends a fake interrupt (nothing to do).
+pub fn end_interrupt(_acknowledged: u32) {}
+
+/// Records the EL2 timer deadline.
+pub fn arm_timer(deadline: Option<u64>) {
+    TIMER_DEADLINE.with(|cell| cell.set(deadline));
+}
+
+/// The EL2 timer deadline last armed.
+pub fn timer_deadline() -> Option<u64> {
+    TIMER_DEADLINE.with(|cell| cell.get())
+}
+
+/// The fake cannot wait; tests never idle.
+pub fn wait_for_interrupt() {
+    panic!("fake arch: wait_for_interrupt")
+}
