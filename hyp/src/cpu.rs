@@ -23,6 +23,8 @@ pub struct CpuState {
     pub index: usize,
     /// The vCPU on this CPU, if any.
     pub current: Option<VcpuId>,
+    /// The vCPU whose state the virtual CPU interface last held.
+    pub last: Option<VcpuId>,
 }
 
 impl CpuState {
@@ -36,6 +38,7 @@ impl CpuState {
             },
             index,
             current: None,
+            last: None,
         }
     }
 }

@@ -245,6 +245,15 @@ impl Domain {
             return Err(BuildError::Stage2);
         }
 
+        // GICv2: the hardware's virtual CPU interface appears where the guest's device tree
+        // puts its CPU interface.
+        if let (GuestGic::V2 { cpu_interface, .. }, Some(gicv)) = (gic, arch::virtual_cpu_interface()) {
+            let device = Stage2Attributes { read: true, write: true, execute: false, memory: MemoryKind::Device };
+            if stage2.map(cpu_interface.start, gicv, cpu_interface.size, device, frames).is_err() {
+                stage2.destroy(frames);
+                return Err(BuildError::Stage2);
+            }
+        }
         let mut vcpus = heapless::Vec::new();
         for index in 0..image.vcpus {
             let entry = ram_ipa.start.add(plan.kernel).raw();

@@ -110,6 +110,20 @@ pub struct Abort {
     pub access: Option<EmulatableAccess>,
 }
 
+/// A trapped system-register access (ESR ISS for EC 0x18).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SystemRegisterAccess {
+    /// The register's encoding: (op0, op1, CRn, CRm, op2).
+    pub encoding: (u8, u8, u8, u8, u8),
+    /// The general register transferred (31 = XZR).
+    pub register: u8,
+    /// MRS (a read) rather than MSR.
+    pub read: bool,
+}
+
+/// ICC_SGI1R_EL1's encoding: op0 3, op1 0, CRn 12, CRm 11, op2 5.
+pub const ICC_SGI1R_EL1: (u8, u8, u8, u8, u8) = (3, 0, 12, 11, 5);
+
 /// Why a guest vCPU stopped running and entered the hypervisor synchronously.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestExit {
@@ -132,6 +146,8 @@ pub enum GuestExit {
     DataAbort(Abort),
     /// An instruction fetch abort.
     InstructionAbort(Abort),
+    /// A trapped MSR/MRS (for instance a GICv3 SGI through ICC_SGI1R_EL1).
+    SystemRegister(SystemRegisterAccess),
     /// Something the hypervisor neither expects nor emulates.
     Unhandled {
         /// The exception class.
@@ -154,6 +170,17 @@ pub fn decode_guest_exit(esr: u64, far: u64, hpfar: u64) -> GuestExit {
         class::WFI_WFE => GuestExit::WaitFor {
             wait_for_event: syndrome & 1 != 0,
         },
+        class::SYSTEM_REGISTER => GuestExit::SystemRegister(SystemRegisterAccess {
+            encoding: (
+                ((syndrome >> 20) & 0x3) as u8,
+                ((syndrome >> 14) & 0x7) as u8,
+                ((syndrome >> 10) & 0xf) as u8,
+                ((syndrome >> 1) & 0xf) as u8,
+                ((syndrome >> 17) & 0x7) as u8,
+            ),
+            register: ((syndrome >> 5) & 0x1f) as u8,
+            read: syndrome & 1 != 0,
+        }),
         class::DATA_ABORT_LOWER => GuestExit::DataAbort(decode_abort(syndrome, far, hpfar, true)),
         class::INSTRUCTION_ABORT_LOWER => {
             GuestExit::InstructionAbort(decode_abort(syndrome, far, hpfar, false))
@@ -234,6 +261,21 @@ mod tests {
         };
         assert_eq!(abort.access, None);
         assert_eq!(abort.kind, FaultKind::Permission(1));
+    }
+
+    #[test]
+    fn trapped_sgi_register_write() {
+        // MSR ICC_SGI1R_EL1, x3: op0 3 (bits 21:20), op2 5 (19:17), op1 0, CRn 12 (13:10),
+        // Rt 3 (9:5), CRm 11 (4:1), direction 0 (write).
+        let syndrome = (3 << 20) | (5 << 17) | (12 << 10) | (3 << 5) | (11 << 1);
+        assert_eq!(
+            decode_guest_exit(esr(class::SYSTEM_REGISTER, syndrome), 0, 0),
+            GuestExit::SystemRegister(SystemRegisterAccess {
+                encoding: ICC_SGI1R_EL1,
+                register: 3,
+                read: false
+            })
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ use crate::domain::{Domain, DomainState, MAX_DOMAINS};
 use crate::esr::{Abort, FaultKind, GuestExit};
 use crate::hypercall::{self, psci, Outcome};
 use crate::mm::FrameAllocator;
+use crate::event_channel::PortTable;
 use crate::scheduler::{Decision, Scheduler, DEFAULT_WEIGHT};
+use crate::vgic::{GicVersion, Vgic};
 use crate::serial;
 use crate::vcpu::{RunState, INJECTED_UNDEFINED_ESR};
 use hypercall_abi::sched_op::ShutdownReason;
@@ -30,6 +32,11 @@ pub struct Hypervisor {
     started: usize,
     unclean: usize,
     scheduler: Scheduler,
+    /// Each domain slot's virtual GIC. Large, so kept here (reset in place when a domain
+    /// is built) rather than moved around inside the domain control block.
+    vgics: [Vgic; MAX_DOMAINS],
+    /// Each domain slot's event-channel ports (same reason).
+    ports: [PortTable; MAX_DOMAINS],
 }
 
 impl Default for Hypervisor {
@@ -79,6 +86,8 @@ impl Hypervisor {
             started: 0,
             unclean: 0,
             scheduler: Scheduler::unconfigured(),
+            vgics: [const { Vgic::new(GicVersion::V3, 1) }; MAX_DOMAINS],
+            ports: [const { PortTable::new() }; MAX_DOMAINS],
         }
     }
 
@@ -109,9 +118,18 @@ impl Hypervisor {
     ) -> Result<&Domain, crate::domain::BuildError> {
         use crate::domain::BuildError;
         let entry = self.domains.get_mut(slot).ok_or(BuildError::Unsupported)?;
-        let domain = Domain::build(slot, image, gic, &mut self.frames)?;
-        let vcpu_count = domain.vcpus.len();
-        *entry = Some(domain);
+        *entry = Some(Domain::build(slot, image, gic, &mut self.frames)?);
+        let vcpu_count = entry.as_ref().map_or(0, |domain| domain.vcpus.len());
+        let version = match gic {
+            crate::domain_dt::GuestGic::V2 { .. } => GicVersion::V2,
+            crate::domain_dt::GuestGic::V3 { .. } => GicVersion::V3,
+        };
+        if let Some(vgic) = self.vgics.get_mut(slot) {
+            *vgic = Vgic::new(version, vcpu_count);
+        }
+        if let Some(ports) = self.ports.get_mut(slot) {
+            *ports = PortTable::new();
+        }
         let now = arch::read_counter();
         let mut scheduled = Ok(());
         for index in 0..vcpu_count {
@@ -206,6 +224,28 @@ impl Hypervisor {
                 cpu.frame.pc = cpu.frame.pc.wrapping_add(4);
                 let decision = self.scheduler.yield_now(cpu.index, arch::read_counter());
                 self.carry_out(cpu, decision)
+            }
+            GuestExit::DataAbort(abort) if self.is_virtual_gic(current, &abort) => {
+                self.emulate_gic_access(cpu, current, &abort)
+            }
+            GuestExit::SystemRegister(access)
+                if access.encoding == crate::esr::ICC_SGI1R_EL1 && !access.read =>
+            {
+                let value = cpu.frame.read(access.register);
+                cpu.frame.pc = cpu.frame.pc.wrapping_add(4);
+                let effects = match self.vgics.get_mut(current.domain) {
+                    Some(vgic) => vgic.write_sgi1r(current.vcpu, value),
+                    None => crate::vgic::Effects::NONE,
+                };
+                self.kick(current.domain, effects);
+                Next::Resume
+            }
+            GuestExit::SystemRegister(_) => {
+                // Any other trapped system register is not one a guest may use here: it
+                // sees an undefined instruction, as on Xen.
+                let instruction = cpu.frame.pc;
+                arch::inject_exception(&mut cpu.frame, INJECTED_UNDEFINED_ESR, instruction);
+                Next::Resume
             }
             GuestExit::DataAbort(abort) | GuestExit::InstructionAbort(abort)
                 if self.is_spurious(current, &abort, exit) =>
@@ -310,6 +350,103 @@ impl Hypervisor {
             _ if abort.write => attributes.write,
             _ => attributes.read,
         }
+    }
+
+    /// Whether a data abort hit the domain's virtual distributor or redistributors.
+    fn is_virtual_gic(&self, current: VcpuId, abort: &Abort) -> bool {
+        self.domain(current.domain).is_some()
+            && self.vgics.get(current.domain).is_some_and(|vgic| {
+                crate::vgic::decode_ipa(vgic.version(), vgic.vcpus(), abort.ipa.raw()).is_some()
+            })
+    }
+
+    /// Trap-and-emulate of a virtual GIC register access; a guest that touches it in a way
+    /// that cannot be emulated is ended, with the reason.
+    fn emulate_gic_access(&mut self, cpu: &mut CpuState, current: VcpuId, abort: &Abort) -> Next {
+        let Some(vgic) = self.vgics.get_mut(current.domain) else { return self.schedule(cpu) };
+        let decoded = crate::vgic::decode_ipa(vgic.version(), vgic.vcpus(), abort.ipa.raw());
+        let Some((frame, offset)) = decoded else { return Next::Resume };
+        let result = crate::virtual_interrupts::emulate_access(
+            vgic,
+            frame,
+            offset,
+            current.vcpu,
+            abort.access,
+            abort.write,
+            &mut cpu.frame,
+        );
+        match result {
+            Ok(effects) => {
+                self.kick(current.domain, effects);
+                Next::Resume
+            }
+            Err(error) => {
+                let reason = match error {
+                    crate::virtual_interrupts::EmulationError::NoSyndrome => {
+                        "no instruction syndrome (writeback or pair access)"
+                    }
+                    crate::virtual_interrupts::EmulationError::Access(_) => "size or offset not allowed",
+                };
+                if let Some(domain) = self.domain(current.domain) {
+                    defmt::warn!(
+                        "domain {=str} crashed: virtual GIC access at IPA {=u64:#x} cannot be emulated: {=str}, PC {=u64:#x}",
+                        domain.name.as_str(),
+                        abort.ipa.raw(),
+                        reason,
+                        cpu.frame.pc
+                    );
+                }
+                self.end_domain(cpu, current.domain, DomainState::Crashed)
+            }
+        }
+    }
+
+    /// Makes the vCPUs named in `effects` look at their interrupts again: a blocked one
+    /// that is online is woken. (With one CPU, a running vCPU picks them up at its next
+    /// entry.)
+    fn kick(&mut self, domain: usize, effects: crate::vgic::Effects) {
+        let now = arch::read_counter();
+        for vcpu in effects.kick.iter() {
+            let id = VcpuId { domain, vcpu };
+            let wakeable = self
+                .domain(domain)
+                .and_then(|domain| domain.vcpus.get(vcpu))
+                .is_some_and(|vcpu| vcpu.is_online() && vcpu.state() == RunState::Blocked);
+            if wakeable {
+                let _ = self.wake(id, now);
+            }
+        }
+    }
+
+    /// After a vCPU exits: folds its list registers back into its domain's vGIC.
+    pub fn leave_guest(&mut self, cpu: &CpuState) {
+        let Some(current) = cpu.current else { return };
+        let Self { domains, vgics, .. } = self;
+        let vcpu = domains
+            .get_mut(current.domain)
+            .and_then(Option::as_mut)
+            .and_then(|domain| domain.vcpus.get_mut(current.vcpu));
+        let effects = match (vgics.get_mut(current.domain), vcpu) {
+            (Some(vgic), Some(vcpu)) => crate::virtual_interrupts::exit(vgic, &mut vcpu.interrupts, current.vcpu),
+            _ => crate::vgic::Effects::NONE,
+        };
+        self.kick(current.domain, effects);
+    }
+
+    /// Before resuming the vCPU in `cpu`'s frame: fills the list registers with its
+    /// deliverable interrupts (all of them rewritten when it arrives on this CPU).
+    pub fn enter_guest(&mut self, cpu: &mut CpuState) {
+        let Some(current) = cpu.current else { return };
+        let arriving = cpu.last != Some(current);
+        let Self { domains, vgics, .. } = self;
+        let vcpu = domains
+            .get_mut(current.domain)
+            .and_then(Option::as_mut)
+            .and_then(|domain| domain.vcpus.get_mut(current.vcpu));
+        if let (Some(vgic), Some(vcpu)) = (vgics.get_mut(current.domain), vcpu) {
+            crate::virtual_interrupts::enter(vgic, &mut vcpu.interrupts, current.vcpu, arriving);
+        }
+        cpu.last = Some(current);
     }
 
     fn domain_mut(&mut self, slot: usize) -> Option<&mut Domain> {
@@ -452,6 +589,9 @@ impl Hypervisor {
             vcpu.registers = cpu.frame;
             arch::save_el1(&mut vcpu.el1);
             arch::save_fp(&mut vcpu.fp);
+            if cpu.last == Some(id) {
+                crate::virtual_interrupts::leave(&mut vcpu.interrupts);
+            }
             vcpu.ticks_used += now.saturating_sub(vcpu.running_since);
         }
         cpu.current = None;
@@ -563,7 +703,11 @@ fn finish(cpu: &mut CpuState, mut next: Next) {
             Next::Idle => {
                 // Interrupts stay masked at EL2; WFI still wakes when one is pending.
                 arch::wait_for_interrupt();
-                next = HYPERVISOR.lock().take_interrupts(cpu);
+                let mut hypervisor = HYPERVISOR.lock();
+                next = hypervisor.take_interrupts(cpu);
+                if next == Next::Resume {
+                    hypervisor.enter_guest(cpu);
+                }
             }
         }
     }
@@ -579,6 +723,9 @@ impl Hypervisor {
                 arch::arm_timer(None);
                 arch::end_interrupt(acknowledged);
                 next = self.tick(cpu);
+            } else if Some(intid) == arch::maintenance_intid() {
+                // The list registers ran low; refilling them happens on the way back in.
+                arch::end_interrupt(acknowledged);
             } else {
                 arch::end_interrupt(acknowledged);
                 defmt::warn!("unexpected physical interrupt {=u32}", intid);
@@ -590,13 +737,25 @@ impl Hypervisor {
 
 /// Entry from the exception vectors for a synchronous exit.
 pub fn handle_guest_exit(cpu: &mut CpuState, exit: GuestExit, esr: u64) {
-    let next = HYPERVISOR.lock().handle_exit(cpu, exit, esr);
+    let mut hypervisor = HYPERVISOR.lock();
+    hypervisor.leave_guest(cpu);
+    let next = hypervisor.handle_exit(cpu, exit, esr);
+    if next == Next::Resume {
+        hypervisor.enter_guest(cpu);
+    }
+    drop(hypervisor);
     finish(cpu, next);
 }
 
 /// Entry from the exception vectors for a physical interrupt taken while a guest ran.
 pub fn handle_guest_interrupt(cpu: &mut CpuState) {
-    let next = HYPERVISOR.lock().take_interrupts(cpu);
+    let mut hypervisor = HYPERVISOR.lock();
+    hypervisor.leave_guest(cpu);
+    let next = hypervisor.take_interrupts(cpu);
+    if next == Next::Resume {
+        hypervisor.enter_guest(cpu);
+    }
+    drop(hypervisor);
     finish(cpu, next);
 }
 
@@ -604,6 +763,7 @@ pub fn handle_guest_interrupt(cpu: &mut CpuState) {
 /// caused an asynchronous external abort, so it is ended.
 pub fn handle_guest_serror(cpu: &mut CpuState, esr: u64) {
     let mut hypervisor = HYPERVISOR.lock();
+    hypervisor.leave_guest(cpu);
     let next = match cpu.current {
         Some(current) => hypervisor.crash(
             cpu,
@@ -612,6 +772,9 @@ pub fn handle_guest_serror(cpu: &mut CpuState, esr: u64) {
         ),
         None => hypervisor.schedule(cpu),
     };
+    if next == Next::Resume {
+        hypervisor.enter_guest(cpu);
+    }
     drop(hypervisor);
     finish(cpu, next);
 }

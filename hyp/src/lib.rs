@@ -25,3 +25,4 @@ pub mod serial;
 pub mod vcpu;
 pub mod vgic;
 pub mod scheduler;
+pub mod virtual_interrupts;

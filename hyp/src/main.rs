@@ -159,6 +159,11 @@ mod target {
             hyp::arch::aarch64::gic::DEFAULT_PRIORITY,
         )
         .map_err(|error| error.describe())?;
+        // The maintenance interrupt tells us when a vCPU's list registers run low.
+        if let Some(maintenance) = gic.maintenance_intid() {
+            gic.enable_ppi(maintenance, hyp::arch::aarch64::gic::DEFAULT_PRIORITY)
+                .map_err(|error| error.describe())?;
+        }
         let pa_range = (cpu::read_id_aa64mmfr0() & 0xf) as u32;
         // SAFETY: runs once on the boot CPU before any guest; PER_CPU[0] is its own.
         unsafe {
@@ -209,6 +214,7 @@ mod target {
         if hypervisor.schedule(cpu_state) != hyp::hypervisor::Next::Resume {
             return Err("no domain to run");
         }
+        hypervisor.enter_guest(cpu_state);
         Ok(())
     }
 

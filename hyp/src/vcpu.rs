@@ -131,6 +131,8 @@ pub struct Vcpu {
     pub vcpu_info: Option<crate::addr::PhysAddr>,
     /// Where the guest wants runstate updates (VCPUOP_register_runstate_memory_area).
     pub runstate_area: Option<crate::addr::GuestVirtAddr>,
+    /// Its interrupts: list registers and virtual CPU interface state.
+    pub interrupts: crate::virtual_interrupts::VcpuInterrupts,
     /// Counter ticks spent running (accounting).
     pub ticks_used: u64,
     /// Counter value when it last started running.
@@ -170,6 +172,9 @@ impl Vcpu {
             online: false,
             vcpu_info: None,
             runstate_area: None,
+            interrupts: crate::virtual_interrupts::VcpuInterrupts::new(
+                crate::arch::list_register_count(),
+            ),
             ticks_used: 0,
             running_since: 0,
         }

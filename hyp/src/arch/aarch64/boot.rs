@@ -9,7 +9,7 @@
 use core::arch::global_asm;
 
 /// Bytes of boot stack for each physical CPU.
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+pub const BOOT_STACK_SIZE: usize = 128 * 1024;
 /// Physical CPUs the hypervisor can run on.
 pub const MAX_CPUS: usize = 8;
 

@@ -57,3 +57,65 @@ pub fn wait_for_interrupt() {
     // SAFETY: WFI only waits; a DSB first so nothing is left in flight.
     unsafe { core::arch::asm!("dsb sy", "wfi", options(nomem, nostack, preserves_flags)) };
 }
+
+/// The virtual CPU interface state of a vCPU that is not in the list registers:
+/// VMCR and the active-priority registers (group 0 then group 1).
+pub use crate::virtual_interrupts::InterfaceState;
+
+/// Number of list registers of the GIC's virtual CPU interface (0 without a GIC).
+pub fn list_register_count() -> usize {
+    gic::Gic::get().map_or(0, gic::Gic::list_register_count)
+}
+
+/// Reads list register `index` (GICH_LRn zero-extended, or ICH_LRn_EL2).
+pub fn read_list_register(index: usize) -> u64 {
+    gic::Gic::get().map_or(0, |gic| gic.read_list_register(index))
+}
+
+/// Writes list register `index`.
+pub fn write_list_register(index: usize, value: u64) {
+    if let Some(gic) = gic::Gic::get() {
+        gic.write_list_register(index, value);
+    }
+}
+
+/// Turns the virtual CPU interface on, asking for a maintenance interrupt when the list
+/// registers run (nearly) empty if `underflow` (HCR.En, HCR.UIE).
+pub fn set_virtual_interface(underflow: bool) {
+    if let Some(gic) = gic::Gic::get() {
+        gic.write_hcr(1 | (u64::from(underflow) << 1));
+    }
+}
+
+/// Saves VMCR and the active priorities of the vCPU leaving this CPU.
+pub fn save_virtual_interface(state: &mut InterfaceState) {
+    if let Some(gic) = gic::Gic::get() {
+        state.vmcr = gic.read_vmcr();
+        let priorities = gic.read_apr();
+        state.active_priorities = [priorities.group0, priorities.group1];
+    }
+}
+
+/// Loads VMCR and the active priorities of the vCPU arriving on this CPU (a vCPU that
+/// never ran gets the interface's reset VMCR).
+pub fn restore_virtual_interface(state: &InterfaceState) {
+    if let Some(gic) = gic::Gic::get() {
+        let vmcr = if state.initialised { state.vmcr } else { gic.initial_vmcr() };
+        gic.write_vmcr(vmcr);
+        gic.write_apr(&gic::ActivePriorities {
+            group0: state.active_priorities[0],
+            group1: state.active_priorities[1],
+        });
+    }
+}
+
+/// Physical address of the GICv2 virtual CPU interface (GICV), mapped into each domain at
+/// its GIC CPU-interface address; `None` on GICv3.
+pub fn virtual_cpu_interface() -> Option<PhysAddr> {
+    gic::Gic::get().and_then(gic::Gic::virtual_cpu_interface)
+}
+
+/// The INTID of the GIC's maintenance interrupt, if the device tree names one.
+pub fn maintenance_intid() -> Option<u32> {
+    gic::Gic::get().and_then(gic::Gic::maintenance_intid)
+}

@@ -230,3 +230,45 @@ pub fn timer_deadline() -> Option<u64> {
 pub fn wait_for_interrupt() {
     panic!("fake arch: wait_for_interrupt")
 }
+
+std::thread_local! {
+    static LIST_REGISTERS: std::cell::RefCell<[u64; 4]> = const { std::cell::RefCell::new([0; 4]) };
+}
+
+/// The fake virtual interface has 4 list registers, like QEMU's GICs.
+pub fn list_register_count() -> usize {
+    4
+}
+
+/// Reads a fake list register (GICv3 encoding in tests).
+pub fn read_list_register(index: usize) -> u64 {
+    LIST_REGISTERS.with(|registers| registers.borrow().get(index).copied().unwrap_or(0))
+}
+
+/// Writes a fake list register.
+pub fn write_list_register(index: usize, value: u64) {
+    LIST_REGISTERS.with(|registers| {
+        if let Some(register) = registers.borrow_mut().get_mut(index) {
+            *register = value;
+        }
+    });
+}
+
+/// Nothing to configure in the fake.
+pub fn set_virtual_interface(_underflow: bool) {}
+
+/// Nothing to save in the fake.
+pub fn save_virtual_interface(_state: &mut crate::virtual_interrupts::InterfaceState) {}
+
+/// Nothing to restore in the fake.
+pub fn restore_virtual_interface(_state: &crate::virtual_interrupts::InterfaceState) {}
+
+/// The fake has no GICv2 virtual CPU interface to map.
+pub fn virtual_cpu_interface() -> Option<PhysAddr> {
+    None
+}
+
+/// The fake maintenance interrupt (PPI 9, as on QEMU virt and the Pi 4).
+pub fn maintenance_intid() -> Option<u32> {
+    Some(25)
+}

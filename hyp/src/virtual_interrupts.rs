@@ -1,0 +1,217 @@
+//! Glue between a domain's vGIC model ([`crate::vgic`]) and the hardware's virtual CPU
+//! interface: list registers written when a vCPU is entered and read back when it exits,
+//! the virtual interface state switched with the vCPU, and trapped distributor and
+//! redistributor accesses emulated.
+
+use crate::arch;
+use crate::esr::EmulatableAccess;
+use crate::vcpu::GuestRegisters;
+use crate::vgic::list_registers::{
+    decode_gicv2, decode_gicv3, encode_gicv2, encode_gicv3, ListRegisters, LrEntry,
+    MAX_LIST_REGISTERS,
+};
+use crate::vgic::{AccessError, Effects, Frame, GicVersion, Vgic};
+
+/// VMCR and the active priorities of a vCPU: the parts of its virtual CPU interface that
+/// are not list registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceState {
+    /// GICH_VMCR / ICH_VMCR_EL2.
+    pub vmcr: u64,
+    /// Active priorities: group 0, then group 1 (GICv2 has one word, in group 0).
+    pub active_priorities: [[u32; 4]; 2],
+    /// Saved at least once (until then the interface's reset VMCR applies).
+    pub initialised: bool,
+}
+
+/// The virtual-interrupt state a vCPU control block carries.
+#[derive(Clone, Debug)]
+pub struct VcpuInterrupts {
+    /// What the list registers hold for this vCPU.
+    pub list_registers: ListRegisters,
+    /// VMCR and active priorities while the vCPU is off the CPU.
+    pub interface: InterfaceState,
+}
+
+impl VcpuInterrupts {
+    /// State for a vCPU on hardware with `list_registers` list registers.
+    pub const fn new(list_registers: usize) -> Self {
+        Self {
+            list_registers: ListRegisters::new(list_registers),
+            interface: InterfaceState {
+                vmcr: 0,
+                active_priorities: [[0; 4]; 2],
+                initialised: false,
+            },
+        }
+    }
+}
+
+fn encode(version: GicVersion, entry: &LrEntry) -> u64 {
+    match version {
+        GicVersion::V2 => u64::from(encode_gicv2(entry)),
+        GicVersion::V3 => encode_gicv3(entry),
+    }
+}
+
+fn decode(version: GicVersion, value: u64) -> Option<LrEntry> {
+    match version {
+        GicVersion::V2 => decode_gicv2(value as u32),
+        GicVersion::V3 => decode_gicv3(value),
+    }
+}
+
+/// Puts vCPU `vcpu`'s interrupts into the list registers before it runs. `arriving` is
+/// set when the vCPU was not the last one on this CPU: then every LR is rewritten and the
+/// interface state loaded.
+pub fn enter(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arriving: bool) {
+    if arriving {
+        state.list_registers.mark_all_dirty();
+        arch::restore_virtual_interface(&state.interface);
+    }
+    state.list_registers.populate(vgic, vcpu);
+    let version = vgic.version();
+    for (index, entry) in state.list_registers.write_back() {
+        let value = entry.map_or(0, |entry| encode(version, &entry));
+        arch::write_list_register(index, value);
+    }
+    arch::set_virtual_interface(state.list_registers.needs_maintenance());
+}
+
+/// Folds what the guest did with its list registers back into the model after an exit;
+/// returns the vCPUs that must re-evaluate their interrupts.
+pub fn exit(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) -> Effects {
+    let valid = state.list_registers.valid_mask();
+    if valid == 0 {
+        return Effects::NONE;
+    }
+    let version = vgic.version();
+    let mut read_back = [None; MAX_LIST_REGISTERS];
+    for (index, slot) in read_back.iter_mut().enumerate().take(state.list_registers.count()) {
+        if valid & (1 << index) != 0 {
+            *slot = decode(version, arch::read_list_register(index));
+        }
+    }
+    state.list_registers.sync_from_hardware(vgic, vcpu, &read_back)
+}
+
+/// Saves the interface state of a vCPU leaving its CPU (after [`exit`]).
+pub fn leave(state: &mut VcpuInterrupts) {
+    arch::save_virtual_interface(&mut state.interface);
+    state.interface.initialised = true;
+}
+
+/// Why a trapped access to the virtual distributor could not be emulated. The guest is at
+/// fault; Xen answers these with a data abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmulationError {
+    /// The syndrome did not describe the instruction (ESR ISV = 0: writeback or pair
+    /// addressing), so there is nothing to emulate.
+    NoSyndrome,
+    /// A size or offset the register does not allow.
+    Access(AccessError),
+}
+
+/// Emulates a trapped load or store at `offset` into `frame` for vCPU `vcpu`, reading or
+/// writing the guest register the syndrome names, and steps the vCPU past the instruction.
+pub fn emulate_access(
+    vgic: &mut Vgic,
+    frame: Frame,
+    offset: u64,
+    vcpu: usize,
+    access: Option<EmulatableAccess>,
+    write: bool,
+    registers: &mut GuestRegisters,
+) -> Result<Effects, EmulationError> {
+    let access = access.ok_or(EmulationError::NoSyndrome)?;
+    let size = access.size;
+    let mask = if size >= 8 { u64::MAX } else { (1u64 << (u32::from(size) * 8)) - 1 };
+    let effects = if write {
+        let value = registers.read(access.register) & mask;
+        vgic.write(frame, vcpu, offset, size, value).map_err(EmulationError::Access)?
+    } else {
+        let mut value = vgic.read(frame, vcpu, offset, size).map_err(EmulationError::Access)? & mask;
+        if access.sign_extend && size < 8 {
+            let shift = 64 - u32::from(size) * 8;
+            value = (((value << shift) as i64) >> shift) as u64;
+        }
+        if !access.sixty_four_bit {
+            value &= u64::from(u32::MAX);
+        }
+        registers.write(access.register, value);
+        Effects::NONE
+    };
+    registers.pc = registers.pc.wrapping_add(4);
+    Ok(effects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn word(register: u8) -> Option<EmulatableAccess> {
+        Some(EmulatableAccess { size: 4, sign_extend: false, register, sixty_four_bit: false, acquire_release: false })
+    }
+
+    #[test]
+    fn distributor_reads_land_in_the_named_register_and_step_the_pc() {
+        let mut vgic = Vgic::new(GicVersion::V3, 2);
+        let mut registers = GuestRegisters { pc: 0x1000, ..Default::default() };
+        registers.x[5] = u64::MAX;
+        // GICD_TYPER at 0x4.
+        emulate_access(&mut vgic, Frame::Distributor, 0x4, 0, word(5), false, &mut registers).unwrap();
+        assert_eq!(registers.pc, 0x1004);
+        assert_eq!(registers.x[5] >> 32, 0, "a W-register load zero-extends");
+        assert_ne!(registers.x[5], 0);
+    }
+
+    #[test]
+    fn enabling_a_ppi_through_the_redistributor_makes_it_deliverable() {
+        let mut vgic = Vgic::new(GicVersion::V3, 1);
+        let mut registers = GuestRegisters::default();
+        registers.x[1] = 1 << 31;
+        // GICR_ISENABLER0 in SGI_base (RD_base + 0x10000 + 0x100).
+        emulate_access(&mut vgic, Frame::Redistributors, 0x1_0100, 0, word(1), true, &mut registers).unwrap();
+        // The group must be enabled in the distributor for delivery (GICD_CTLR.EnableGrp1).
+        registers.x[2] = 0b10;
+        emulate_access(&mut vgic, Frame::Distributor, 0x0, 0, word(2), true, &mut registers).unwrap();
+        vgic.set_pending(0, 31);
+        assert!(vgic.has_deliverable(0));
+    }
+
+    #[test]
+    fn accesses_without_syndrome_or_of_a_bad_size_are_refused() {
+        let mut vgic = Vgic::new(GicVersion::V2, 1);
+        let mut registers = GuestRegisters { pc: 0x1000, ..Default::default() };
+        assert_eq!(
+            emulate_access(&mut vgic, Frame::Distributor, 0x4, 0, None, false, &mut registers),
+            Err(EmulationError::NoSyndrome)
+        );
+        let halfword = Some(EmulatableAccess { size: 2, ..word(1).unwrap() });
+        assert!(matches!(
+            emulate_access(&mut vgic, Frame::Distributor, 0x4, 0, halfword, false, &mut registers),
+            Err(EmulationError::Access(_))
+        ));
+        assert_eq!(registers.pc, 0x1000, "a refused access does not step the vCPU");
+    }
+
+    #[test]
+    fn list_registers_round_trip_through_the_hardware() {
+        let _guard = crate::arch::fake::guest_translation_lock();
+        let mut vgic = Vgic::new(GicVersion::V3, 1);
+        let mut state = VcpuInterrupts::new(arch::list_register_count());
+        let mut registers = GuestRegisters::default();
+        registers.x[1] = 1 << 31;
+        emulate_access(&mut vgic, Frame::Redistributors, 0x1_0100, 0, word(1), true, &mut registers).unwrap();
+        registers.x[2] = 0b10;
+        emulate_access(&mut vgic, Frame::Distributor, 0x0, 0, word(2), true, &mut registers).unwrap();
+        vgic.set_pending(0, 31);
+        enter(&mut vgic, &mut state, 0, true);
+        let lr = decode_gicv3(arch::read_list_register(0)).unwrap();
+        assert_eq!(lr.intid, 31);
+        // The guest acknowledges and completes it: the LR reads back invalid.
+        arch::write_list_register(0, 0);
+        exit(&mut vgic, &mut state, 0);
+        assert!(!vgic.has_deliverable(0));
+    }
+}
