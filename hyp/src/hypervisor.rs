@@ -24,6 +24,9 @@ use crate::vcpu::{RunState, INJECTED_UNDEFINED_ESR};
 use hypercall_abi::sched_op::ShutdownReason;
 use hypercall_abi::{HYPERCALL_IMMEDIATE, SMCCC_IMMEDIATE};
 
+/// CNTV_CTL_EL0.IMASK: the virtual timer's interrupt is masked.
+const TIMER_IMASK: u64 = 1 << 1;
+
 /// Everything the hypervisor manages, behind one lock.
 pub struct Hypervisor {
     domains: [Option<Domain>; MAX_DOMAINS],
@@ -34,7 +37,7 @@ pub struct Hypervisor {
     scheduler: Scheduler,
     /// Each domain slot's virtual GIC. Large, so kept here (reset in place when a domain
     /// is built) rather than moved around inside the domain control block.
-    vgics: [Vgic; MAX_DOMAINS],
+    pub(crate) vgics: [Vgic; MAX_DOMAINS],
     /// Each domain slot's event-channel ports (same reason).
     ports: [PortTable; MAX_DOMAINS],
 }
@@ -200,6 +203,15 @@ impl Hypervisor {
                     Outcome::Shutdown(reason) => {
                         self.end_domain(cpu, current.domain, DomainState::ShutDown(reason))
                     }
+                    Outcome::ReturnAndUpcall { value, vcpu } => {
+                        cpu.frame.x[0] = value;
+                        self.raise_upcall(current.domain, vcpu);
+                        Next::Resume
+                    }
+                    Outcome::EventChannel { cmd, arg } => {
+                        cpu.frame.x[0] = self.event_channel_op(current, cmd, arg);
+                        Next::Resume
+                    }
                 }
             }
             GuestExit::Hypercall {
@@ -352,6 +364,56 @@ impl Hypervisor {
         }
     }
 
+    /// EVTCHNOP from `current`'s domain: the operation on the port tables, then its
+    /// action (an event delivered, an unmasked port re-checked). Returns x0.
+    fn event_channel_op(&mut self, current: VcpuId, cmd: u32, arg: crate::addr::GuestVirtAddr) -> u64 {
+        let Self { domains, ports, .. } = self;
+        let Some(caller) = domains.get(current.domain).and_then(Option::as_ref) else {
+            return hypercall_abi::errno::Errno::ESRCH.to_return();
+        };
+        let owned = caller.guest_accessible();
+        let memory = crate::guest_memory::GuestMemory::new(&owned);
+        let mut tables = crate::hypercall::event_channel::EventTables {
+            ports,
+            vcpu_counts: core::array::from_fn(|slot| {
+                domains.get(slot).and_then(Option::as_ref).map(|domain| domain.vcpus.len() as u32)
+            }),
+        };
+        let (result, action) = crate::hypercall::event_channel::event_channel_op(
+            &mut tables,
+            &memory,
+            current.domain as u16,
+            cmd,
+            arg,
+        );
+        if let Some(action) = action {
+            self.carry_out_event(action);
+        }
+        result
+    }
+
+    /// Applies an event-channel action to the target domain's shared_info and, when the
+    /// 2-level protocol says so, raises its upcall interrupt on the target vCPU.
+    fn carry_out_event(&mut self, action: crate::event_channel::Action) {
+        let slot = usize::from(action.domain());
+        let Some(domain) = self.domain(slot) else { return };
+        let vcpu = action.vcpu();
+        let vcpu_info = vcpu.and_then(|vcpu| domain.vcpu_info(vcpu as usize));
+        let inject = action.apply(domain.shared_info(), vcpu_info);
+        if let (true, Some(vcpu)) = (inject, vcpu) {
+            self.raise_upcall(slot, vcpu as usize);
+        }
+    }
+
+    /// Makes the event-channel upcall interrupt (PPI 31) pending for a vCPU.
+    fn raise_upcall(&mut self, slot: usize, vcpu: usize) {
+        let effects = match self.vgics.get_mut(slot) {
+            Some(vgic) => vgic.set_pending(vcpu, crate::domain_dt::layout::EVENT_CHANNEL_INTID),
+            None => crate::vgic::Effects::NONE,
+        };
+        self.kick(slot, effects);
+    }
+
     /// Whether a data abort hit the domain's virtual distributor or redistributors.
     fn is_virtual_gic(&self, current: VcpuId, abort: &Abort) -> bool {
         self.domain(current.domain).is_some()
@@ -490,6 +552,21 @@ impl Hypervisor {
     fn end_domain(&mut self, cpu: &mut CpuState, slot: usize, state: DomainState) -> Next {
         // Off the run queues first (with one CPU nothing else can be running it).
         let _ = self.scheduler.remove_domain(slot);
+        // Its channels close; each peer is told on its end, so it sees the end rather
+        // than waiting for ever.
+        let notifications = {
+            let Self { domains, ports, .. } = self;
+            let mut tables = crate::hypercall::event_channel::EventTables {
+                ports,
+                vcpu_counts: core::array::from_fn(|index| {
+                    domains.get(index).and_then(Option::as_ref).map(|domain| domain.vcpus.len() as u32)
+                }),
+            };
+            crate::event_channel::close_all(&mut tables, slot as u16)
+        };
+        for deliver in notifications {
+            self.carry_out_event(crate::event_channel::Action::Deliver(deliver));
+        }
         if let Some(mut domain) = self.domains.get_mut(slot).and_then(Option::take) {
             self.retire(&mut domain, state);
             domain.tear_down(&mut self.frames);
@@ -723,6 +800,24 @@ impl Hypervisor {
                 arch::arm_timer(None);
                 arch::end_interrupt(acknowledged);
                 next = self.tick(cpu);
+            } else if intid == arch::virtual_timer_intid() {
+                // The running vCPU's virtual timer expired. As Xen does, mask it (the guest
+                // reprograms CNTV_CTL in its handler) and inject its virtual PPI.
+                arch::mask_virtual_timer();
+                arch::end_interrupt(acknowledged);
+                if let Some(owner) = cpu.current.or(cpu.last) {
+                    if cpu.current.is_none() {
+                        // Fired after its vCPU left: keep the saved copy masked too.
+                        if let Some(vcpu) = self.vcpu_mut(owner) {
+                            vcpu.el1.cntv_ctl_el0 |= TIMER_IMASK;
+                        }
+                    }
+                    let effects = match self.vgics.get_mut(owner.domain) {
+                        Some(vgic) => vgic.set_pending(owner.vcpu, intid),
+                        None => crate::vgic::Effects::NONE,
+                    };
+                    self.kick(owner.domain, effects);
+                }
             } else if Some(intid) == arch::maintenance_intid() {
                 // The list registers ran low; refilling them happens on the way back in.
                 arch::end_interrupt(acknowledged);

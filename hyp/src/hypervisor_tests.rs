@@ -11,6 +11,7 @@ use crate::bootpack::DomainImage;
 use crate::domain_dt::{layout, GuestGic};
 use crate::esr::{Abort, EmulatableAccess, FaultKind, GuestExit};
 use hypercall_abi::errno::Errno;
+use hypercall_abi::event_channel_op::Port;
 use hypercall_abi::hypercall as number;
 use std::vec::Vec;
 
@@ -448,4 +449,122 @@ fn runstate_area_is_written_when_the_vcpu_is_switched_in() {
     assert_eq!(&record[0..4], &0i32.to_le_bytes(), "state = running");
     assert_ne!(&record[8..16], &[0; 8], "entry time set");
     assert_eq!(&record[4..8], &[0; 4], "padding stays zero");
+}
+
+/// EVTCHNOP `cmd` from the current vCPU with its argument bytes at guest VA 0x1000; returns
+/// x0 and the argument bytes as the hypervisor left them.
+fn evtchn(setup: &mut Setup, cmd: u64, argument: &[u8]) -> (u64, Vec<u8>) {
+    let ram = map_first_page(setup);
+    poke(setup, 0, argument);
+    hypercall(setup, number::EVENT_CHANNEL_OP, [cmd, 0x1000, 0, 0, 0]);
+    let mut back = std::vec![0u8; argument.len()];
+    // SAFETY: reads the argument back from the test domain's first RAM page.
+    unsafe { core::ptr::copy_nonoverlapping(arch::phys_to_virt(ram), back.as_mut_ptr(), back.len()) };
+    (setup.cpu.frame.x[0], back)
+}
+
+fn le32(bytes: &[u8], offset: usize) -> u32 {
+    u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap())
+}
+
+/// Enables the event-channel PPI (31) and group 1 in the current domain's virtual GIC, as
+/// a guest does through its GICv2 distributor.
+fn enable_upcall(setup: &mut Setup, slot: usize) {
+    let vgic = &mut setup.hypervisor.vgics[slot];
+    vgic.write(crate::vgic::Frame::Distributor, 0, 0x100, 4, 1 << 31).unwrap(); // ISENABLER0
+    vgic.write(crate::vgic::Frame::Distributor, 0, 0x0, 4, 0b11).unwrap(); // CTLR
+}
+
+#[test]
+fn loopback_channel_delivers_to_the_upcall() {
+    let mut setup = setup(&["alpha"]);
+    enable_upcall(&mut setup, 0);
+    // alloc_unbound {dom = SELF, remote = SELF} -> port a.
+    let mut request = std::vec![0u8; 8];
+    request[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    request[2..4].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    let (result, back) = evtchn(&mut setup, 6, &request);
+    assert_eq!(result, 0);
+    let a = le32(&back, 4);
+    assert_ne!(a, 0);
+    // bind_interdomain {remote = SELF, remote_port = a} -> port b.
+    let mut request = std::vec![0u8; 12];
+    request[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    request[4..8].copy_from_slice(&a.to_le_bytes());
+    let (result, back) = evtchn(&mut setup, 0, &request);
+    assert_eq!(result, 0);
+    let b = le32(&back, 8);
+    assert_ne!(b, a);
+    // Clear what binding marked pending, then send on b: a becomes pending, upcall raised.
+    let domain = setup.hypervisor.domain(0).unwrap();
+    let shared = domain.shared_info();
+    for word in &shared.evtchn_pending {
+        word.store(0, core::sync::atomic::Ordering::SeqCst);
+    }
+    // As the guest's upcall handler would: selector and upcall flag consumed.
+    let info = domain.vcpu_info(0).unwrap();
+    info.evtchn_upcall_pending.store(0, core::sync::atomic::Ordering::SeqCst);
+    info.evtchn_pending_sel.store(0, core::sync::atomic::Ordering::SeqCst);
+    setup.hypervisor.vgics[0].write(crate::vgic::Frame::Distributor, 0, 0x280, 4, u64::MAX).unwrap(); // ICPENDR0
+    let (result, _) = evtchn(&mut setup, 4, &b.to_le_bytes());
+    assert_eq!(result, 0);
+    let domain = setup.hypervisor.domain(0).unwrap();
+    assert!(hypercall_abi::evtchn2l::test_pending(domain.shared_info(), Port(a)));
+    assert!(setup.hypervisor.vgics[0].is_deliverable(0, 31), "upcall PPI pending and enabled");
+    // Errors come from the model: a port that does not exist.
+    let (result, _) = evtchn(&mut setup, 4, &999u32.to_le_bytes());
+    assert_eq!(result, Errno::EINVAL.to_return());
+    // Unknown sub-op.
+    let (result, _) = evtchn(&mut setup, 11, &[0; 24]);
+    assert_eq!(result, Errno::ENOSYS.to_return());
+}
+
+#[test]
+fn a_dying_peer_notifies_the_other_end() {
+    let mut setup = setup(&["alpha", "beta"]);
+    enable_upcall(&mut setup, 1);
+    // alpha (domain 0) offers a port to beta (domain 1).
+    let mut request = std::vec![0u8; 8];
+    request[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    request[2..4].copy_from_slice(&1u16.to_le_bytes());
+    let (result, back) = evtchn(&mut setup, 6, &request);
+    assert_eq!(result, 0);
+    let alpha_port = le32(&back, 4);
+    // alpha yields, beta binds to it.
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 1);
+    let mut request = std::vec![0u8; 12];
+    request[0..2].copy_from_slice(&0u16.to_le_bytes());
+    request[4..8].copy_from_slice(&alpha_port.to_le_bytes());
+    let (result, back) = evtchn(&mut setup, 0, &request);
+    assert_eq!(result, 0);
+    let beta_port = le32(&back, 8);
+    // beta sends: alpha's port is pending in alpha's shared_info.
+    let (result, _) = evtchn(&mut setup, 4, &beta_port.to_le_bytes());
+    assert_eq!(result, 0);
+    assert!(hypercall_abi::evtchn2l::test_pending(
+        setup.hypervisor.domain(0).unwrap().shared_info(),
+        Port(alpha_port)
+    ));
+    // alpha crashes: beta's end is notified (pending) and reads as unbound.
+    let beta = setup.hypervisor.domain(1).unwrap();
+    for word in &beta.shared_info().evtchn_pending {
+        word.store(0, core::sync::atomic::Ordering::SeqCst);
+    }
+    beta.vcpu_info(0).unwrap().evtchn_pending_sel.store(0, core::sync::atomic::Ordering::SeqCst);
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 0);
+    let crash = GuestExit::Unhandled { class: 0x3f };
+    setup.hypervisor.handle_exit(&mut setup.cpu, crash, 0);
+    assert_eq!(setup.cpu.current.unwrap().domain, 1);
+    assert!(hypercall_abi::evtchn2l::test_pending(
+        setup.hypervisor.domain(1).unwrap().shared_info(),
+        Port(beta_port)
+    ));
+    let mut status = std::vec![0u8; 24];
+    status[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    status[4..8].copy_from_slice(&beta_port.to_le_bytes());
+    let (result, back) = evtchn(&mut setup, 5, &status);
+    assert_eq!(result, 0);
+    assert_eq!(le32(&back, 8), 1, "EVTCHNSTAT_unbound");
 }

@@ -159,6 +159,12 @@ mod target {
             hyp::arch::aarch64::gic::DEFAULT_PRIORITY,
         )
         .map_err(|error| error.describe())?;
+        // Each vCPU's virtual timer interrupt comes to EL2 and is forwarded to it.
+        gic.enable_ppi(
+            hyp::arch::aarch64::timer::virtual_timer_intid(),
+            hyp::arch::aarch64::gic::DEFAULT_PRIORITY,
+        )
+        .map_err(|error| error.describe())?;
         // The maintenance interrupt tells us when a vCPU's list registers run low.
         if let Some(maintenance) = gic.maintenance_intid() {
             gic.enable_ppi(maintenance, hyp::arch::aarch64::gic::DEFAULT_PRIORITY)

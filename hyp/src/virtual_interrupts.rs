@@ -90,6 +90,11 @@ pub fn exit(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) -> Effects
     for (index, slot) in read_back.iter_mut().enumerate().take(state.list_registers.count()) {
         if valid & (1 << index) != 0 {
             *slot = decode(version, arch::read_list_register(index));
+            if slot.is_none() {
+                // Completed by the guest. Zero it now: an invalid LR that still carries its
+                // EOI-maintenance bit keeps EISR (and so the maintenance interrupt) asserted.
+                arch::write_list_register(index, 0);
+            }
         }
     }
     state.list_registers.sync_from_hardware(vgic, vcpu, &read_back)

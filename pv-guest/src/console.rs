@@ -4,9 +4,11 @@
 //! one hypercall per line (on `'\n'`, or when full): the hypervisor prefixes every line
 //! it receives with the domain's name, so a line must arrive whole.
 //!
-//! The guest has one vCPU and runs with interrupts masked, so the only way to re-enter
-//! the buffer is an exception taken while printing; [`emergency_print`] (used by the
-//! exception handler) therefore never touches the buffer.
+//! Interrupt handlers never print, and secondary vCPUs print nothing in normal runs, so
+//! the buffer is re-entered only by an exception taken while printing, or by another
+//! vCPU printing at the same time: then the `busy` flag routes the text to
+//! [`emergency_print`] (also used by the exception handler), which never touches the
+//! buffer.
 
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};

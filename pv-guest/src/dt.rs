@@ -1,7 +1,10 @@
 //! A tiny, bounds-checked flattened device tree reader.
 //!
 //! It reads only what pv-guest needs: the root's `#address-cells`/`#size-cells`,
-//! `/chosen/bootargs` and the `reg` of the depth-1 `memory` nodes. The tree comes from
+//! `/chosen/bootargs`, the `reg` of the depth-1 `memory` nodes, and for interrupts:
+//! the GIC node (`arm,gic-v3`, `arm,gic-400`, `arm,cortex-a15-gic`: version and `reg`),
+//! the `timer` node's virtual-timer interrupt, the `/hypervisor` event interrupt and the
+//! `reg` (MPIDR) of each `/cpus/cpu@N` node, in tree order. The tree comes from
 //! the hypervisor and is treated as untrusted: every read is checked, nothing panics,
 //! and a malformed tree yields a [`DtError`] that the caller reports on the console.
 //!
@@ -16,6 +19,10 @@ const MAX_TREE_SIZE: usize = 2 << 20;
 pub const MAX_MEMORY_RANGES: usize = 8;
 /// Deepest node nesting accepted.
 const MAX_DEPTH: usize = 32;
+/// Most CPU nodes kept.
+pub const MAX_CPUS: usize = 8;
+/// Most `reg` ranges kept from the GIC node.
+pub const MAX_GIC_RANGES: usize = 8;
 
 const FDT_MAGIC: u32 = 0xd00d_feed;
 const FDT_BEGIN_NODE: u32 = 1;
@@ -90,6 +97,35 @@ impl MemoryRange {
     }
 }
 
+/// Which GIC architecture the interrupt-controller node describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicVersion {
+    /// `arm,gic-400` / `arm,cortex-a15-gic`: `reg` = distributor, CPU interface.
+    V2,
+    /// `arm,gic-v3`: `reg` = distributor, then the redistributor regions.
+    V3,
+}
+
+/// The interrupt controller node.
+#[derive(Clone, Copy, Debug)]
+pub struct GicInfo {
+    /// Its architecture.
+    pub version: GicVersion,
+    /// Its `reg` ranges, in order.
+    pub ranges: [MemoryRange; MAX_GIC_RANGES],
+    /// How many entries of `ranges` are valid.
+    pub range_count: usize,
+    /// `#redistributor-regions` (GICv3; 1 when absent).
+    pub redistributor_regions: u32,
+}
+
+impl GicInfo {
+    /// The valid `reg` ranges.
+    pub fn ranges(&self) -> &[MemoryRange] {
+        &self.ranges[..self.range_count]
+    }
+}
+
 /// What pv-guest takes from the device tree.
 #[derive(Clone, Copy, Debug)]
 pub struct BootInfo {
@@ -101,6 +137,16 @@ pub struct BootInfo {
     pub memory_count: usize,
     /// Memory ranges dropped because `memory` was full.
     pub memory_dropped: usize,
+    /// The first GIC node found, if any.
+    pub gic: Option<GicInfo>,
+    /// INTID of the virtual timer (third entry of the `arm,armv8-timer` node).
+    pub virtual_timer_intid: Option<u32>,
+    /// INTID of the event-channel upcall (`/hypervisor` `interrupts`).
+    pub event_intid: Option<u32>,
+    /// MPIDR (`reg`) of each `/cpus/cpu@N` node; index = vCPU id (tree order).
+    pub cpus: [u64; MAX_CPUS],
+    /// How many entries of `cpus` are valid.
+    pub cpu_count: usize,
 }
 
 impl BootInfo {
@@ -187,6 +233,112 @@ fn string_at(strings: &[u8], offset: usize) -> Result<&[u8], DtError> {
     Ok(&rest[..length])
 }
 
+/// The properties of one node that the interrupt setup needs.
+#[derive(Clone, Copy)]
+struct NodeProps {
+    name: &'static [u8],
+    compatible: &'static [u8],
+    device_type: &'static [u8],
+    reg: &'static [u8],
+    interrupts: &'static [u8],
+    redistributor_regions: u32,
+    /// This node's `#address-cells` / `#size-cells` (for its children's `reg`).
+    address_cells: usize,
+    size_cells: usize,
+}
+
+impl NodeProps {
+    const EMPTY: NodeProps = NodeProps {
+        name: &[],
+        compatible: &[],
+        device_type: &[],
+        reg: &[],
+        interrupts: &[],
+        redistributor_regions: 1,
+        address_cells: 2,
+        size_cells: 1,
+    };
+
+    fn record(&mut self, name: &[u8], value: &'static [u8]) {
+        match name {
+            b"compatible" => self.compatible = value,
+            b"device_type" => self.device_type = value,
+            b"reg" => self.reg = value,
+            b"interrupts" => self.interrupts = value,
+            b"#redistributor-regions" => self.redistributor_regions = read_cells(value, 1) as u32,
+            b"#address-cells" => self.address_cells = read_cells(value, 1) as usize,
+            b"#size-cells" => self.size_cells = read_cells(value, 1) as usize,
+            _ => {}
+        }
+    }
+
+    /// Whether the NUL-separated `compatible` list holds `wanted`.
+    fn is_compatible(&self, wanted: &[u8]) -> bool {
+        self.compatible
+            .split(|&byte| byte == 0)
+            .any(|entry| entry == wanted)
+    }
+}
+
+/// INTID of interrupt specifier `index` (3 cells: type, number, flags): SPI (type 0)
+/// number + 32, PPI (type 1) number + 16.
+fn interrupt_intid(interrupts: &[u8], index: usize) -> Option<u32> {
+    let start = index.checked_mul(12)?;
+    let kind = read_u32(interrupts, start)?;
+    let number = read_u32(interrupts, start + 4)?;
+    match kind {
+        0 => number.checked_add(32),
+        1 if number < 16 => Some(number + 16),
+        _ => None,
+    }
+}
+
+/// Takes what the interrupt setup needs from the node closing at `depth`.
+fn classify(info: &mut BootInfo, nodes: &[NodeProps; MAX_DEPTH + 1], depth: usize) {
+    let node = &nodes[depth];
+    let parent = &nodes[depth - 1];
+    let cells_ok = (1..=2).contains(&parent.address_cells) && parent.size_cells <= 2;
+    let gic_version = if node.is_compatible(b"arm,gic-v3") {
+        Some(GicVersion::V3)
+    } else if node.is_compatible(b"arm,gic-400") || node.is_compatible(b"arm,cortex-a15-gic") {
+        Some(GicVersion::V2)
+    } else {
+        None
+    };
+    if let (Some(version), None, true) = (gic_version, &info.gic, cells_ok) {
+        let entry = (parent.address_cells + parent.size_cells) * 4;
+        let mut gic = GicInfo {
+            version,
+            ranges: [MemoryRange::default(); MAX_GIC_RANGES],
+            range_count: 0,
+            redistributor_regions: node.redistributor_regions,
+        };
+        for (slot, chunk) in gic.ranges.iter_mut().zip(node.reg.chunks_exact(entry)) {
+            let split = parent.address_cells * 4;
+            *slot = MemoryRange {
+                base: read_cells(&chunk[..split], parent.address_cells),
+                size: read_cells(&chunk[split..], parent.size_cells),
+            };
+            gic.range_count += 1;
+        }
+        info.gic = Some(gic);
+    }
+    if depth == 2 && node.is_compatible(b"arm,armv8-timer") {
+        info.virtual_timer_intid = interrupt_intid(node.interrupts, 2);
+    }
+    if depth == 2 && node.name == b"hypervisor" && node.is_compatible(b"xen,xen") {
+        info.event_intid = interrupt_intid(node.interrupts, 0);
+    }
+    let is_cpu = node.device_type.split(|&byte| byte == 0).next() == Some(b"cpu".as_slice());
+    if depth == 3 && parent.name == b"cpus" && is_cpu && cells_ok {
+        let bytes = parent.address_cells * 4;
+        if node.reg.len() >= bytes && info.cpu_count < MAX_CPUS {
+            info.cpus[info.cpu_count] = read_cells(&node.reg[..bytes], parent.address_cells);
+            info.cpu_count += 1;
+        }
+    }
+}
+
 fn is_memory_node(name: &[u8]) -> bool {
     name == b"memory" || name.starts_with(b"memory@")
 }
@@ -236,7 +388,14 @@ pub fn parse(tree: &'static [u8]) -> Result<BootInfo, DtError> {
         memory: [MemoryRange::default(); MAX_MEMORY_RANGES],
         memory_count: 0,
         memory_dropped: 0,
+        gic: None,
+        virtual_timer_intid: None,
+        event_intid: None,
+        cpus: [0; MAX_CPUS],
+        cpu_count: 0,
     };
+    // The node being read at each depth (index = depth), for the interrupt nodes.
+    let mut nodes = [NodeProps::EMPTY; MAX_DEPTH + 1];
     let mut address_cells = 2;
     let mut size_cells = 1;
     // The memory `reg`s, kept until the root's cells are known (they may come later).
@@ -265,8 +424,15 @@ pub fn parse(tree: &'static [u8]) -> Result<BootInfo, DtError> {
                     in_chosen = name == b"chosen";
                     in_memory = is_memory_node(name);
                 }
+                nodes[depth] = NodeProps {
+                    name,
+                    ..NodeProps::EMPTY
+                };
             }
             FDT_END_NODE => {
+                if depth >= 1 {
+                    classify(&mut info, &nodes, depth);
+                }
                 depth = depth.checked_sub(1).ok_or(DtError::BadNesting)?;
                 if depth < 2 {
                     in_chosen = false;
@@ -278,6 +444,7 @@ pub fn parse(tree: &'static [u8]) -> Result<BootInfo, DtError> {
                 let name_offset = cursor.u32()? as usize;
                 let value = cursor.take(length)?;
                 let name = string_at(strings, name_offset)?;
+                nodes[depth].record(name, value);
                 match (depth, name) {
                     (1, b"#address-cells") => address_cells = read_cells(value, 1),
                     (1, b"#size-cells") => size_cells = read_cells(value, 1),

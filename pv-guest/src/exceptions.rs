@@ -1,6 +1,7 @@
 //! EL1 exception handling, and "expected faults" for tests.
 //!
-//! Every exception reaches [`pv_guest_exception`] with the saved registers. An
+//! Every exception reaches [`pv_guest_exception`] with the saved registers. An IRQ
+//! from EL1 goes to [`crate::irq::handle`] once a GIC is configured. An
 //! unexpected one is reported (`unexpected exception ESR=.. ELR=.. FAR=..`) and the
 //! domain shuts down with `SHUTDOWN_crash`.
 //!
@@ -16,6 +17,7 @@ use crate::abi::guest::sched_shutdown;
 use crate::abi::sched_op::ShutdownReason;
 use crate::arch::cpu;
 use crate::console::emergency_print;
+use crate::irq;
 
 /// Registers saved by the vectors (layout shared with `arch/entry.rs`).
 #[repr(C)]
@@ -83,9 +85,19 @@ pub fn take() -> Option<FaultRecord> {
     }
 }
 
+/// Vector index of an IRQ taken from EL1 using SP_EL1 (group 1, kind 1).
+const IRQ_CURRENT_EL_SPX: u64 = 5;
+
 /// Called by the vectors with the saved registers and the vector index (0..16).
 #[no_mangle]
 extern "C" fn pv_guest_exception(frame: &mut ExceptionFrame, vector: u64) {
+    if vector == IRQ_CURRENT_EL_SPX {
+        // The counter first: handlers measure delivery latency from here.
+        let entry_time = cpu::counter();
+        if irq::handle(entry_time) {
+            return;
+        }
+    }
     let syndrome = cpu::exception_syndrome();
     let is_synchronous = vector.is_multiple_of(4);
     let expected = EXPECTED_ADDRESS.load(Ordering::SeqCst);

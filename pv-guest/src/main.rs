@@ -9,6 +9,10 @@
 //! device tree, build the identity map and turn on the MMU and caches, then run the
 //! scenarios the command line names (`tests/`) and shut down: poweroff when every test
 //! passed, crash otherwise.
+//!
+//! Interrupts (only for the scenarios that need them, set up by [`platform`]): a GIC
+//! driver ([`gic`]), IRQ dispatch and waiting ([`irq`]), Xen event channels
+//! ([`events`]), the virtual timer ([`timer`]) and secondary vCPUs ([`smp`]).
 
 #![no_std]
 #![no_main]
@@ -17,9 +21,15 @@
 mod arch;
 mod console;
 mod dt;
+mod events;
 mod exceptions;
+mod gic;
+mod irq;
 mod mmu;
+mod platform;
+mod smp;
 mod tests;
+mod timer;
 
 /// The hypercall ABI (Xen's guest ABI: numbers, errno, `hvc` wrappers).
 use hypercall_abi as abi;
@@ -41,6 +51,7 @@ extern "C" {
 /// `bad_relocations` how many relocations were not R_AARCH64_RELATIVE (and skipped).
 #[no_mangle]
 extern "C" fn pv_guest_main(device_tree: u64, load_base: u64, bad_relocations: u64) -> ! {
+    arch::cpu::set_cpu_index(0);
     // SAFETY: x0 points at the tree the hypervisor gave us (checked for null and
     // alignment inside); it stays in RAM we never write.
     let tree = unsafe { dt::read(device_tree) };

@@ -112,7 +112,14 @@ pub fn test(args: &TestArgs) -> Result<bool> {
         let images = match ready {
             Ok(images) => images,
             Err(reason) => {
-                for scenario in ["demo", "crash-isolation", "guest-cmdline", "example-guest"] {
+                for scenario in [
+                    "demo",
+                    "crash-isolation",
+                    "guest-cmdline",
+                    "example-guest",
+                    "spinner-beside-interactive",
+                    "interrupts-and-events",
+                ] {
                     tally.record(
                         &format!("{prefix}::{scenario}"),
                         Verdict::Fail {
@@ -138,6 +145,14 @@ pub fn test(args: &TestArgs) -> Result<bool> {
         tally.record(
             &format!("{prefix}::example-guest"),
             example_guest(images, machine, args.timeout),
+        );
+        tally.record(
+            &format!("{prefix}::spinner-beside-interactive"),
+            spinner_beside_interactive(images, machine, args.timeout),
+        );
+        tally.record(
+            &format!("{prefix}::interrupts-and-events"),
+            interrupts_and_events(images, machine, args.timeout),
         );
         if args.no_xen || machine == Machine::Raspi4b {
             continue;
@@ -297,6 +312,67 @@ fn example_guest(images: &Images, machine: Machine, timeout: Duration) -> Verdic
             .any(|line| line.starts_with("(minimal-guest) Hello from minimal-guest on Xen 4.17"));
         if !greeted {
             return Err("no `Hello from minimal-guest on Xen 4.17` line".into());
+        }
+        run::check_all_clean(&outcome, domains.len())?;
+        Ok(())
+    };
+    match check() {
+        Ok(()) => Verdict::Pass,
+        Err(reason) => fail(&outcome, reason),
+    }
+}
+
+/// `spinner-beside-interactive`: a domain that spins for 300 ms of counter time does not
+/// starve its neighbour. The spinner must see itself preempted (its `spin::was_preempted`
+/// test), and the interactive domain must finish its report before the spinner does.
+fn spinner_beside_interactive(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    let domains = [
+        Domain::new("spinner", &images.guest_img, "spin"),
+        Domain::new("interactive", &images.guest_img, "hello"),
+    ];
+    let outcome = match boot(images, &domains, machine, timeout) {
+        Ok(outcome) => outcome,
+        Err(verdict) => return verdict,
+    };
+    let check = || -> Result<(), String> {
+        domain_report(&outcome, "spinner")?;
+        domain_report(&outcome, "interactive")?;
+        let position = |prefix: &str| {
+            outcome
+                .console_lines()
+                .position(|line| line.starts_with(prefix) && line.ends_with(" failed"))
+        };
+        match (position("(interactive) "), position("(spinner) ")) {
+            (Some(interactive), Some(spinner)) if interactive < spinner => {}
+            _ => return Err("the interactive domain did not finish before the spinner".into()),
+        }
+        run::check_all_clean(&outcome, domains.len())?;
+        Ok(())
+    };
+    match check() {
+        Ok(()) => Verdict::Pass,
+        Err(reason) => fail(&outcome, reason),
+    }
+}
+
+/// `interrupts-and-events`: a 2-vCPU domain runs the guest's `events` (event channels and
+/// their upcall), `ipi` (SGIs between its vCPUs), `evtchn-ipi` (EVTCHNOP_bind_ipi) and
+/// `timer` (the virtual timer) scenarios; every test must pass and at least 12 must run.
+fn interrupts_and_events(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    let mut domain = Domain::new("events", &images.guest_img, "events ipi evtchn-ipi timer");
+    domain.vcpus = 2;
+    let domains = [domain];
+    let outcome = match boot(images, &domains, machine, timeout) {
+        Ok(outcome) => outcome,
+        Err(verdict) => return verdict,
+    };
+    let check = || -> Result<(), String> {
+        let report = domain_report(&outcome, "events")?;
+        if report.results.len() < 12 {
+            return Err(format!(
+                "only {} tests ran, expected at least 12",
+                report.results.len()
+            ));
         }
         run::check_all_clean(&outcome, domains.len())?;
         Ok(())

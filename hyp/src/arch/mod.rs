@@ -14,7 +14,7 @@ pub mod fake;
 pub use fake as current;
 
 pub use current::{
-    maintenance_intid, virtual_cpu_interface, list_register_count, read_list_register, restore_virtual_interface,
+    mask_virtual_timer, virtual_timer_intid, maintenance_intid, virtual_cpu_interface, list_register_count, read_list_register, restore_virtual_interface,
     save_virtual_interface, set_virtual_interface, write_list_register, acknowledge_interrupt, arm_timer, el2_timer_intid, end_interrupt, interrupt_id,
     wait_for_interrupt, clean_invalidate_data_cache, inject_exception, phys_to_virt, power_off, read_counter,
     read_counter_frequency, restore_el1, restore_fp, save_el1, save_fp, set_stage2,

@@ -5,6 +5,7 @@
 //! everything that needs no guest memory; this module does the rest through the domain's
 //! [`GuestMemory`]. Nothing here can fault the hypervisor: every guest error is an errno.
 
+pub mod event_channel;
 pub mod memory;
 pub mod psci;
 pub mod vcpu;
@@ -33,6 +34,23 @@ pub enum Outcome {
     Yield(u64),
     /// The domain asked to stop.
     Shutdown(ShutdownReason),
+    /// Return `value`, and raise the event-channel upcall on vCPU `vcpu` of the caller's
+    /// domain (the 2-level protocol asked for it: for instance after
+    /// VCPUOP_register_vcpu_info marked every event pending).
+    ReturnAndUpcall {
+        /// The result for x0.
+        value: u64,
+        /// The vCPU to interrupt.
+        vcpu: usize,
+    },
+    /// An event-channel operation: it involves other domains, so the hypervisor (which
+    /// holds all of them) carries it out.
+    EventChannel {
+        /// The EVTCHNOP sub-op.
+        cmd: u32,
+        /// Its argument struct.
+        arg: GuestVirtAddr,
+    },
 }
 
 /// The features this hypervisor offers every domain in XENVER_get_features submap 0: an
@@ -89,6 +107,7 @@ pub fn dispatch(
                 },
             }
         }
+        Call::EventChannelOp { cmd, arg } => Outcome::EventChannel { cmd, arg: GuestVirtAddr::new(arg.0) },
         Call::MemoryOp { cmd, arg } => {
             memory::memory_op(domain, frames, cmd, GuestVirtAddr::new(arg.0))
         }

@@ -32,7 +32,8 @@ pub fn vcpu_op(
                 Err(error) => return errno(error),
             };
             match register_vcpu_info(domain, caller, target, &request) {
-                Ok(()) => Outcome::Return(0),
+                Ok(true) => Outcome::ReturnAndUpcall { value: 0, vcpu: target },
+                Ok(false) => Outcome::Return(0),
                 Err(error) => errno(error),
             }
         }
@@ -56,13 +57,14 @@ pub fn vcpu_op(
 /// VCPUOP_register_vcpu_info with Xen 4.17's rules (`map_vcpu_info`): the area must fit
 /// its page, lie in the domain's memory, be 8-aligned (our atomics need it), be registered
 /// once, and only by the vCPU itself or for one that is off. The old contents are copied
-/// and every event marked pending, to force a rescan.
+/// and every event marked pending, to force a rescan; `Ok(true)` means the upcall must be
+/// raised now (Xen's `arch_evtchn_inject`).
 pub fn register_vcpu_info(
     domain: &mut Domain,
     caller: usize,
     target: usize,
     request: &RegisterVcpuInfo,
-) -> Result<(), Errno> {
+) -> Result<bool, Errno> {
     let offset = u64::from(request.offset);
     if offset > PAGE_SIZE - core::mem::size_of::<VcpuInfo>() as u64 || offset % 8 != 0 {
         return Err(Errno::EINVAL);
@@ -92,10 +94,7 @@ pub fn register_vcpu_info(
     if let Some(vcpu) = domain.vcpus.get_mut(target) {
         vcpu.vcpu_info = Some(location);
     }
-    if let Some(info) = domain.vcpu_info(target) {
-        evtchn2l::mark_all_pending(info);
-    }
-    Ok(())
+    Ok(domain.vcpu_info(target).is_some_and(evtchn2l::mark_all_pending))
 }
 
 fn copy_vcpu_info(location: PhysAddr, previous: Option<(u8, u64)>) {

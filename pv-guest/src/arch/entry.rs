@@ -10,11 +10,22 @@
 //! 3. sets SP to the boot stack (in bss) and VBAR_EL1 to [`exception_vectors`];
 //! 4. calls `pv_guest_main(device_tree, load_base, bad_relocations)`.
 //!
+//! A secondary CPU started with PSCI `CPU_ON` enters at `secondary_entry` (MMU off).
+//! It finds its [`SecondaryBoot`] (which the boot CPU cleaned to memory) by comparing
+//! MPIDR_EL1 with each block's `mpidr` field; it does not trust x0 (the `CPU_ON`
+//! context): on Xen 4.17, a `CPU_ON` issued just after `AFFINITY_INFO` reports the vCPU
+//! off can see x0 overwritten with 0 (seen in about half the runs under QEMU without
+//! icount; the likely cause is the vCPU's own `CPU_OFF` call still writing its result
+//! into the new context). It turns on its MMU with the boot CPU's registers before
+//! touching any memory through the cache, then sets SP and `VBAR_EL1` and calls
+//! `pv_guest_secondary_main(boot, x0 at entry)`.
+//!
 //! The vectors save x0..x30, ELR_EL1 and SPSR_EL1 in an [`ExceptionFrame`] on the
 //! stack and call `pv_guest_exception(frame, kind)`; whatever the handler leaves in the
 //! frame is restored before `eret`.
 //!
 //! [`ExceptionFrame`]: crate::exceptions::ExceptionFrame
+//! [`SecondaryBoot`]: crate::smp::SecondaryBoot
 
 /// Size of the boot stack in bss.
 pub const STACK_SIZE: usize = 64 * 1024;
@@ -100,6 +111,56 @@ primary_entry:
 8:  wfi
     b       8b
 
+    /* Secondary CPUs (PSCI CPU_ON), MMU off. The boot block is found by MPIDR, not
+     * taken from x0 (see the module docs). */
+    .global secondary_entry
+    .balign 8
+secondary_entry:
+    msr     daifset, #0xf
+    mov     x20, x0                 /* the CPU_ON context, only to check it */
+    mrs     x1, mpidr_el1
+    and     x2, x1, #0xffffff       /* Aff2.Aff1.Aff0 */
+    ubfx    x3, x1, #32, #8         /* Aff3 */
+    orr     x1, x2, x3, lsl #32
+    orr     x1, x1, #(1 << 63)      /* the "filled in" mark */
+    adrp    x19, {boot}
+    add     x19, x19, :lo12:{boot}
+    mov     x2, #{boot_count}
+1:  ldr     x3, [x19, #{boot_mpidr}]
+    cmp     x3, x1
+    b.eq    3f
+    add     x19, x19, #{boot_size}
+    subs    x2, x2, #1
+    b.ne    1b
+2:  wfi                             /* no block for this CPU */
+    b       2b
+3:
+    ldr     x1, [x19, #{boot_mair}]
+    ldr     x2, [x19, #{boot_tcr}]
+    ldr     x3, [x19, #{boot_ttbr}]
+    ldr     x4, [x19, #{boot_sctlr}]
+    msr     mair_el1, x1
+    msr     tcr_el1, x2
+    msr     ttbr0_el1, x3
+    isb
+    tlbi    vmalle1
+    ic      iallu
+    dsb     ish
+    isb
+    msr     sctlr_el1, x4
+    isb
+    ldr     x1, [x19, #{boot_stack}]
+    mov     sp, x1
+    adrp    x1, exception_vectors
+    add     x1, x1, :lo12:exception_vectors
+    msr     vbar_el1, x1
+    isb
+    mov     x0, x19
+    mov     x1, x20
+    bl      pv_guest_secondary_main
+9:  wfi
+    b       9b
+
     /* Exception vectors: 16 entries of 128 bytes, 2 KiB aligned. */
     .section .text.vectors, "ax"
     .balign 2048
@@ -160,7 +221,26 @@ exception_common:
     stack = sym BOOT_STACK,
     stack_size = const STACK_SIZE,
     frame_size = const core::mem::size_of::<crate::exceptions::ExceptionFrame>(),
+    boot_mair = const core::mem::offset_of!(crate::smp::SecondaryBoot, memory_attributes),
+    boot_tcr = const core::mem::offset_of!(crate::smp::SecondaryBoot, translation_control),
+    boot_ttbr = const core::mem::offset_of!(crate::smp::SecondaryBoot, table_base),
+    boot_sctlr = const core::mem::offset_of!(crate::smp::SecondaryBoot, system_control),
+    boot_stack = const core::mem::offset_of!(crate::smp::SecondaryBoot, stack_top),
+    boot_mpidr = const core::mem::offset_of!(crate::smp::SecondaryBoot, mpidr),
+    boot_size = const core::mem::size_of::<crate::smp::SecondaryBoot>(),
+    boot_count = const crate::dt::MAX_CPUS,
+    boot = sym crate::smp::BOOT,
 );
+
+extern "C" {
+    /// Where a secondary CPU enters (PSCI `CPU_ON`), see the module docs.
+    fn secondary_entry();
+}
+
+/// The address of the secondary entry point (an IPA: the map is the identity).
+pub fn secondary_entry_address() -> u64 {
+    secondary_entry as *const () as u64
+}
 
 /// The boot stack: 16-byte aligned, in bss (zeroed by the entry code before use).
 #[repr(C, align(16))]

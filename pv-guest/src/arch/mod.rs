@@ -1,4 +1,6 @@
-//! The only assembly in pv-guest: entry and vectors, and CPU registers and instructions.
+//! The only assembly in pv-guest: entry and vectors, CPU registers and instructions,
+//! and the MMIO accessors.
 
 pub mod cpu;
 pub mod entry;
+pub mod mmio;

@@ -23,6 +23,7 @@ pub const SCENARIO: Scenario = Scenario {
     name: "abi",
     in_default_set: true,
     introduce: None,
+    needs_cpus: 0,
     tests: &[
         Test {
             name: "features",

@@ -13,6 +13,7 @@ pub const SCENARIO: Scenario = Scenario {
     name: "crash",
     in_default_set: false,
     introduce: None,
+    needs_cpus: 0,
     tests: &[Test {
         name: "unmapped_ipa_store",
         run: store_to_unmapped_ipa,

@@ -18,6 +18,7 @@ pub const SCENARIO: Scenario = Scenario {
     name: "errors",
     in_default_set: true,
     introduce: None,
+    needs_cpus: 0,
     tests: &[
         Test {
             name: "unknown_hypercall_enosys",

@@ -14,6 +14,7 @@ pub const SCENARIO: Scenario = Scenario {
     name: "hello",
     in_default_set: true,
     introduce: Some(introduce),
+    needs_cpus: 0,
     tests: &[
         Test {
             name: "xen_version",

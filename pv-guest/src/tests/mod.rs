@@ -20,7 +20,12 @@
 mod abi;
 mod crash;
 mod errors;
+mod events;
+mod evtchn_ipi;
 mod hello;
+mod ipi;
+mod spin;
+mod timer;
 
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
@@ -36,6 +41,11 @@ pub const SCENARIOS: &[Scenario] = &[
     errors::SCENARIO,
     abi::SCENARIO,
     crash::SCENARIO,
+    spin::SCENARIO,
+    events::SCENARIO,
+    timer::SCENARIO,
+    ipi::SCENARIO,
+    evtchn_ipi::SCENARIO,
 ];
 
 /// Most scenario names honoured on one command line.
@@ -55,8 +65,18 @@ pub struct Scenario {
     pub in_default_set: bool,
     /// Runs once before the scenario's tests (for banner lines).
     pub introduce: Option<fn(&Context)>,
+    /// vCPUs the scenario needs: with fewer (device-tree `cpus`), it reports zero tests
+    /// and prints `NAME: needs N vCPUs, found M` instead.
+    pub needs_cpus: usize,
     /// The tests, in order.
     pub tests: &'static [Test],
+}
+
+impl Scenario {
+    /// Whether the machine has what the scenario needs.
+    fn runnable(&self, context: &Context) -> bool {
+        context.boot.cpu_count >= self.needs_cpus
+    }
 }
 
 /// One test: `SCENARIO::name`.
@@ -259,7 +279,8 @@ pub fn run(context: &Context) -> (usize, usize) {
     let total: usize = selected
         .clone()
         .map(|selection| match selection {
-            Selection::Known(scenario) => scenario.tests.len(),
+            Selection::Known(scenario) if scenario.runnable(context) => scenario.tests.len(),
+            Selection::Known(_) => 0,
             Selection::Unknown(_) => 1,
         })
         .sum();
@@ -275,6 +296,12 @@ pub fn run(context: &Context) -> (usize, usize) {
                 );
                 println!("test cmdline::unknown_scenario_{word} ... FAILED");
                 failed += 1;
+            }
+            Selection::Known(scenario) if !scenario.runnable(context) => {
+                println!(
+                    "{}: needs {} vCPUs, found {}",
+                    scenario.name, scenario.needs_cpus, context.boot.cpu_count
+                );
             }
             Selection::Known(scenario) => {
                 if let Some(introduce) = scenario.introduce {

@@ -119,3 +119,14 @@ pub fn virtual_cpu_interface() -> Option<PhysAddr> {
 pub fn maintenance_intid() -> Option<u32> {
     gic::Gic::get().and_then(gic::Gic::maintenance_intid)
 }
+
+/// The INTID of the EL1 virtual timer (forwarded to the vCPU that owns it).
+pub fn virtual_timer_intid() -> u32 {
+    timer::virtual_timer_intid()
+}
+
+/// Masks the live virtual timer (CNTV_CTL_EL0.IMASK), so its expiry stops asserting the
+/// physical interrupt until the guest reprograms it.
+pub fn mask_virtual_timer() {
+    let _ = timer::mask_virtual_timer();
+}

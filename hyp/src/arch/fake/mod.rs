@@ -272,3 +272,13 @@ pub fn virtual_cpu_interface() -> Option<PhysAddr> {
 pub fn maintenance_intid() -> Option<u32> {
     Some(25)
 }
+
+/// The fake virtual timer INTID (PPI 11).
+pub fn virtual_timer_intid() -> u32 {
+    27
+}
+
+/// Masks the fake live virtual timer.
+pub fn mask_virtual_timer() {
+    LIVE_EL1.with(|live| live.borrow_mut().cntv_ctl_el0 |= 1 << 1);
+}
