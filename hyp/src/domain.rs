@@ -247,9 +247,25 @@ impl Domain {
 
         // GICv2: the hardware's virtual CPU interface appears where the guest's device tree
         // puts its CPU interface.
-        if let (GuestGic::V2 { cpu_interface, .. }, Some(gicv)) = (gic, arch::virtual_cpu_interface()) {
-            let device = Stage2Attributes { read: true, write: true, execute: false, memory: MemoryKind::Device };
-            if stage2.map(cpu_interface.start, gicv, cpu_interface.size, device, frames).is_err() {
+        if let (GuestGic::V2 { cpu_interface, .. }, Some(gicv)) =
+            (gic, arch::virtual_cpu_interface())
+        {
+            let device = Stage2Attributes {
+                read: true,
+                write: true,
+                execute: false,
+                memory: MemoryKind::Device,
+            };
+            if stage2
+                .map(
+                    cpu_interface.start,
+                    gicv,
+                    cpu_interface.size,
+                    device,
+                    frames,
+                )
+                .is_err()
+            {
                 stage2.destroy(frames);
                 return Err(BuildError::Stage2);
             }

@@ -14,13 +14,13 @@ use crate::arch;
 use crate::cpu::{CpuState, VcpuId};
 use crate::domain::{Domain, DomainState, MAX_DOMAINS};
 use crate::esr::{Abort, FaultKind, GuestExit};
+use crate::event_channel::PortTable;
 use crate::hypercall::{self, psci, Outcome};
 use crate::mm::FrameAllocator;
-use crate::event_channel::PortTable;
 use crate::scheduler::{Decision, Scheduler, DEFAULT_WEIGHT};
-use crate::vgic::{GicVersion, Vgic};
 use crate::serial;
 use crate::vcpu::{RunState, INJECTED_UNDEFINED_ESR};
+use crate::vgic::{GicVersion, Vgic};
 use hypercall_abi::sched_op::ShutdownReason;
 use hypercall_abi::{HYPERCALL_IMMEDIATE, SMCCC_IMMEDIATE};
 
@@ -40,6 +40,9 @@ pub struct Hypervisor {
     pub(crate) vgics: [Vgic; MAX_DOMAINS],
     /// Each domain slot's event-channel ports (same reason).
     ports: [PortTable; MAX_DOMAINS],
+    /// The vCPU each physical CPU is running (kept here, under the lock, so any CPU can
+    /// tell where a vCPU runs: to kick it, or to wait before tearing its domain down).
+    running: [Option<VcpuId>; crate::scheduler::MAX_CPUS],
 }
 
 impl Default for Hypervisor {
@@ -75,7 +78,10 @@ pub struct DomainSchedule {
 
 impl Default for DomainSchedule {
     fn default() -> Self {
-        Self { weight: DEFAULT_WEIGHT, affinity: u64::MAX }
+        Self {
+            weight: DEFAULT_WEIGHT,
+            affinity: u64::MAX,
+        }
     }
 }
 
@@ -91,6 +97,7 @@ impl Hypervisor {
             scheduler: Scheduler::unconfigured(),
             vgics: [const { Vgic::new(GicVersion::V3, 1) }; MAX_DOMAINS],
             ports: [const { PortTable::new() }; MAX_DOMAINS],
+            running: [None; crate::scheduler::MAX_CPUS],
         }
     }
 
@@ -106,7 +113,8 @@ impl Hypervisor {
     ) -> Result<(), &'static str> {
         self.frames = frames;
         self.psci_over_smc = psci_over_smc;
-        self.scheduler = Scheduler::new(cpu_count, slice_ticks).map_err(|_| "scheduler settings")?;
+        self.scheduler =
+            Scheduler::new(cpu_count, slice_ticks).map_err(|_| "scheduler settings")?;
         Ok(())
     }
 
@@ -136,10 +144,25 @@ impl Hypervisor {
         let now = arch::read_counter();
         let mut scheduled = Ok(());
         for index in 0..vcpu_count {
-            let id = VcpuId { domain: slot, vcpu: index };
-            scheduled = scheduled.and(self.scheduler.add_vcpu(id, settings.weight, settings.affinity));
+            let id = VcpuId {
+                domain: slot,
+                vcpu: index,
+            };
+            scheduled = scheduled.and(self.scheduler.add_vcpu(
+                id,
+                settings.weight,
+                settings.affinity,
+            ));
         }
-        scheduled = scheduled.and(self.wake(VcpuId { domain: slot, vcpu: 0 }, now).map(|_| ()));
+        // Before the other CPUs start, nothing needs a kick: they all schedule first.
+        scheduled = scheduled.and(self.wake(
+            VcpuId {
+                domain: slot,
+                vcpu: 0,
+            },
+            now,
+            usize::MAX,
+        ));
         if scheduled.is_err() {
             let _ = self.scheduler.remove_domain(slot);
             if let Some(domain) = self.domains.get_mut(slot).and_then(Option::take) {
@@ -151,15 +174,24 @@ impl Hypervisor {
         self.domain(slot).ok_or(BuildError::Unsupported)
     }
 
-    /// Makes a vCPU runnable (the scheduler's view and its control block agree).
-    fn wake(&mut self, id: VcpuId, now: u64) -> Result<Option<usize>, crate::scheduler::SchedError> {
+    /// Makes a vCPU runnable (the scheduler's view and its control block agree), and kicks
+    /// the CPU the scheduler put it on if that is not `from_cpu`.
+    fn wake(
+        &mut self,
+        id: VcpuId,
+        now: u64,
+        from_cpu: usize,
+    ) -> Result<(), crate::scheduler::SchedError> {
         let wake = self.scheduler.wake(id, now)?;
         if wake.woken {
             if let Some(vcpu) = self.vcpu_mut(id) {
                 let _ = vcpu.set_state(RunState::Ready);
             }
         }
-        Ok(wake.cpu_to_kick)
+        if let Some(target) = wake.cpu_to_kick.filter(|target| *target != from_cpu) {
+            arch::kick_cpu(target);
+        }
+        Ok(())
     }
 
     /// Free physical memory, in bytes (for leak checks).
@@ -174,6 +206,7 @@ impl Hypervisor {
 
     /// Handles a synchronous exit of the vCPU running on `cpu`.
     pub fn handle_exit(&mut self, cpu: &mut CpuState, exit: GuestExit, esr: u64) -> Next {
+        self.drop_if_dying(cpu);
         let Some(current) = cpu.current else {
             return self.schedule(cpu);
         };
@@ -205,11 +238,11 @@ impl Hypervisor {
                     }
                     Outcome::ReturnAndUpcall { value, vcpu } => {
                         cpu.frame.x[0] = value;
-                        self.raise_upcall(current.domain, vcpu);
+                        self.raise_upcall(cpu.index, current.domain, vcpu);
                         Next::Resume
                     }
                     Outcome::EventChannel { cmd, arg } => {
-                        cpu.frame.x[0] = self.event_channel_op(current, cmd, arg);
+                        cpu.frame.x[0] = self.event_channel_op(cpu.index, current, cmd, arg);
                         Next::Resume
                     }
                 }
@@ -249,7 +282,7 @@ impl Hypervisor {
                     Some(vgic) => vgic.write_sgi1r(current.vcpu, value),
                     None => crate::vgic::Effects::NONE,
                 };
-                self.kick(current.domain, effects);
+                self.kick(cpu.index, current.domain, effects);
                 Next::Resume
             }
             GuestExit::SystemRegister(_) => {
@@ -300,9 +333,12 @@ impl Hypervisor {
                     Some(target) if target.is_online() => hypercall_abi::psci::ALREADY_ON,
                     Some(target) => match target.power_on(entry, context) {
                         Ok(()) => {
-                            let id = VcpuId { domain: current.domain, vcpu: vcpu as usize };
-                            match self.wake(id, arch::read_counter()) {
-                                Ok(_) => hypercall_abi::psci::SUCCESS,
+                            let id = VcpuId {
+                                domain: current.domain,
+                                vcpu: vcpu as usize,
+                            };
+                            match self.wake(id, arch::read_counter(), cpu.index) {
+                                Ok(()) => hypercall_abi::psci::SUCCESS,
                                 Err(_) => hypercall_abi::psci::INTERNAL_FAILURE,
                             }
                         }
@@ -366,7 +402,13 @@ impl Hypervisor {
 
     /// EVTCHNOP from `current`'s domain: the operation on the port tables, then its
     /// action (an event delivered, an unmasked port re-checked). Returns x0.
-    fn event_channel_op(&mut self, current: VcpuId, cmd: u32, arg: crate::addr::GuestVirtAddr) -> u64 {
+    fn event_channel_op(
+        &mut self,
+        from_cpu: usize,
+        current: VcpuId,
+        cmd: u32,
+        arg: crate::addr::GuestVirtAddr,
+    ) -> u64 {
         let Self { domains, ports, .. } = self;
         let Some(caller) = domains.get(current.domain).and_then(Option::as_ref) else {
             return hypercall_abi::errno::Errno::ESRCH.to_return();
@@ -376,7 +418,10 @@ impl Hypervisor {
         let mut tables = crate::hypercall::event_channel::EventTables {
             ports,
             vcpu_counts: core::array::from_fn(|slot| {
-                domains.get(slot).and_then(Option::as_ref).map(|domain| domain.vcpus.len() as u32)
+                domains
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .map(|domain| domain.vcpus.len() as u32)
             }),
         };
         let (result, action) = crate::hypercall::event_channel::event_channel_op(
@@ -387,31 +432,33 @@ impl Hypervisor {
             arg,
         );
         if let Some(action) = action {
-            self.carry_out_event(action);
+            self.carry_out_event(from_cpu, action);
         }
         result
     }
 
     /// Applies an event-channel action to the target domain's shared_info and, when the
     /// 2-level protocol says so, raises its upcall interrupt on the target vCPU.
-    fn carry_out_event(&mut self, action: crate::event_channel::Action) {
+    fn carry_out_event(&mut self, from_cpu: usize, action: crate::event_channel::Action) {
         let slot = usize::from(action.domain());
-        let Some(domain) = self.domain(slot) else { return };
+        let Some(domain) = self.domain(slot) else {
+            return;
+        };
         let vcpu = action.vcpu();
         let vcpu_info = vcpu.and_then(|vcpu| domain.vcpu_info(vcpu as usize));
         let inject = action.apply(domain.shared_info(), vcpu_info);
         if let (true, Some(vcpu)) = (inject, vcpu) {
-            self.raise_upcall(slot, vcpu as usize);
+            self.raise_upcall(from_cpu, slot, vcpu as usize);
         }
     }
 
     /// Makes the event-channel upcall interrupt (PPI 31) pending for a vCPU.
-    fn raise_upcall(&mut self, slot: usize, vcpu: usize) {
+    fn raise_upcall(&mut self, from_cpu: usize, slot: usize, vcpu: usize) {
         let effects = match self.vgics.get_mut(slot) {
             Some(vgic) => vgic.set_pending(vcpu, crate::domain_dt::layout::EVENT_CHANNEL_INTID),
             None => crate::vgic::Effects::NONE,
         };
-        self.kick(slot, effects);
+        self.kick(from_cpu, slot, effects);
     }
 
     /// Whether a data abort hit the domain's virtual distributor or redistributors.
@@ -425,9 +472,13 @@ impl Hypervisor {
     /// Trap-and-emulate of a virtual GIC register access; a guest that touches it in a way
     /// that cannot be emulated is ended, with the reason.
     fn emulate_gic_access(&mut self, cpu: &mut CpuState, current: VcpuId, abort: &Abort) -> Next {
-        let Some(vgic) = self.vgics.get_mut(current.domain) else { return self.schedule(cpu) };
+        let Some(vgic) = self.vgics.get_mut(current.domain) else {
+            return self.schedule(cpu);
+        };
         let decoded = crate::vgic::decode_ipa(vgic.version(), vgic.vcpus(), abort.ipa.raw());
-        let Some((frame, offset)) = decoded else { return Next::Resume };
+        let Some((frame, offset)) = decoded else {
+            return Next::Resume;
+        };
         let result = crate::virtual_interrupts::emulate_access(
             vgic,
             frame,
@@ -439,7 +490,7 @@ impl Hypervisor {
         );
         match result {
             Ok(effects) => {
-                self.kick(current.domain, effects);
+                self.kick(cpu.index, current.domain, effects);
                 Next::Resume
             }
             Err(error) => {
@@ -447,7 +498,9 @@ impl Hypervisor {
                     crate::virtual_interrupts::EmulationError::NoSyndrome => {
                         "no instruction syndrome (writeback or pair access)"
                     }
-                    crate::virtual_interrupts::EmulationError::Access(_) => "size or offset not allowed",
+                    crate::virtual_interrupts::EmulationError::Access(_) => {
+                        "size or offset not allowed"
+                    }
                 };
                 if let Some(domain) = self.domain(current.domain) {
                     defmt::warn!(
@@ -463,10 +516,10 @@ impl Hypervisor {
         }
     }
 
-    /// Makes the vCPUs named in `effects` look at their interrupts again: a blocked one
-    /// that is online is woken. (With one CPU, a running vCPU picks them up at its next
-    /// entry.)
-    fn kick(&mut self, domain: usize, effects: crate::vgic::Effects) {
+    /// Makes the vCPUs named in `effects` look at their interrupts again: a blocked one that
+    /// is online is woken; one running on another physical CPU is kicked, so it exits and
+    /// its list registers are refilled. (One running on `from_cpu` is refilled on entry.)
+    fn kick(&mut self, from_cpu: usize, domain: usize, effects: crate::vgic::Effects) {
         let now = arch::read_counter();
         for vcpu in effects.kick.iter() {
             let id = VcpuId { domain, vcpu };
@@ -475,9 +528,16 @@ impl Hypervisor {
                 .and_then(|domain| domain.vcpus.get(vcpu))
                 .is_some_and(|vcpu| vcpu.is_online() && vcpu.state() == RunState::Blocked);
             if wakeable {
-                let _ = self.wake(id, now);
+                let _ = self.wake(id, now, from_cpu);
+            } else if let Some(elsewhere) = self.cpu_running(id).filter(|cpu| *cpu != from_cpu) {
+                arch::kick_cpu(elsewhere);
             }
         }
+    }
+
+    /// The physical CPU running `id`, if any.
+    fn cpu_running(&self, id: VcpuId) -> Option<usize> {
+        self.running.iter().position(|running| *running == Some(id))
     }
 
     /// After a vCPU exits: folds its list registers back into its domain's vGIC.
@@ -489,10 +549,12 @@ impl Hypervisor {
             .and_then(Option::as_mut)
             .and_then(|domain| domain.vcpus.get_mut(current.vcpu));
         let effects = match (vgics.get_mut(current.domain), vcpu) {
-            (Some(vgic), Some(vcpu)) => crate::virtual_interrupts::exit(vgic, &mut vcpu.interrupts, current.vcpu),
+            (Some(vgic), Some(vcpu)) => {
+                crate::virtual_interrupts::exit(vgic, &mut vcpu.interrupts, current.vcpu)
+            }
             _ => crate::vgic::Effects::NONE,
         };
-        self.kick(current.domain, effects);
+        self.kick(cpu.index, current.domain, effects);
     }
 
     /// Before resuming the vCPU in `cpu`'s frame: fills the list registers with its
@@ -550,8 +612,14 @@ impl Hypervisor {
 
     /// Ends domain `slot`: logs how, flushes its console, tears it down, and schedules.
     fn end_domain(&mut self, cpu: &mut CpuState, slot: usize, state: DomainState) -> Next {
-        // Off the run queues first (with one CPU nothing else can be running it).
-        let _ = self.scheduler.remove_domain(slot);
+        // Off the run queues first; CPUs running its vCPUs elsewhere are kicked.
+        if let Ok(removed) = self.scheduler.remove_domain(slot) {
+            for other in 0..crate::scheduler::MAX_CPUS {
+                if removed.cpus_to_kick & (1 << other) != 0 && other != cpu.index {
+                    arch::kick_cpu(other);
+                }
+            }
+        }
         // Its channels close; each peer is told on its end, so it sees the end rather
         // than waiting for ever.
         let notifications = {
@@ -559,22 +627,71 @@ impl Hypervisor {
             let mut tables = crate::hypercall::event_channel::EventTables {
                 ports,
                 vcpu_counts: core::array::from_fn(|index| {
-                    domains.get(index).and_then(Option::as_ref).map(|domain| domain.vcpus.len() as u32)
+                    domains
+                        .get(index)
+                        .and_then(Option::as_ref)
+                        .map(|domain| domain.vcpus.len() as u32)
                 }),
             };
             crate::event_channel::close_all(&mut tables, slot as u16)
         };
         for deliver in notifications {
-            self.carry_out_event(crate::event_channel::Action::Deliver(deliver));
+            self.carry_out_event(cpu.index, crate::event_channel::Action::Deliver(deliver));
         }
-        if let Some(mut domain) = self.domains.get_mut(slot).and_then(Option::take) {
-            self.retire(&mut domain, state);
-            domain.tear_down(&mut self.frames);
+        let mut domain_taken = self.domains.get_mut(slot).and_then(Option::take);
+        if let Some(domain) = domain_taken.as_mut() {
+            self.retire(domain, state);
+        }
+        if let Some(domain) = domain_taken {
+            // Back in its slot, ended: it is torn down by the last CPU to leave it.
+            if let Some(entry) = self.domains.get_mut(slot) {
+                *entry = Some(domain);
+            }
         }
         if cpu.current.is_some_and(|current| current.domain == slot) {
             cpu.current = None;
+            cpu.last = None;
+            if let Some(running) = self.running.get_mut(cpu.index) {
+                *running = None;
+            }
         }
+        self.tear_down_if_unused(slot);
         self.schedule(cpu)
+    }
+
+    /// Tears an ended domain down once no CPU runs any of its vCPUs any more.
+    fn tear_down_if_unused(&mut self, slot: usize) {
+        let ended = self
+            .domain(slot)
+            .is_some_and(|domain| domain.state != DomainState::Alive);
+        let in_use = self
+            .running
+            .iter()
+            .flatten()
+            .any(|running| running.domain == slot);
+        if ended && !in_use {
+            if let Some(domain) = self.domains.get_mut(slot).and_then(Option::take) {
+                domain.tear_down(&mut self.frames);
+            }
+        }
+    }
+
+    /// On entry from a vCPU whose domain was ended meanwhile (by another CPU): forget the
+    /// vCPU without saving anything, and tear the domain down if this was the last CPU in it.
+    pub fn drop_if_dying(&mut self, cpu: &mut CpuState) {
+        let Some(current) = cpu.current else { return };
+        let alive = self
+            .domain(current.domain)
+            .is_some_and(|domain| domain.state == DomainState::Alive);
+        if alive {
+            return;
+        }
+        cpu.current = None;
+        cpu.last = None;
+        if let Some(running) = self.running.get_mut(cpu.index) {
+            *running = None;
+        }
+        self.tear_down_if_unused(current.domain);
     }
 
     /// Marks a domain ended, flushes its console and logs a clean shutdown (crashes were
@@ -611,7 +728,11 @@ impl Hypervisor {
 
     /// Carries out a scheduler decision on `cpu`: saves the vCPU leaving it, loads the one
     /// arriving, and arms the EL2 timer for the end of the slice.
-    fn carry_out(&mut self, cpu: &mut CpuState, decision: Result<Decision, crate::scheduler::SchedError>) -> Next {
+    fn carry_out(
+        &mut self,
+        cpu: &mut CpuState,
+        decision: Result<Decision, crate::scheduler::SchedError>,
+    ) -> Next {
         let Ok(decision) = decision else {
             // Only an inconsistency between scheduler and CPU state leads here: re-ask.
             let fresh = self.scheduler.schedule(cpu.index, arch::read_counter());
@@ -632,6 +753,9 @@ impl Hypervisor {
             }
         }
         arch::arm_timer(decision.slice_end);
+        if let Some(target) = decision.cpu_to_kick.filter(|target| *target != cpu.index) {
+            arch::kick_cpu(target);
+        }
         match decision.next {
             Some(next) => {
                 if cpu.current != Some(next) {
@@ -669,6 +793,24 @@ impl Hypervisor {
             if cpu.last == Some(id) {
                 crate::virtual_interrupts::leave(&mut vcpu.interrupts);
             }
+        }
+        // What sat in the list registers goes back to the vGIC model, so the vCPU can be
+        // entered on any CPU next time (and an SPI can go to another vCPU meanwhile).
+        let Self { domains, vgics, .. } = self;
+        let vcpu = domains
+            .get_mut(id.domain)
+            .and_then(Option::as_mut)
+            .and_then(|domain| domain.vcpus.get_mut(id.vcpu));
+        if let (Some(vgic), Some(vcpu)) = (vgics.get_mut(id.domain), vcpu) {
+            if cpu.last == Some(id) {
+                vcpu.interrupts.list_registers.clear(vgic, id.vcpu);
+                cpu.last = None;
+            }
+        }
+        if let Some(slot) = self.running.get_mut(cpu.index) {
+            *slot = None;
+        }
+        if let Some(vcpu) = self.vcpu_mut(id) {
             vcpu.ticks_used += now.saturating_sub(vcpu.running_since);
         }
         cpu.current = None;
@@ -687,12 +829,16 @@ impl Hypervisor {
             arch::restore_fp(&vcpu.fp);
             arch::set_stage2(vttbr);
             cpu.current = Some(id);
+            if let Some(slot) = self.running.get_mut(cpu.index) {
+                *slot = Some(id);
+            }
             self.update_runstate(id, now);
         }
     }
 
     fn vcpu_mut(&mut self, id: VcpuId) -> Option<&mut crate::vcpu::Vcpu> {
-        self.domain_mut(id.domain).and_then(|domain| domain.vcpus.get_mut(id.vcpu))
+        self.domain_mut(id.domain)
+            .and_then(|domain| domain.vcpus.get_mut(id.vcpu))
     }
 
     /// Writes the runstate record of the vCPU just switched in, if it registered an area
@@ -793,13 +939,23 @@ fn finish(cpu: &mut CpuState, mut next: Next) {
 impl Hypervisor {
     /// Acknowledges and handles every physical interrupt pending at this CPU's GIC.
     pub fn take_interrupts(&mut self, cpu: &mut CpuState) -> Next {
-        let mut next = if cpu.current.is_some() { Next::Resume } else { Next::Idle };
+        self.drop_if_dying(cpu);
+        let mut next = if cpu.current.is_some() {
+            Next::Resume
+        } else {
+            Next::Idle
+        };
         while let Some(acknowledged) = arch::acknowledge_interrupt() {
             let intid = arch::interrupt_id(acknowledged);
             if intid == arch::el2_timer_intid() {
                 arch::arm_timer(None);
                 arch::end_interrupt(acknowledged);
                 next = self.tick(cpu);
+            } else if intid == arch::kick_intid() {
+                // Another CPU changed something this one must act on: reschedule.
+                arch::end_interrupt(acknowledged);
+                self.drop_if_dying(cpu);
+                next = self.schedule(cpu);
             } else if intid == arch::virtual_timer_intid() {
                 // The running vCPU's virtual timer expired. As Xen does, mask it (the guest
                 // reprograms CNTV_CTL in its handler) and inject its virtual PPI.
@@ -816,7 +972,7 @@ impl Hypervisor {
                         Some(vgic) => vgic.set_pending(owner.vcpu, intid),
                         None => crate::vgic::Effects::NONE,
                     };
-                    self.kick(owner.domain, effects);
+                    self.kick(cpu.index, owner.domain, effects);
                 }
             } else if Some(intid) == arch::maintenance_intid() {
                 // The list registers ran low; refilling them happens on the way back in.
@@ -863,7 +1019,10 @@ pub fn handle_guest_serror(cpu: &mut CpuState, esr: u64) {
         Some(current) => hypervisor.crash(
             cpu,
             current,
-            FaultReport::Unhandled { class: crate::esr::class::SERROR, esr },
+            FaultReport::Unhandled {
+                class: crate::esr::class::SERROR,
+                esr,
+            },
         ),
         None => hypervisor.schedule(cpu),
     };

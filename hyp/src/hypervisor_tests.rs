@@ -62,7 +62,9 @@ fn setup_with_vcpus(names: &[&str], vcpus: u32) -> Setup {
             initrd: &[],
             cmdline: "",
         };
-        hypervisor.build_domain(slot, &entry, DomainSchedule::default(), gic()).unwrap();
+        hypervisor
+            .build_domain(slot, &entry, DomainSchedule::default(), gic())
+            .unwrap();
     }
     let mut cpu = CpuState::new(0);
     assert_eq!(hypervisor.schedule(&mut cpu), Next::Resume);
@@ -334,9 +336,20 @@ fn a_domain_whose_vcpus_are_all_off_is_ended_not_left_hanging() {
 
 /// Writes `bytes` at `offset` into the current domain's RAM (fake memory).
 fn poke(setup: &Setup, offset: u64, bytes: &[u8]) {
-    let ram = setup.hypervisor.domain(setup.cpu.current.unwrap().domain).unwrap().ram.start;
+    let ram = setup
+        .hypervisor
+        .domain(setup.cpu.current.unwrap().domain)
+        .unwrap()
+        .ram
+        .start;
     // SAFETY: inside the test domain's RAM in fake memory.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), arch::phys_to_virt(ram.add(offset)), bytes.len()) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            arch::phys_to_virt(ram.add(offset)),
+            bytes.len(),
+        )
+    };
 }
 
 fn add_to_physmap_request(space: u32, idx: u64, gpfn: u64) -> Vec<u8> {
@@ -358,7 +371,10 @@ fn shared_info_replaces_the_page_at_the_chosen_frame_and_can_move() {
     hypercall(&mut setup, number::MEMORY_OP, [7, 0x1000, 0, 0, 0]);
     assert_eq!(setup.cpu.frame.x[0], 0);
     let domain = setup.hypervisor.domain(0).unwrap();
-    let (physical, attributes) = domain.stage2.translate(IntermediatePhysAddr::new(target << 12)).unwrap();
+    let (physical, attributes) = domain
+        .stage2
+        .translate(IntermediatePhysAddr::new(target << 12))
+        .unwrap();
     assert_eq!(physical, domain.shared_info);
     assert!(!attributes.execute);
     // idx must be 0; another domain's id is refused; unknown spaces are EINVAL.
@@ -379,11 +395,24 @@ fn shared_info_replaces_the_page_at_the_chosen_frame_and_can_move() {
     hypercall(&mut setup, number::MEMORY_OP, [7, 0x1000, 0, 0, 0]);
     assert_eq!(setup.cpu.frame.x[0], 0);
     let domain = setup.hypervisor.domain(0).unwrap();
-    assert!(domain.stage2.translate(IntermediatePhysAddr::new(target << 12)).is_none());
-    assert_eq!(domain.stage2.translate(IntermediatePhysAddr::new(0x3900_0000)).unwrap().0, domain.shared_info);
+    assert!(domain
+        .stage2
+        .translate(IntermediatePhysAddr::new(target << 12))
+        .is_none());
+    assert_eq!(
+        domain
+            .stage2
+            .translate(IntermediatePhysAddr::new(0x3900_0000))
+            .unwrap()
+            .0,
+        domain.shared_info
+    );
     // Everything is returned at the end.
     setup.cpu.frame.x[0] = u64::from(hypercall_abi::psci::SYSTEM_OFF);
-    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0 }, 0);
+    let next =
+        setup
+            .hypervisor
+            .handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0 }, 0);
     assert_eq!(next, Next::Halt);
     assert_eq!(setup.hypervisor.free_bytes(), setup.free_before);
 }
@@ -419,10 +448,21 @@ fn register_vcpu_info_follows_xen_rules_and_forces_a_rescan() {
     hypercall(&mut setup, number::VCPU_OP, [10, 0, 0x1000, 0, 0]);
     assert_eq!(setup.cpu.frame.x[0], 0);
     let domain = setup.hypervisor.domain(0).unwrap();
-    assert_eq!(domain.vcpus[0].vcpu_info, Some(domain.ram.start.add(0x20_0000 + 64)));
+    assert_eq!(
+        domain.vcpus[0].vcpu_info,
+        Some(domain.ram.start.add(0x20_0000 + 64))
+    );
     let info = domain.vcpu_info(0).unwrap();
-    assert_eq!(info.evtchn_upcall_pending.load(core::sync::atomic::Ordering::SeqCst), 1);
-    assert_eq!(info.evtchn_pending_sel.load(core::sync::atomic::Ordering::SeqCst), u64::MAX);
+    assert_eq!(
+        info.evtchn_upcall_pending
+            .load(core::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert_eq!(
+        info.evtchn_pending_sel
+            .load(core::sync::atomic::Ordering::SeqCst),
+        u64::MAX
+    );
     hypercall(&mut setup, number::VCPU_OP, [10, 0, 0x1000, 0, 0]);
     assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
     // vCPU 1 is off, so vCPU 0 may register for it.
@@ -445,7 +485,9 @@ fn runstate_area_is_written_when_the_vcpu_is_switched_in() {
     assert_eq!(setup.cpu.current.unwrap().domain, 0);
     let mut record = [0u8; 48];
     // SAFETY: reads back the runstate record from the test domain's RAM (VA 0x1800).
-    unsafe { core::ptr::copy_nonoverlapping(arch::phys_to_virt(ram.add(0x800)), record.as_mut_ptr(), 48) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(arch::phys_to_virt(ram.add(0x800)), record.as_mut_ptr(), 48)
+    };
     assert_eq!(&record[0..4], &0i32.to_le_bytes(), "state = running");
     assert_ne!(&record[8..16], &[0; 8], "entry time set");
     assert_eq!(&record[4..8], &[0; 4], "padding stays zero");
@@ -459,7 +501,9 @@ fn evtchn(setup: &mut Setup, cmd: u64, argument: &[u8]) -> (u64, Vec<u8>) {
     hypercall(setup, number::EVENT_CHANNEL_OP, [cmd, 0x1000, 0, 0, 0]);
     let mut back = std::vec![0u8; argument.len()];
     // SAFETY: reads the argument back from the test domain's first RAM page.
-    unsafe { core::ptr::copy_nonoverlapping(arch::phys_to_virt(ram), back.as_mut_ptr(), back.len()) };
+    unsafe {
+        core::ptr::copy_nonoverlapping(arch::phys_to_virt(ram), back.as_mut_ptr(), back.len())
+    };
     (setup.cpu.frame.x[0], back)
 }
 
@@ -471,8 +515,10 @@ fn le32(bytes: &[u8], offset: usize) -> u32 {
 /// a guest does through its GICv2 distributor.
 fn enable_upcall(setup: &mut Setup, slot: usize) {
     let vgic = &mut setup.hypervisor.vgics[slot];
-    vgic.write(crate::vgic::Frame::Distributor, 0, 0x100, 4, 1 << 31).unwrap(); // ISENABLER0
-    vgic.write(crate::vgic::Frame::Distributor, 0, 0x0, 4, 0b11).unwrap(); // CTLR
+    vgic.write(crate::vgic::Frame::Distributor, 0, 0x100, 4, 1 << 31)
+        .unwrap(); // ISENABLER0
+    vgic.write(crate::vgic::Frame::Distributor, 0, 0x0, 4, 0b11)
+        .unwrap(); // CTLR
 }
 
 #[test]
@@ -503,14 +549,24 @@ fn loopback_channel_delivers_to_the_upcall() {
     }
     // As the guest's upcall handler would: selector and upcall flag consumed.
     let info = domain.vcpu_info(0).unwrap();
-    info.evtchn_upcall_pending.store(0, core::sync::atomic::Ordering::SeqCst);
-    info.evtchn_pending_sel.store(0, core::sync::atomic::Ordering::SeqCst);
-    setup.hypervisor.vgics[0].write(crate::vgic::Frame::Distributor, 0, 0x280, 4, u64::MAX).unwrap(); // ICPENDR0
+    info.evtchn_upcall_pending
+        .store(0, core::sync::atomic::Ordering::SeqCst);
+    info.evtchn_pending_sel
+        .store(0, core::sync::atomic::Ordering::SeqCst);
+    setup.hypervisor.vgics[0]
+        .write(crate::vgic::Frame::Distributor, 0, 0x280, 4, u64::MAX)
+        .unwrap(); // ICPENDR0
     let (result, _) = evtchn(&mut setup, 4, &b.to_le_bytes());
     assert_eq!(result, 0);
     let domain = setup.hypervisor.domain(0).unwrap();
-    assert!(hypercall_abi::evtchn2l::test_pending(domain.shared_info(), Port(a)));
-    assert!(setup.hypervisor.vgics[0].is_deliverable(0, 31), "upcall PPI pending and enabled");
+    assert!(hypercall_abi::evtchn2l::test_pending(
+        domain.shared_info(),
+        Port(a)
+    ));
+    assert!(
+        setup.hypervisor.vgics[0].is_deliverable(0, 31),
+        "upcall PPI pending and enabled"
+    );
     // Errors come from the model: a port that does not exist.
     let (result, _) = evtchn(&mut setup, 4, &999u32.to_le_bytes());
     assert_eq!(result, Errno::EINVAL.to_return());
@@ -551,7 +607,10 @@ fn a_dying_peer_notifies_the_other_end() {
     for word in &beta.shared_info().evtchn_pending {
         word.store(0, core::sync::atomic::Ordering::SeqCst);
     }
-    beta.vcpu_info(0).unwrap().evtchn_pending_sel.store(0, core::sync::atomic::Ordering::SeqCst);
+    beta.vcpu_info(0)
+        .unwrap()
+        .evtchn_pending_sel
+        .store(0, core::sync::atomic::Ordering::SeqCst);
     hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
     assert_eq!(setup.cpu.current.unwrap().domain, 0);
     let crash = GuestExit::Unhandled { class: 0x3f };

@@ -49,6 +49,28 @@ mod target {
     /// Set once the firmware is known to take PSCI calls over SMC (for the panic path).
     static PSCI_OVER_SMC: AtomicBool = AtomicBool::new(false);
 
+    /// What a secondary CPU needs before its MMU is on. Written by the boot CPU and cleaned
+    /// to the point of coherency before any secondary starts, since they read it uncached.
+    #[repr(C)]
+    struct SecondaryBoot {
+        mair: u64,
+        tcr: u64,
+        ttbr0: u64,
+        vtcr: u64,
+    }
+    static mut SECONDARY_BOOT: SecondaryBoot = SecondaryBoot {
+        mair: 0,
+        tcr: 0,
+        ttbr0: 0,
+        vtcr: 0,
+    };
+
+    /// Set by the boot CPU when the domains exist and every CPU may schedule.
+    static READY: AtomicBool = AtomicBool::new(false);
+    /// Secondary CPUs that finished their set-up.
+    static SECONDARIES_UP: core::sync::atomic::AtomicUsize =
+        core::sync::atomic::AtomicUsize::new(0);
+
     unsafe extern "C" {
         static __image_start: u8;
         static __text_end: u8;
@@ -177,7 +199,9 @@ mod target {
             (*per_cpu).stack_top =
                 core::ptr::addr_of!(boot::HYP_STACKS) as u64 + boot::BOOT_STACK_SIZE as u64;
             cpu::init_el2(per_cpu, mm::vtcr_value(IPA_BITS, pa_range));
+            (*(&raw mut SECONDARY_BOOT)).vtcr = mm::vtcr_value(IPA_BITS, pa_range);
         }
+        let cpu_count = start_secondaries(platform);
 
         // SAFETY: the loader placed the boot pack at the initrd range named in /chosen,
         // which is reserved above so nothing overwrites it.
@@ -190,14 +214,16 @@ mod target {
         let pack = BootPack::parse(pack_bytes).map_err(|error| error.describe())?;
 
         let mut hypervisor = HYPERVISOR.lock();
-        // One CPU for now; slices of 10 ms of whatever the counter frequency is.
+        // Every CPU that came up; slices of 10 ms of whatever the counter frequency is.
         let slice_ticks = (cpu::read_counter_frequency() / SLICES_PER_SECOND).max(1);
-        hypervisor.set_up(frames, platform.psci_over_smc(), 1, slice_ticks)?;
+        hypervisor.set_up(frames, platform.psci_over_smc(), cpu_count, slice_ticks)?;
         for (slot, entry) in pack.domains().enumerate() {
-            let settings = pack.settings(slot).map_or_else(DomainSchedule::default, |settings| DomainSchedule {
-                weight: settings.weight,
-                affinity: settings.affinity,
-            });
+            let settings = pack
+                .settings(slot)
+                .map_or_else(DomainSchedule::default, |settings| DomainSchedule {
+                    weight: settings.weight,
+                    affinity: settings.affinity,
+                });
             let gic = guest_gic(platform.gic.version, entry.vcpus);
             match hypervisor.build_domain(slot, &entry, settings, gic) {
                 Ok(domain) => {
@@ -217,11 +243,126 @@ mod target {
         // SAFETY: PER_CPU[0] belongs to the boot CPU, the only CPU running; no other
         // reference to it is live.
         let cpu_state = unsafe { &mut (*per_cpu).cpu };
-        if hypervisor.schedule(cpu_state) != hyp::hypervisor::Next::Resume {
+        let next = hypervisor.schedule(cpu_state);
+        if next == hyp::hypervisor::Next::Halt {
             return Err("no domain to run");
         }
-        hypervisor.enter_guest(cpu_state);
+        if next == hyp::hypervisor::Next::Resume {
+            hypervisor.enter_guest(cpu_state);
+        }
+        drop(hypervisor);
+        READY.store(true, Ordering::Release);
+        // SAFETY: SEV only wakes CPUs waiting in WFE.
+        unsafe { core::arch::asm!("sev", options(nomem, nostack, preserves_flags)) };
+        defmt::info!("running on {=usize} CPU(s)", cpu_count);
+        hyp::hypervisor::start(cpu_state, next);
         Ok(())
+    }
+
+    /// Starts every other CPU the device tree lists with PSCI CPU_ON and waits until each
+    /// has set itself up; returns how many CPUs the hypervisor runs on.
+    fn start_secondaries(platform: &Platform) -> usize {
+        use hyp::platform::EnableMethod;
+        let boot_mpidr = cpu::read_mpidr() & 0xff_00ff_ffff;
+        hyp::arch::aarch64::set_cpu_mpidr(0, boot_mpidr);
+        let parameters = core::ptr::addr_of!(SECONDARY_BOOT) as u64;
+        cpu::clean_data_cache(
+            PhysAddr::new(parameters),
+            core::mem::size_of::<SecondaryBoot>() as u64,
+        );
+        let entry = boot::secondary_entry as *const () as u64;
+        let mut started = 1;
+        for described in platform.cpus.iter() {
+            let mpidr = described.mpidr & 0xff_00ff_ffff;
+            if mpidr == boot_mpidr || started >= boot::MAX_CPUS || !platform.psci_over_smc() {
+                continue;
+            }
+            if described.enable_method != EnableMethod::Psci {
+                defmt::warn!(
+                    "CPU {=u64:#x}: enable method not supported yet; left off",
+                    mpidr
+                );
+                continue;
+            }
+            hyp::arch::aarch64::set_cpu_mpidr(started, mpidr);
+            let before = SECONDARIES_UP.load(Ordering::Acquire);
+            let result = cpu::firmware_call(
+                hypercall_abi::psci::CPU_ON_64,
+                [mpidr, entry, started as u64],
+            );
+            if result != 0 {
+                defmt::warn!(
+                    "CPU {=u64:#x} did not start: PSCI {=i64}",
+                    mpidr,
+                    result as i64
+                );
+                continue;
+            }
+            // Wait for it (bounded: a CPU that never arrives is left out).
+            let deadline = cpu::read_counter() + cpu::read_counter_frequency();
+            while SECONDARIES_UP.load(Ordering::Acquire) == before && cpu::read_counter() < deadline
+            {
+                core::hint::spin_loop();
+            }
+            if SECONDARIES_UP.load(Ordering::Acquire) == before {
+                defmt::warn!("CPU {=u64:#x} did not report in; left out", mpidr);
+                continue;
+            }
+            started += 1;
+        }
+        started
+    }
+
+    /// First Rust code on a secondary CPU, with the MMU off: turn it on with the boot
+    /// CPU's tables, set up EL2 and this CPU's GIC interface, then wait until the domains
+    /// exist and start scheduling.
+    #[unsafe(no_mangle)]
+    extern "C" fn secondary_main(index: usize) -> ! {
+        // SAFETY: the boot CPU wrote and cleaned the block before starting this CPU.
+        let boot_parameters =
+            unsafe { core::ptr::read_volatile(core::ptr::addr_of!(SECONDARY_BOOT)) };
+        // SAFETY: the same identity map the boot CPU runs on.
+        unsafe {
+            cpu::enable_mmu(
+                boot_parameters.mair,
+                boot_parameters.tcr,
+                boot_parameters.ttbr0,
+            )
+        };
+        // SAFETY: PER_CPU[index] belongs to this CPU alone (the boot CPU gave it the index).
+        let per_cpu = unsafe { &raw mut PER_CPU[index] };
+        // SAFETY: as above; EL2 set-up happens once on this CPU, before any guest.
+        unsafe {
+            (*per_cpu).cpu = CpuState::new(index);
+            (*per_cpu).stack_top = core::ptr::addr_of!(boot::HYP_STACKS) as u64
+                + ((index + 1) * boot::BOOT_STACK_SIZE) as u64;
+            cpu::init_el2(per_cpu, boot_parameters.vtcr);
+        }
+        if let Some(gic) = hyp::arch::aarch64::gic::Gic::get() {
+            let _ = gic.init_cpu();
+            let priority = hyp::arch::aarch64::gic::DEFAULT_PRIORITY;
+            let _ = gic.enable_ppi(hyp::arch::aarch64::timer::el2_timer_intid(), priority);
+            let _ = gic.enable_ppi(hyp::arch::aarch64::timer::virtual_timer_intid(), priority);
+            if let Some(maintenance) = gic.maintenance_intid() {
+                let _ = gic.enable_ppi(maintenance, priority);
+            }
+        }
+        SECONDARIES_UP.fetch_add(1, Ordering::AcqRel);
+        while !READY.load(Ordering::Acquire) {
+            // SAFETY: WFE only waits (the boot CPU sends SEV).
+            unsafe { core::arch::asm!("wfe", options(nomem, nostack, preserves_flags)) };
+        }
+        // SAFETY: this CPU's own state; no other reference to it is live.
+        let cpu_state = unsafe { &mut (*per_cpu).cpu };
+        let mut hypervisor = HYPERVISOR.lock();
+        let next = hypervisor.schedule(cpu_state);
+        if next == hyp::hypervisor::Next::Resume {
+            hypervisor.enter_guest(cpu_state);
+        }
+        drop(hypervisor);
+        hyp::hypervisor::start(cpu_state, next);
+        // SAFETY: start returned, so this CPU's frame holds a vCPU whose state is loaded.
+        unsafe { exceptions::enter_guest() }
     }
 
     fn guest_gic(version: GicVersion, vcpus: u32) -> GuestGic {
@@ -286,16 +427,19 @@ mod target {
         }
         cpu::invalidate_data_cache(image.start, image.size);
         let pa_range = (cpu::read_id_aa64mmfr0() & 0xf) as u32;
+        let tcr = mm::tcr_el2_value(EL2_VA_BITS, pa_range);
+        // SAFETY: only the boot CPU runs; the secondaries read this later, after it has
+        // been cleaned to the point of coherency.
+        unsafe {
+            let boot = &raw mut SECONDARY_BOOT;
+            (*boot).mair = mm::MAIR_EL2_VALUE;
+            (*boot).tcr = tcr;
+            (*boot).ttbr0 = tables.ttbr0();
+        }
         // SAFETY: the tables identity-map the image (text executable, data/stack writable),
         // RAM and the devices we use; the image including the table pool (in .bss) was just
         // invalidated from the data cache.
-        unsafe {
-            cpu::enable_mmu(
-                mm::MAIR_EL2_VALUE,
-                mm::tcr_el2_value(EL2_VA_BITS, pa_range),
-                tables.ttbr0(),
-            )
-        };
+        unsafe { cpu::enable_mmu(mm::MAIR_EL2_VALUE, tcr, tables.ttbr0()) };
         Ok(())
     }
 

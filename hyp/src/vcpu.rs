@@ -195,7 +195,10 @@ impl Vcpu {
     /// scheduler's business (a wake).
     pub fn power_on(&mut self, entry: u64, argument: u64) -> Result<(), InvalidTransition> {
         if self.online || self.state == RunState::Dead {
-            return Err(InvalidTransition { from: self.state, to: RunState::Ready });
+            return Err(InvalidTransition {
+                from: self.state,
+                to: RunState::Ready,
+            });
         }
         let fresh = Vcpu::new(self.index, entry, argument);
         self.registers = fresh.registers;

@@ -87,7 +87,11 @@ pub fn exit(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) -> Effects
     }
     let version = vgic.version();
     let mut read_back = [None; MAX_LIST_REGISTERS];
-    for (index, slot) in read_back.iter_mut().enumerate().take(state.list_registers.count()) {
+    for (index, slot) in read_back
+        .iter_mut()
+        .enumerate()
+        .take(state.list_registers.count())
+    {
         if valid & (1 << index) != 0 {
             *slot = decode(version, arch::read_list_register(index));
             if slot.is_none() {
@@ -97,7 +101,9 @@ pub fn exit(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) -> Effects
             }
         }
     }
-    state.list_registers.sync_from_hardware(vgic, vcpu, &read_back)
+    state
+        .list_registers
+        .sync_from_hardware(vgic, vcpu, &read_back)
 }
 
 /// Saves the interface state of a vCPU leaving its CPU (after [`exit`]).
@@ -130,12 +136,20 @@ pub fn emulate_access(
 ) -> Result<Effects, EmulationError> {
     let access = access.ok_or(EmulationError::NoSyndrome)?;
     let size = access.size;
-    let mask = if size >= 8 { u64::MAX } else { (1u64 << (u32::from(size) * 8)) - 1 };
+    let mask = if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (u32::from(size) * 8)) - 1
+    };
     let effects = if write {
         let value = registers.read(access.register) & mask;
-        vgic.write(frame, vcpu, offset, size, value).map_err(EmulationError::Access)?
+        vgic.write(frame, vcpu, offset, size, value)
+            .map_err(EmulationError::Access)?
     } else {
-        let mut value = vgic.read(frame, vcpu, offset, size).map_err(EmulationError::Access)? & mask;
+        let mut value = vgic
+            .read(frame, vcpu, offset, size)
+            .map_err(EmulationError::Access)?
+            & mask;
         if access.sign_extend && size < 8 {
             let shift = 64 - u32::from(size) * 8;
             value = (((value << shift) as i64) >> shift) as u64;
@@ -155,16 +169,34 @@ mod tests {
     use super::*;
 
     fn word(register: u8) -> Option<EmulatableAccess> {
-        Some(EmulatableAccess { size: 4, sign_extend: false, register, sixty_four_bit: false, acquire_release: false })
+        Some(EmulatableAccess {
+            size: 4,
+            sign_extend: false,
+            register,
+            sixty_four_bit: false,
+            acquire_release: false,
+        })
     }
 
     #[test]
     fn distributor_reads_land_in_the_named_register_and_step_the_pc() {
         let mut vgic = Vgic::new(GicVersion::V3, 2);
-        let mut registers = GuestRegisters { pc: 0x1000, ..Default::default() };
+        let mut registers = GuestRegisters {
+            pc: 0x1000,
+            ..Default::default()
+        };
         registers.x[5] = u64::MAX;
         // GICD_TYPER at 0x4.
-        emulate_access(&mut vgic, Frame::Distributor, 0x4, 0, word(5), false, &mut registers).unwrap();
+        emulate_access(
+            &mut vgic,
+            Frame::Distributor,
+            0x4,
+            0,
+            word(5),
+            false,
+            &mut registers,
+        )
+        .unwrap();
         assert_eq!(registers.pc, 0x1004);
         assert_eq!(registers.x[5] >> 32, 0, "a W-register load zero-extends");
         assert_ne!(registers.x[5], 0);
@@ -176,10 +208,28 @@ mod tests {
         let mut registers = GuestRegisters::default();
         registers.x[1] = 1 << 31;
         // GICR_ISENABLER0 in SGI_base (RD_base + 0x10000 + 0x100).
-        emulate_access(&mut vgic, Frame::Redistributors, 0x1_0100, 0, word(1), true, &mut registers).unwrap();
+        emulate_access(
+            &mut vgic,
+            Frame::Redistributors,
+            0x1_0100,
+            0,
+            word(1),
+            true,
+            &mut registers,
+        )
+        .unwrap();
         // The group must be enabled in the distributor for delivery (GICD_CTLR.EnableGrp1).
         registers.x[2] = 0b10;
-        emulate_access(&mut vgic, Frame::Distributor, 0x0, 0, word(2), true, &mut registers).unwrap();
+        emulate_access(
+            &mut vgic,
+            Frame::Distributor,
+            0x0,
+            0,
+            word(2),
+            true,
+            &mut registers,
+        )
+        .unwrap();
         vgic.set_pending(0, 31);
         assert!(vgic.has_deliverable(0));
     }
@@ -187,17 +237,42 @@ mod tests {
     #[test]
     fn accesses_without_syndrome_or_of_a_bad_size_are_refused() {
         let mut vgic = Vgic::new(GicVersion::V2, 1);
-        let mut registers = GuestRegisters { pc: 0x1000, ..Default::default() };
+        let mut registers = GuestRegisters {
+            pc: 0x1000,
+            ..Default::default()
+        };
         assert_eq!(
-            emulate_access(&mut vgic, Frame::Distributor, 0x4, 0, None, false, &mut registers),
+            emulate_access(
+                &mut vgic,
+                Frame::Distributor,
+                0x4,
+                0,
+                None,
+                false,
+                &mut registers
+            ),
             Err(EmulationError::NoSyndrome)
         );
-        let halfword = Some(EmulatableAccess { size: 2, ..word(1).unwrap() });
+        let halfword = Some(EmulatableAccess {
+            size: 2,
+            ..word(1).unwrap()
+        });
         assert!(matches!(
-            emulate_access(&mut vgic, Frame::Distributor, 0x4, 0, halfword, false, &mut registers),
+            emulate_access(
+                &mut vgic,
+                Frame::Distributor,
+                0x4,
+                0,
+                halfword,
+                false,
+                &mut registers
+            ),
             Err(EmulationError::Access(_))
         ));
-        assert_eq!(registers.pc, 0x1000, "a refused access does not step the vCPU");
+        assert_eq!(
+            registers.pc, 0x1000,
+            "a refused access does not step the vCPU"
+        );
     }
 
     #[test]
@@ -207,9 +282,27 @@ mod tests {
         let mut state = VcpuInterrupts::new(arch::list_register_count());
         let mut registers = GuestRegisters::default();
         registers.x[1] = 1 << 31;
-        emulate_access(&mut vgic, Frame::Redistributors, 0x1_0100, 0, word(1), true, &mut registers).unwrap();
+        emulate_access(
+            &mut vgic,
+            Frame::Redistributors,
+            0x1_0100,
+            0,
+            word(1),
+            true,
+            &mut registers,
+        )
+        .unwrap();
         registers.x[2] = 0b10;
-        emulate_access(&mut vgic, Frame::Distributor, 0x0, 0, word(2), true, &mut registers).unwrap();
+        emulate_access(
+            &mut vgic,
+            Frame::Distributor,
+            0x0,
+            0,
+            word(2),
+            true,
+            &mut registers,
+        )
+        .unwrap();
         vgic.set_pending(0, 31);
         enter(&mut vgic, &mut state, 0, true);
         let lr = decode_gicv3(arch::read_list_register(0)).unwrap();

@@ -322,29 +322,38 @@ fn example_guest(images: &Images, machine: Machine, timeout: Duration) -> Verdic
     }
 }
 
-/// `spinner-beside-interactive`: a domain that spins for 300 ms of counter time does not
-/// starve its neighbour. The spinner must see itself preempted (its `spin::was_preempted`
-/// test), and the interactive domain must finish its report before the spinner does.
+/// `spinner-beside-interactive`: two domains that each spin for 300 ms of counter time
+/// share physical CPU 0 with an interactive one. Each spinner must see itself preempted
+/// (its `spin::was_preempted` test), and the interactive domain must finish before either
+/// spinner: a domain that spins cannot starve the others.
 fn spinner_beside_interactive(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
-    let domains = [
-        Domain::new("spinner", &images.guest_img, "spin"),
+    let mut domains = [
+        Domain::new("spinner-a", &images.guest_img, "spin"),
+        Domain::new("spinner-b", &images.guest_img, "spin"),
         Domain::new("interactive", &images.guest_img, "hello"),
     ];
+    for domain in &mut domains {
+        domain.settings.affinity = 1;
+    }
     let outcome = match boot(images, &domains, machine, timeout) {
         Ok(outcome) => outcome,
         Err(verdict) => return verdict,
     };
     let check = || -> Result<(), String> {
-        domain_report(&outcome, "spinner")?;
-        domain_report(&outcome, "interactive")?;
+        for name in ["spinner-a", "spinner-b", "interactive"] {
+            domain_report(&outcome, name)?;
+        }
         let position = |prefix: &str| {
             outcome
                 .console_lines()
                 .position(|line| line.starts_with(prefix) && line.ends_with(" failed"))
         };
-        match (position("(interactive) "), position("(spinner) ")) {
-            (Some(interactive), Some(spinner)) if interactive < spinner => {}
-            _ => return Err("the interactive domain did not finish before the spinner".into()),
+        let interactive = position("(interactive) ");
+        for spinner in ["(spinner-a) ", "(spinner-b) "] {
+            match (interactive, position(spinner)) {
+                (Some(interactive), Some(spinner)) if interactive < spinner => {}
+                _ => return Err("the interactive domain did not finish before the spinners".into()),
+            }
         }
         run::check_all_clean(&outcome, domains.len())?;
         Ok(())

@@ -14,9 +14,11 @@ pub mod fake;
 pub use fake as current;
 
 pub use current::{
-    mask_virtual_timer, virtual_timer_intid, maintenance_intid, virtual_cpu_interface, list_register_count, read_list_register, restore_virtual_interface,
-    save_virtual_interface, set_virtual_interface, write_list_register, acknowledge_interrupt, arm_timer, el2_timer_intid, end_interrupt, interrupt_id,
-    wait_for_interrupt, clean_invalidate_data_cache, inject_exception, phys_to_virt, power_off, read_counter,
-    read_counter_frequency, restore_el1, restore_fp, save_el1, save_fp, set_stage2,
-    table_write_barrier, tlb_invalidate_vmid, translate_guest_address, Translation,
+    acknowledge_interrupt, arm_timer, clean_invalidate_data_cache, el2_timer_intid, end_interrupt,
+    inject_exception, interrupt_id, kick_cpu, kick_intid, list_register_count, maintenance_intid,
+    mask_virtual_timer, phys_to_virt, power_off, read_counter, read_counter_frequency,
+    read_list_register, restore_el1, restore_fp, restore_virtual_interface, save_el1, save_fp,
+    save_virtual_interface, set_stage2, set_virtual_interface, table_write_barrier,
+    tlb_invalidate_vmid, translate_guest_address, virtual_cpu_interface, virtual_timer_intid,
+    wait_for_interrupt, write_list_register, Translation,
 };

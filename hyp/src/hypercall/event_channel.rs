@@ -25,7 +25,11 @@ impl EventChannelDomains for EventTables<'_> {
         self.ports.get_mut(index)
     }
 
-    fn two_tables_mut(&mut self, first: u16, second: u16) -> Option<(&mut PortTable, &mut PortTable)> {
+    fn two_tables_mut(
+        &mut self,
+        first: u16,
+        second: u16,
+    ) -> Option<(&mut PortTable, &mut PortTable)> {
         let (first, second) = (usize::from(first), usize::from(second));
         if first == second || first >= MAX_DOMAINS || second >= MAX_DOMAINS {
             return None;
@@ -34,7 +38,11 @@ impl EventChannelDomains for EventTables<'_> {
         self.vcpu_counts.get(second).copied().flatten()?;
         let (low, high) = self.ports.split_at_mut(first.max(second));
         let (low, high) = (low.get_mut(first.min(second))?, high.first_mut()?);
-        Some(if first < second { (low, high) } else { (high, low) })
+        Some(if first < second {
+            (low, high)
+        } else {
+            (high, low)
+        })
     }
 
     fn vcpu_count(&self, domain: u16) -> Option<u32> {
@@ -43,11 +51,15 @@ impl EventChannelDomains for EventTables<'_> {
 }
 
 fn u16_at(bytes: &[u8], offset: usize) -> u16 {
-    bytes.get(offset..offset + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+    bytes
+        .get(offset..offset + 2)
+        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
 }
 
 fn u32_at(bytes: &[u8], offset: usize) -> u32 {
-    bytes.get(offset..offset + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    bytes
+        .get(offset..offset + 4)
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 fn put_u32(bytes: &mut [u8], offset: usize, value: u32) {
@@ -73,7 +85,9 @@ pub fn event_channel_op(
         op::STATUS => 24,
         _ => return (Errno::ENOSYS.to_return(), None),
     };
-    let Some(buffer) = bytes.get_mut(..size) else { return (Errno::EFAULT.to_return(), None) };
+    let Some(buffer) = bytes.get_mut(..size) else {
+        return (Errno::EFAULT.to_return(), None);
+    };
     if let Err(error) = memory.read(arg, buffer) {
         return (error.to_return(), None);
     }
@@ -93,7 +107,11 @@ pub fn event_channel_op(
 fn run(tables: &mut EventTables<'_>, caller: u16, cmd: u32, bytes: &mut [u8]) -> model::OpResult {
     match cmd {
         op::ALLOC_UNBOUND => {
-            let mut args = op::AllocUnbound { dom: u16_at(bytes, 0), remote_dom: u16_at(bytes, 2), port: Port(0) };
+            let mut args = op::AllocUnbound {
+                dom: u16_at(bytes, 0),
+                remote_dom: u16_at(bytes, 2),
+                port: Port(0),
+            };
             let action = model::alloc_unbound(tables, caller, &mut args)?;
             put_u32(bytes, 4, args.port.0);
             Ok(action)
@@ -109,24 +127,52 @@ fn run(tables: &mut EventTables<'_>, caller: u16, cmd: u32, bytes: &mut [u8]) ->
             Ok(action)
         }
         op::BIND_VIRQ => {
-            let mut args = op::BindVirq { virq: u32_at(bytes, 0), vcpu: u32_at(bytes, 4), port: Port(0) };
+            let mut args = op::BindVirq {
+                virq: u32_at(bytes, 0),
+                vcpu: u32_at(bytes, 4),
+                port: Port(0),
+            };
             let action = model::bind_virq(tables, caller, &mut args)?;
             put_u32(bytes, 8, args.port.0);
             Ok(action)
         }
         op::BIND_IPI => {
-            let mut args = op::BindIpi { vcpu: u32_at(bytes, 0), port: Port(0) };
+            let mut args = op::BindIpi {
+                vcpu: u32_at(bytes, 0),
+                port: Port(0),
+            };
             let action = model::bind_ipi(tables, caller, &mut args)?;
             put_u32(bytes, 4, args.port.0);
             Ok(action)
         }
-        op::SEND => model::send(tables, caller, &op::Send { port: Port(u32_at(bytes, 0)) }),
-        op::CLOSE => model::close(tables, caller, &op::Close { port: Port(u32_at(bytes, 0)) }),
-        op::UNMASK => model::unmask(tables, caller, &op::Unmask { port: Port(u32_at(bytes, 0)) }),
+        op::SEND => model::send(
+            tables,
+            caller,
+            &op::Send {
+                port: Port(u32_at(bytes, 0)),
+            },
+        ),
+        op::CLOSE => model::close(
+            tables,
+            caller,
+            &op::Close {
+                port: Port(u32_at(bytes, 0)),
+            },
+        ),
+        op::UNMASK => model::unmask(
+            tables,
+            caller,
+            &op::Unmask {
+                port: Port(u32_at(bytes, 0)),
+            },
+        ),
         op::BIND_VCPU => model::bind_vcpu(
             tables,
             caller,
-            &op::BindVcpu { port: Port(u32_at(bytes, 0)), vcpu: u32_at(bytes, 4) },
+            &op::BindVcpu {
+                port: Port(u32_at(bytes, 0)),
+                vcpu: u32_at(bytes, 4),
+            },
         ),
         op::STATUS => {
             let mut args = op::Status {

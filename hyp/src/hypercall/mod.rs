@@ -107,7 +107,10 @@ pub fn dispatch(
                 },
             }
         }
-        Call::EventChannelOp { cmd, arg } => Outcome::EventChannel { cmd, arg: GuestVirtAddr::new(arg.0) },
+        Call::EventChannelOp { cmd, arg } => Outcome::EventChannel {
+            cmd,
+            arg: GuestVirtAddr::new(arg.0),
+        },
         Call::MemoryOp { cmd, arg } => {
             memory::memory_op(domain, frames, cmd, GuestVirtAddr::new(arg.0))
         }

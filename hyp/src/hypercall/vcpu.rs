@@ -32,7 +32,10 @@ pub fn vcpu_op(
                 Err(error) => return errno(error),
             };
             match register_vcpu_info(domain, caller, target, &request) {
-                Ok(true) => Outcome::ReturnAndUpcall { value: 0, vcpu: target },
+                Ok(true) => Outcome::ReturnAndUpcall {
+                    value: 0,
+                    vcpu: target,
+                },
                 Ok(false) => Outcome::Return(0),
                 Err(error) => errno(error),
             }
@@ -94,7 +97,9 @@ pub fn register_vcpu_info(
     if let Some(vcpu) = domain.vcpus.get_mut(target) {
         vcpu.vcpu_info = Some(location);
     }
-    Ok(domain.vcpu_info(target).is_some_and(evtchn2l::mark_all_pending))
+    Ok(domain
+        .vcpu_info(target)
+        .is_some_and(evtchn2l::mark_all_pending))
 }
 
 fn copy_vcpu_info(location: PhysAddr, previous: Option<(u8, u64)>) {

@@ -10,6 +10,11 @@ use core::arch::global_asm;
 
 /// Bytes of boot stack for each physical CPU.
 pub const BOOT_STACK_SIZE: usize = 128 * 1024;
+unsafe extern "C" {
+    /// Where PSCI CPU_ON starts a secondary CPU (x0 = its CPU index).
+    pub fn secondary_entry();
+}
+
 /// Physical CPUs the hypervisor can run on.
 pub const MAX_CPUS: usize = 8;
 
@@ -91,6 +96,21 @@ _start:
     bl      hyp_main
 .Lpark:
     wfe
+    b       .Lpark
+
+/* Secondary CPUs enter here from PSCI CPU_ON with x0 = their CPU index, MMU off. The
+ * image is already relocated; each CPU takes the stack of its index. */
+    .global secondary_entry
+secondary_entry:
+    mrs     x1, CurrentEL
+    cmp     x1, #(2 << 2)
+    b.ne    .Lpark
+    adrp    x1, HYP_STACKS
+    add     x1, x1, :lo12:HYP_STACKS
+    mov     x2, #{stack_size}
+    madd    x1, x0, x2, x1
+    add     sp, x1, x2
+    bl      secondary_main
     b       .Lpark
     "#,
     stack_size = const BOOT_STACK_SIZE,

@@ -142,6 +142,20 @@ pub fn clean_invalidate_data_cache(start: PhysAddr, size: u64) {
     unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
 }
 
+/// Cleans the data cache lines covering `[start, start + size)` to the point of coherency,
+/// so a CPU that reads the memory with its caches off (a secondary CPU starting) sees it.
+pub fn clean_data_cache(start: PhysAddr, size: u64) {
+    let mut line = start.raw() & !63;
+    let end = start.raw().saturating_add(size);
+    while line < end {
+        // SAFETY: cleaning a line only writes its data back to memory.
+        unsafe { asm!("dc cvac, {}", in(reg) line, options(nostack, preserves_flags)) };
+        line += 64;
+    }
+    // SAFETY: barrier only.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
 /// Invalidates the data cache lines covering `[start, start + size)` to the point of
 /// coherency, so data written with the caches off is not shadowed by stale lines.
 pub fn invalidate_data_cache(start: PhysAddr, size: u64) {

@@ -100,7 +100,11 @@ pub fn save_virtual_interface(state: &mut InterfaceState) {
 /// never ran gets the interface's reset VMCR).
 pub fn restore_virtual_interface(state: &InterfaceState) {
     if let Some(gic) = gic::Gic::get() {
-        let vmcr = if state.initialised { state.vmcr } else { gic.initial_vmcr() };
+        let vmcr = if state.initialised {
+            state.vmcr
+        } else {
+            gic.initial_vmcr()
+        };
         gic.write_vmcr(vmcr);
         gic.write_apr(&gic::ActivePriorities {
             group0: state.active_priorities[0],
@@ -129,4 +133,33 @@ pub fn virtual_timer_intid() -> u32 {
 /// physical interrupt until the guest reprograms it.
 pub fn mask_virtual_timer() {
     let _ = timer::mask_virtual_timer();
+}
+
+/// The SGI the hypervisor sends to make another physical CPU reschedule.
+pub const KICK_SGI: u32 = 0;
+
+/// MPIDR of each physical CPU the hypervisor runs on, by index (set at bring-up).
+static CPU_MPIDRS: [core::sync::atomic::AtomicU64; boot::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; boot::MAX_CPUS];
+
+/// Records the MPIDR of CPU `index` (for kicks).
+pub fn set_cpu_mpidr(index: usize, mpidr: u64) {
+    if let Some(slot) = CPU_MPIDRS.get(index) {
+        slot.store(mpidr, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The INTID of the kick SGI.
+pub fn kick_intid() -> u32 {
+    KICK_SGI
+}
+
+/// Makes physical CPU `index` take an interrupt and reschedule.
+pub fn kick_cpu(index: usize) {
+    let Some(mpidr) = CPU_MPIDRS.get(index) else {
+        return;
+    };
+    if let Some(gic) = gic::Gic::get() {
+        let _ = gic.send_sgi(mpidr.load(core::sync::atomic::Ordering::Relaxed), KICK_SGI);
+    }
 }

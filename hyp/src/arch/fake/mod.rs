@@ -282,3 +282,22 @@ pub fn virtual_timer_intid() -> u32 {
 pub fn mask_virtual_timer() {
     LIVE_EL1.with(|live| live.borrow_mut().cntv_ctl_el0 |= 1 << 1);
 }
+
+std::thread_local! {
+    static KICKS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The fake kick SGI.
+pub fn kick_intid() -> u32 {
+    0
+}
+
+/// Records a kick of CPU `index` (tests read them with [`take_kicks`]).
+pub fn kick_cpu(index: usize) {
+    KICKS.with(|kicks| kicks.borrow_mut().push(index));
+}
+
+/// The CPUs kicked so far on this thread.
+pub fn take_kicks() -> Vec<usize> {
+    KICKS.with(|kicks| core::mem::take(&mut *kicks.borrow_mut()))
+}
