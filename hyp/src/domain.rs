@@ -102,6 +102,15 @@ impl BuildError {
     }
 }
 
+/// The event channels pre-connected for a domain, as its device tree describes them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Channels<'a> {
+    /// `(local port, remote domain id)` pairs.
+    pub ports: &'a [(u32, u32)],
+    /// The remote domains' names, same order.
+    pub peers: &'a [&'a str],
+}
+
 /// Where the parts of a domain go inside its RAM (all offsets from the RAM base).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BootLayout {
@@ -160,6 +169,7 @@ impl Domain {
         slot: usize,
         image: &DomainImage<'_>,
         gic: GuestGic,
+        channels: &Channels<'_>,
         frames: &mut FrameAllocator,
     ) -> Result<Domain, BuildError> {
         let vcpu_count = image.vcpus as usize;
@@ -180,7 +190,7 @@ impl Domain {
         let ram = frames
             .allocate_zeroed(memory_size, TWO_MIB)
             .map_err(|_| BuildError::OutOfMemory)?;
-        match Self::populate(slot, image, gic, plan, ram, frames) {
+        match Self::populate(slot, image, gic, channels, plan, ram, frames) {
             Ok(domain) => Ok(domain),
             Err(error) => {
                 // SAFETY: `ram` came from `frames` just now and no domain ever ran in it.
@@ -194,6 +204,7 @@ impl Domain {
         slot: usize,
         image: &DomainImage<'_>,
         gic: GuestGic,
+        channels: &Channels<'_>,
         plan: BootLayout,
         ram: AddrRange<PhysAddr>,
         frames: &mut FrameAllocator,
@@ -217,6 +228,8 @@ impl Domain {
             ),
             event_channel_ppi: layout::EVENT_CHANNEL_INTID,
             timer_ppis: [29, 30, 27, 26],
+            channels: channels.ports,
+            channel_peers: channels.peers,
         };
         let tree_size = layout::DT_OFFSET_FROM_END as usize;
         // SAFETY: the device-tree area lies inside the domain's fresh RAM (plan_layout

@@ -139,6 +139,12 @@ pub struct DomainDtParams<'a> {
     /// Timer INTIDs (PPIs): secure physical, non-secure physical, virtual, hypervisor
     /// (normally 29, 30, 27, 26).
     pub timer_ppis: [u32; 4],
+    /// Event channels the hypervisor pre-connected for this domain, as
+    /// `(local port, remote domain id)`, in the system configuration's order: written to
+    /// `/hypervisor` as `hyp,channels` (left out when empty).
+    pub channels: &'a [(u32, u32)],
+    /// The remote domains' names, same order: `hyp,channel-peers`.
+    pub channel_peers: &'a [&'a str],
 }
 
 impl<'a> DomainDtParams<'a> {
@@ -171,6 +177,8 @@ impl<'a> DomainDtParams<'a> {
             },
             event_channel_ppi: layout::EVENT_CHANNEL_INTID,
             timer_ppis: layout::TIMER_INTIDS,
+            channels: &[],
+            channel_peers: &[],
         }
     }
 }
@@ -322,11 +330,24 @@ pub fn write_domain_dt(buffer: &mut [u8], params: &DomainDtParams) -> Result<usi
     writer.property_cells("reg", &range_cells(&params.grant_table))?;
     writer.property_cells("interrupts", &[GIC_PPI, event_ppi, PPI_FLAGS])?;
     writer.property_u32("interrupt-parent", GIC_PHANDLE)?;
+    if !params.channels.is_empty() {
+        let mut cells = [0u32; 2 * MAX_CHANNEL_CELLS];
+        for (slot, (port, remote)) in cells.chunks_exact_mut(2).zip(params.channels) {
+            slot[0] = *port;
+            slot[1] = *remote;
+        }
+        let used = cells.get(..2 * params.channels.len()).ok_or(DtError::NoSpace)?;
+        writer.property_cells("hyp,channels", used)?;
+        writer.property_string_list("hyp,channel-peers", params.channel_peers)?;
+    }
     writer.end_node()?;
 
     writer.end_node()?;
     writer.finish()
 }
+
+/// Most pre-connected channels one domain's device tree describes.
+pub const MAX_CHANNEL_CELLS: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -482,6 +503,26 @@ mod tests {
         assert!(!chosen.has_property("linux,initrd-start"));
         assert_eq!(fdt.find_node("/cpus").unwrap().children().count(), 8);
         assert!(fdt.find_node("/cpus/cpu@7").is_some());
+    }
+
+    #[test]
+    fn pre_connected_channels_are_described() {
+        let params = DomainDtParams {
+            channels: &[(1, 2), (2, 0)],
+            channel_peers: &["pong", "control"],
+            ..DomainDtParams::standard(64 << 20, 1, 3, "x", None)
+        };
+        let bytes = write(&params);
+        let fdt = Fdt::new(&bytes).unwrap();
+        let node = fdt.find_node("/hypervisor").unwrap();
+        let cells: Vec<u32> = node.property_cells("hyp,channels").collect();
+        assert_eq!(cells, [1, 2, 2, 0]);
+        let peers: Vec<&str> = node.property_strings("hyp,channel-peers").collect();
+        assert_eq!(peers, ["pong", "control"]);
+        // Without channels, neither property appears.
+        let bytes = write(&DomainDtParams::standard(64 << 20, 1, 3, "x", None));
+        let fdt = Fdt::new(&bytes).unwrap();
+        assert!(fdt.find_node("/hypervisor").unwrap().property("hyp,channels").is_none());
     }
 
     #[test]

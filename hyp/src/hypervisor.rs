@@ -126,10 +126,11 @@ impl Hypervisor {
         image: &crate::bootpack::DomainImage<'_>,
         settings: DomainSchedule,
         gic: crate::domain_dt::GuestGic,
+        channels: &crate::domain::Channels<'_>,
     ) -> Result<&Domain, crate::domain::BuildError> {
         use crate::domain::BuildError;
         let entry = self.domains.get_mut(slot).ok_or(BuildError::Unsupported)?;
-        *entry = Some(Domain::build(slot, image, gic, &mut self.frames)?);
+        *entry = Some(Domain::build(slot, image, gic, channels, &mut self.frames)?);
         let vcpu_count = entry.as_ref().map_or(0, |domain| domain.vcpus.len());
         let version = match gic {
             crate::domain_dt::GuestGic::V2 { .. } => GicVersion::V2,
@@ -192,6 +193,24 @@ impl Hypervisor {
             arch::kick_cpu(target);
         }
         Ok(())
+    }
+
+    /// Binds a pre-connected interdomain channel between domains `a` and `b` (before any
+    /// guest runs) and returns the two ports, `(a's, b's)`.
+    pub fn connect_channel(&mut self, a: usize, b: usize) -> Result<(u32, u32), hypercall_abi::errno::Errno> {
+        use hypercall_abi::event_channel_op::{AllocUnbound, BindInterdomain, Port};
+        let Self { domains, ports, .. } = self;
+        let mut tables = crate::hypercall::event_channel::EventTables {
+            ports,
+            vcpu_counts: core::array::from_fn(|slot| {
+                domains.get(slot).and_then(Option::as_ref).map(|domain| domain.vcpus.len() as u32)
+            }),
+        };
+        let mut offer = AllocUnbound { dom: a as u16, remote_dom: b as u16, port: Port(0) };
+        crate::event_channel::alloc_unbound(&mut tables, a as u16, &mut offer)?;
+        let mut bind = BindInterdomain { remote_dom: a as u16, remote_port: offer.port, local_port: Port(0) };
+        crate::event_channel::bind_interdomain(&mut tables, b as u16, &mut bind)?;
+        Ok((offer.port.0, bind.local_port.0))
     }
 
     /// Free physical memory, in bytes (for leak checks).
@@ -908,6 +927,31 @@ pub const fn reason_name(reason: ShutdownReason) -> &'static str {
         ShutdownReason::Watchdog => "watchdog",
         ShutdownReason::SoftReset => "soft_reset",
     }
+}
+
+/// The ports a domain will get for the pre-connected channels `channels` (pairs of domain
+/// indices, in configuration order): before any guest runs each channel takes the lowest
+/// free port at each end, so domain `domain`'s k-th channel is port k (from 1). Returns
+/// `(local port, remote domain id)` pairs.
+pub fn plan_channel_ports(
+    channels: impl Iterator<Item = (usize, usize)>,
+    domain: usize,
+) -> heapless::Vec<(u32, u32), { crate::domain_dt::MAX_CHANNEL_CELLS }> {
+    let mut planned = heapless::Vec::new();
+    for (a, b) in channels {
+        let remote = if a == domain {
+            b
+        } else if b == domain {
+            a
+        } else {
+            continue;
+        };
+        let port = planned.len() as u32 + 1;
+        if planned.push((port, remote as u32)).is_err() {
+            break;
+        }
+    }
+    planned
 }
 
 /// Acts on `next` for `cpu` after an exit: returns to let the exception vectors resume

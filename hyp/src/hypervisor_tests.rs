@@ -63,7 +63,7 @@ fn setup_with_vcpus(names: &[&str], vcpus: u32) -> Setup {
             cmdline: "",
         };
         hypervisor
-            .build_domain(slot, &entry, DomainSchedule::default(), gic())
+            .build_domain(slot, &entry, DomainSchedule::default(), gic(), &Default::default())
             .unwrap();
     }
     let mut cpu = CpuState::new(0);
@@ -626,4 +626,25 @@ fn a_dying_peer_notifies_the_other_end() {
     let (result, back) = evtchn(&mut setup, 5, &status);
     assert_eq!(result, 0);
     assert_eq!(le32(&back, 8), 1, "EVTCHNSTAT_unbound");
+}
+
+#[test]
+fn pre_connected_channels_get_the_ports_their_device_trees_promise() {
+    let mut setup = setup(&["alpha", "beta", "gamma"]);
+    let channels = [(0usize, 1usize), (1, 2), (0, 2)];
+    for (a, b) in channels {
+        let (port_a, port_b) = setup.hypervisor.connect_channel(a, b).unwrap();
+        let planned_a = plan_channel_ports(channels.iter().copied(), a);
+        let planned_b = plan_channel_ports(channels.iter().copied(), b);
+        assert!(planned_a.contains(&(port_a, b as u32)), "{planned_a:?} has ({port_a}, {b})");
+        assert!(planned_b.contains(&(port_b, a as u32)), "{planned_b:?} has ({port_b}, {a})");
+    }
+    assert_eq!(plan_channel_ports(channels.iter().copied(), 1).as_slice(), &[(1, 0), (2, 2)]);
+    // A send from beta on its first port arrives on alpha's first port.
+    enable_upcall(&mut setup, 0);
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 1);
+    let (result, _) = evtchn(&mut setup, 4, &1u32.to_le_bytes());
+    assert_eq!(result, 0);
+    assert!(hypercall_abi::evtchn2l::test_pending(setup.hypervisor.domain(0).unwrap().shared_info(), Port(1)));
 }

@@ -225,7 +225,16 @@ mod target {
                     affinity: settings.affinity,
                 });
             let gic = guest_gic(platform.gic.version, entry.vcpus);
-            match hypervisor.build_domain(slot, &entry, settings, gic) {
+            // The pre-connected channels this domain will have, as its device tree says.
+            let pairs = || pack.channels().map(|channel| (channel.a, channel.b));
+            let ports = hyp::hypervisor::plan_channel_ports(pairs(), slot);
+            let mut peers: heapless::Vec<&str, { hyp::domain_dt::MAX_CHANNEL_CELLS }> = heapless::Vec::new();
+            for (_, remote) in ports.iter() {
+                let name = pack.domain(*remote as usize).map_or("", |remote| remote.name);
+                let _ = peers.push(name);
+            }
+            let channels = hyp::domain::Channels { ports: &ports, peers: &peers };
+            match hypervisor.build_domain(slot, &entry, settings, gic, &channels) {
                 Ok(domain) => {
                     defmt::info!(
                         "domain {=str}: {=u32} MiB at {=u64:#x}, {=u32} vCPU(s), cmdline \"{=str}\"",
@@ -237,6 +246,21 @@ mod target {
                     return Err("a domain could not be built; none started");
                 }
             }
+        }
+        // Pre-connected channels, bound now, on exactly the ports the device trees promise.
+        for channel in pack.channels() {
+            let (port_a, port_b) = hypervisor
+                .connect_channel(channel.a, channel.b)
+                .map_err(|_| "a pre-connected channel could not be bound")?;
+            let planned_a = hyp::hypervisor::plan_channel_ports(pack.channels().map(|c| (c.a, c.b)), channel.a);
+            let planned_b = hyp::hypervisor::plan_channel_ports(pack.channels().map(|c| (c.a, c.b)), channel.b);
+            if !planned_a.contains(&(port_a, channel.b as u32)) || !planned_b.contains(&(port_b, channel.a as u32)) {
+                return Err("a pre-connected channel got another port than its device tree says");
+            }
+            defmt::info!(
+                "channel: domain {=usize} port {=u32} <-> domain {=usize} port {=u32}",
+                channel.a, port_a, channel.b, port_b
+            );
         }
         // SAFETY: only the address of the boot CPU's slot is taken.
         let per_cpu = unsafe { &raw mut PER_CPU[0] };

@@ -19,7 +19,8 @@
 //! * Stage-2 data abort at an IPA: [`decode_ipa`] tells whether it is the distributor or the
 //!   redistributor region and the offset into it; then [`Vgic::read`] / [`Vgic::write`] with
 //!   the access size from `esr::EmulatableAccess`. `Err(AccessError::BadSize)` or
-//!   `Err(AccessError::OutOfRange)` become an abort injected into the guest. The returned
+//!   `Err(AccessError::OutOfRange)` end the guilty domain (the hypervisor does not inject
+//!   aborts yet; Xen would inject one). The returned
 //!   [`Effects`] names the vCPUs to kick (they re-run [`ListRegisters::populate`]).
 //! * Trapped `ICC_SGI1R_EL1` write (GICv3): [`Vgic::write_sgi1r`].
 //! * Before entering a vCPU: [`ListRegisters::populate`], then write the LRs that
