@@ -255,6 +255,20 @@ impl Hypervisor {
                     Outcome::Shutdown(reason) => {
                         self.end_domain(cpu, current.domain, DomainState::ShutDown(reason))
                     }
+                    Outcome::Block => {
+                        cpu.frame.x[0] = 0;
+                        let pending = self
+                            .domain(current.domain)
+                            .and_then(|domain| domain.vcpu_info(current.vcpu))
+                            .is_some_and(|info| info.evtchn_upcall_pending.load(core::sync::atomic::Ordering::SeqCst) != 0);
+                        let now = arch::read_counter();
+                        let decision = if pending {
+                            self.scheduler.yield_now(cpu.index, now)
+                        } else {
+                            self.scheduler.block(cpu.index, now)
+                        };
+                        self.carry_out(cpu, decision)
+                    }
                     Outcome::ReturnAndUpcall { value, vcpu } => {
                         cpu.frame.x[0] = value;
                         self.raise_upcall(cpu.index, current.domain, vcpu);
@@ -282,11 +296,23 @@ impl Hypervisor {
                 arch::inject_exception(&mut cpu.frame, INJECTED_UNDEFINED_ESR, return_address);
                 Next::Resume
             }
-            GuestExit::WaitFor { .. } => {
-                // No virtual interrupts can wake a vCPU yet, so WFI/WFE give the CPU to
-                // others (a yield) rather than block; both are allowed to return early.
+            GuestExit::WaitFor { wait_for_event } => {
                 cpu.frame.pc = cpu.frame.pc.wrapping_add(4);
-                let decision = self.scheduler.yield_now(cpu.index, arch::read_counter());
+                let deliverable = self
+                    .vgics
+                    .get(current.domain)
+                    .is_some_and(|vgic| vgic.has_deliverable(current.vcpu));
+                let now = arch::read_counter();
+                if wait_for_event || deliverable {
+                    // WFE waits for events we do not track (a yield is a valid wake-up);
+                    // WFI with an interrupt already deliverable returns at once, even with
+                    // PSTATE.I set, as the architecture says.
+                    let decision = self.scheduler.yield_now(cpu.index, now);
+                    return self.carry_out(cpu, decision);
+                }
+                // Nothing deliverable: the vCPU blocks until an interrupt is made pending
+                // for it or its virtual timer's deadline passes.
+                let decision = self.scheduler.block(cpu.index, now);
                 self.carry_out(cpu, decision)
             }
             GuestExit::DataAbort(abort) if self.is_virtual_gic(current, &abort) => {
@@ -472,7 +498,7 @@ impl Hypervisor {
     }
 
     /// Makes the event-channel upcall interrupt (PPI 31) pending for a vCPU.
-    fn raise_upcall(&mut self, from_cpu: usize, slot: usize, vcpu: usize) {
+    pub(crate) fn raise_upcall(&mut self, from_cpu: usize, slot: usize, vcpu: usize) {
         let effects = match self.vgics.get_mut(slot) {
             Some(vgic) => vgic.set_pending(vcpu, crate::domain_dt::layout::EVENT_CHANNEL_INTID),
             None => crate::vgic::Effects::NONE,
@@ -771,11 +797,10 @@ impl Hypervisor {
                 }
             }
         }
-        arch::arm_timer(decision.slice_end);
         if let Some(target) = decision.cpu_to_kick.filter(|target| *target != cpu.index) {
             arch::kick_cpu(target);
         }
-        match decision.next {
+        let next = match decision.next {
             Some(next) => {
                 if cpu.current != Some(next) {
                     if let Some(previous) = cpu.current {
@@ -790,6 +815,59 @@ impl Hypervisor {
                     self.save(cpu, previous, now);
                 }
                 self.idle_or_halt(cpu)
+            }
+        };
+        // The EL2 timer ends the slice, or wakes the first blocked vCPU whose virtual
+        // timer expires, whichever comes first.
+        let deadline = match (decision.slice_end, self.earliest_wake()) {
+            (Some(slice), Some(wake)) => Some(slice.min(wake)),
+            (slice, wake) => slice.or(wake),
+        };
+        arch::arm_timer(deadline);
+        next
+    }
+
+    /// When a blocked vCPU must wake by itself: its virtual timer's deadline, if enabled
+    /// and unmasked (CNTVOFF is 0, so virtual and physical counts agree).
+    fn wake_deadline(vcpu: &crate::vcpu::Vcpu) -> Option<u64> {
+        let control = vcpu.el1.cntv_ctl_el0;
+        let enabled = control & 1 != 0 && control & TIMER_IMASK == 0;
+        (vcpu.state() == RunState::Blocked && vcpu.is_online() && enabled).then_some(vcpu.el1.cntv_cval_el0)
+    }
+
+    /// The earliest self-wake deadline of any blocked vCPU.
+    fn earliest_wake(&self) -> Option<u64> {
+        self.domains
+            .iter()
+            .flatten()
+            .filter(|domain| domain.state == DomainState::Alive)
+            .flat_map(|domain| domain.vcpus.iter())
+            .filter_map(Self::wake_deadline)
+            .min()
+    }
+
+    /// Wakes every blocked vCPU whose virtual timer has expired, with its timer interrupt
+    /// pending (and its saved timer masked, as when the interrupt is forwarded live).
+    fn wake_expired(&mut self, from_cpu: usize, now: u64) {
+        for slot in 0..MAX_DOMAINS {
+            let count = self.domain(slot).map_or(0, |domain| domain.vcpus.len());
+            for index in 0..count {
+                let id = VcpuId { domain: slot, vcpu: index };
+                let expired = self
+                    .domain(slot)
+                    .and_then(|domain| domain.vcpus.get(index))
+                    .and_then(Self::wake_deadline)
+                    .is_some_and(|deadline| deadline <= now);
+                if !expired {
+                    continue;
+                }
+                if let Some(vcpu) = self.vcpu_mut(id) {
+                    vcpu.el1.cntv_ctl_el0 |= TIMER_IMASK;
+                }
+                if let Some(vgic) = self.vgics.get_mut(slot) {
+                    vgic.set_pending(index, arch::virtual_timer_intid());
+                }
+                let _ = self.wake(id, now, from_cpu);
             }
         }
     }
@@ -994,6 +1072,7 @@ impl Hypervisor {
             if intid == arch::el2_timer_intid() {
                 arch::arm_timer(None);
                 arch::end_interrupt(acknowledged);
+                self.wake_expired(cpu.index, arch::read_counter());
                 next = self.tick(cpu);
             } else if intid == arch::kick_intid() {
                 // Another CPU changed something this one must act on: reschedule.

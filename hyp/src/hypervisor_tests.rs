@@ -10,6 +10,7 @@ use crate::arch::fake;
 use crate::bootpack::DomainImage;
 use crate::domain_dt::{layout, GuestGic};
 use crate::esr::{Abort, EmulatableAccess, FaultKind, GuestExit};
+use crate::vcpu::RunState;
 use hypercall_abi::errno::Errno;
 use hypercall_abi::event_channel_op::Port;
 use hypercall_abi::hypercall as number;
@@ -647,4 +648,36 @@ fn pre_connected_channels_get_the_ports_their_device_trees_promise() {
     let (result, _) = evtchn(&mut setup, 4, &1u32.to_le_bytes());
     assert_eq!(result, 0);
     assert!(hypercall_abi::evtchn2l::test_pending(setup.hypervisor.domain(0).unwrap().shared_info(), Port(1)));
+}
+
+#[test]
+fn wfi_blocks_until_an_interrupt_is_pending_and_the_virtual_timer_wakes_it() {
+    let mut setup = setup(&["alpha", "beta"]);
+    enable_upcall(&mut setup, 0);
+    // alpha waits with nothing pending: it blocks and beta runs.
+    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::WaitFor { wait_for_event: false }, 0);
+    assert_eq!(next, Next::Resume);
+    assert_eq!(setup.cpu.current.unwrap().domain, 1);
+    assert_eq!(setup.hypervisor.domain(0).unwrap().vcpus[0].state(), RunState::Blocked);
+    // An event for alpha (its upcall) wakes it.
+    setup.hypervisor.raise_upcall(0, 0, 0);
+    assert_eq!(setup.hypervisor.domain(0).unwrap().vcpus[0].state(), RunState::Ready);
+    // beta blocks too, with its virtual timer armed: the EL2 timer is armed for that deadline.
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 0);
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 1);
+    let deadline = arch::read_counter() + 50_000;
+    fake::restore_el1(&crate::vcpu::El1Context { cntv_ctl_el0: 1, cntv_cval_el0: deadline, ..Default::default() });
+    setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::WaitFor { wait_for_event: false }, 0);
+    assert_eq!(setup.cpu.current.unwrap().domain, 0);
+    assert_eq!(setup.hypervisor.domain(1).unwrap().vcpus[0].state(), RunState::Blocked);
+    assert!(fake::timer_deadline().is_some_and(|armed| armed <= deadline));
+    // The deadline passes: the EL2 timer interrupt wakes beta with its timer PPI pending.
+    while arch::read_counter() <= deadline {}
+    fake::raise_interrupt(arch::el2_timer_intid());
+    setup.hypervisor.take_interrupts(&mut setup.cpu);
+    let beta = &setup.hypervisor.domain(1).unwrap().vcpus[0];
+    assert_ne!(beta.state(), RunState::Blocked);
+    assert_ne!(beta.el1.cntv_ctl_el0 & 2, 0, "its saved timer is masked, as on forwarding");
 }

@@ -32,6 +32,8 @@ pub enum Outcome {
     Return(u64),
     /// Return `value`, then give other vCPUs a turn.
     Yield(u64),
+    /// Return 0 and block the vCPU until an event is pending for it.
+    Block,
     /// The domain asked to stop.
     Shutdown(ShutdownReason),
     /// Return `value`, and raise the event-channel upcall on vCPU `vcpu` of the caller's
@@ -93,9 +95,8 @@ pub fn dispatch(
         // No console input reaches domains yet: nothing to read.
         Call::ConsoleRead { .. } => Outcome::Return(0),
         Call::SchedYield => Outcome::Yield(0),
-        // Nothing can wake a blocked vCPU before event channels exist, so blocking returns
-        // at once, which Xen's interface allows (callers re-check their condition).
-        Call::SchedBlock => Outcome::Yield(0),
+        // Blocks until an event is pending for the vCPU (its upcall flag), as on Xen.
+        Call::SchedBlock => Outcome::Block,
         Call::SchedShutdown { arg } => {
             match memory
                 .read_value::<hypercall_abi::sched_op::SchedShutdown>(GuestVirtAddr::new(arg.0))
