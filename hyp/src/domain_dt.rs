@@ -336,7 +336,9 @@ pub fn write_domain_dt(buffer: &mut [u8], params: &DomainDtParams) -> Result<usi
             slot[0] = *port;
             slot[1] = *remote;
         }
-        let used = cells.get(..2 * params.channels.len()).ok_or(DtError::NoSpace)?;
+        let used = cells
+            .get(..2 * params.channels.len())
+            .ok_or(DtError::NoSpace)?;
         writer.property_cells("hyp,channels", used)?;
         writer.property_string_list("hyp,channel-peers", params.channel_peers)?;
     }
@@ -522,7 +524,11 @@ mod tests {
         // Without channels, neither property appears.
         let bytes = write(&DomainDtParams::standard(64 << 20, 1, 3, "x", None));
         let fdt = Fdt::new(&bytes).unwrap();
-        assert!(fdt.find_node("/hypervisor").unwrap().property("hyp,channels").is_none());
+        assert!(fdt
+            .find_node("/hypervisor")
+            .unwrap()
+            .property("hyp,channels")
+            .is_none());
     }
 
     #[test]

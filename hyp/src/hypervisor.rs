@@ -197,18 +197,33 @@ impl Hypervisor {
 
     /// Binds a pre-connected interdomain channel between domains `a` and `b` (before any
     /// guest runs) and returns the two ports, `(a's, b's)`.
-    pub fn connect_channel(&mut self, a: usize, b: usize) -> Result<(u32, u32), hypercall_abi::errno::Errno> {
+    pub fn connect_channel(
+        &mut self,
+        a: usize,
+        b: usize,
+    ) -> Result<(u32, u32), hypercall_abi::errno::Errno> {
         use hypercall_abi::event_channel_op::{AllocUnbound, BindInterdomain, Port};
         let Self { domains, ports, .. } = self;
         let mut tables = crate::hypercall::event_channel::EventTables {
             ports,
             vcpu_counts: core::array::from_fn(|slot| {
-                domains.get(slot).and_then(Option::as_ref).map(|domain| domain.vcpus.len() as u32)
+                domains
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .map(|domain| domain.vcpus.len() as u32)
             }),
         };
-        let mut offer = AllocUnbound { dom: a as u16, remote_dom: b as u16, port: Port(0) };
+        let mut offer = AllocUnbound {
+            dom: a as u16,
+            remote_dom: b as u16,
+            port: Port(0),
+        };
         crate::event_channel::alloc_unbound(&mut tables, a as u16, &mut offer)?;
-        let mut bind = BindInterdomain { remote_dom: a as u16, remote_port: offer.port, local_port: Port(0) };
+        let mut bind = BindInterdomain {
+            remote_dom: a as u16,
+            remote_port: offer.port,
+            local_port: Port(0),
+        };
         crate::event_channel::bind_interdomain(&mut tables, b as u16, &mut bind)?;
         Ok((offer.port.0, bind.local_port.0))
     }
@@ -242,7 +257,16 @@ impl Hypervisor {
                 let Some(domain) = domains.get_mut(current.domain).and_then(Option::as_mut) else {
                     return self.schedule(cpu);
                 };
-                match hypercall::dispatch(domain, current.vcpu, frames, number, args) {
+                let outcome = hypercall::dispatch(domain, current.vcpu, frames, number, args);
+                // A one-shot timer just set may fall before the armed EL2 deadline.
+                if let Some(deadline) = domain
+                    .vcpus
+                    .get(current.vcpu)
+                    .and_then(|vcpu| vcpu.singleshot)
+                {
+                    arch::arm_timer_before(deadline);
+                }
+                match outcome {
                     Outcome::Return(value) => {
                         cpu.frame.x[0] = value;
                         Next::Resume
@@ -260,7 +284,11 @@ impl Hypervisor {
                         let pending = self
                             .domain(current.domain)
                             .and_then(|domain| domain.vcpu_info(current.vcpu))
-                            .is_some_and(|info| info.evtchn_upcall_pending.load(core::sync::atomic::Ordering::SeqCst) != 0);
+                            .is_some_and(|info| {
+                                info.evtchn_upcall_pending
+                                    .load(core::sync::atomic::Ordering::SeqCst)
+                                    != 0
+                            });
                         let now = arch::read_counter();
                         let decision = if pending {
                             self.scheduler.yield_now(cpu.index, now)
@@ -819,7 +847,7 @@ impl Hypervisor {
         };
         // The EL2 timer ends the slice, or wakes the first blocked vCPU whose virtual
         // timer expires, whichever comes first.
-        let deadline = match (decision.slice_end, self.earliest_wake()) {
+        let deadline = match (decision.slice_end, self.earliest_deadline()) {
             (Some(slice), Some(wake)) => Some(slice.min(wake)),
             (slice, wake) => slice.or(wake),
         };
@@ -832,7 +860,59 @@ impl Hypervisor {
     fn wake_deadline(vcpu: &crate::vcpu::Vcpu) -> Option<u64> {
         let control = vcpu.el1.cntv_ctl_el0;
         let enabled = control & 1 != 0 && control & TIMER_IMASK == 0;
-        (vcpu.state() == RunState::Blocked && vcpu.is_online() && enabled).then_some(vcpu.el1.cntv_cval_el0)
+        (vcpu.state() == RunState::Blocked && vcpu.is_online() && enabled)
+            .then_some(vcpu.el1.cntv_cval_el0)
+    }
+
+    /// The earliest deadline of anything the EL2 timer must act on besides the slice: a
+    /// blocked vCPU's virtual timer, or any vCPU's one-shot timer.
+    fn earliest_deadline(&self) -> Option<u64> {
+        let singleshot = self
+            .domains
+            .iter()
+            .flatten()
+            .filter(|domain| domain.state == DomainState::Alive)
+            .flat_map(|domain| domain.vcpus.iter())
+            .filter_map(|vcpu| vcpu.singleshot)
+            .min();
+        match (self.earliest_wake(), singleshot) {
+            (Some(wake), Some(shot)) => Some(wake.min(shot)),
+            (wake, shot) => wake.or(shot),
+        }
+    }
+
+    /// Fires every one-shot timer whose deadline has passed: VIRQ_TIMER on the vCPU's port
+    /// bound to it (if any), which raises its upcall and wakes it if blocked.
+    fn fire_singleshots(&mut self, from_cpu: usize, now: u64) {
+        for slot in 0..MAX_DOMAINS {
+            let count = self.domain(slot).map_or(0, |domain| domain.vcpus.len());
+            for index in 0..count {
+                let due = self
+                    .domain(slot)
+                    .and_then(|domain| domain.vcpus.get(index))
+                    .and_then(|vcpu| vcpu.singleshot)
+                    .is_some_and(|deadline| deadline <= now);
+                if !due {
+                    continue;
+                }
+                if let Some(vcpu) = self.vcpu_mut(VcpuId {
+                    domain: slot,
+                    vcpu: index,
+                }) {
+                    vcpu.singleshot = None;
+                }
+                let deliver = self.ports.get(slot).and_then(|ports| {
+                    ports.raise_virq(
+                        slot as u16,
+                        index as u32,
+                        hypercall_abi::event_channel_op::VIRQ_TIMER,
+                    )
+                });
+                if let Some(deliver) = deliver {
+                    self.carry_out_event(from_cpu, crate::event_channel::Action::Deliver(deliver));
+                }
+            }
+        }
     }
 
     /// The earliest self-wake deadline of any blocked vCPU.
@@ -852,7 +932,10 @@ impl Hypervisor {
         for slot in 0..MAX_DOMAINS {
             let count = self.domain(slot).map_or(0, |domain| domain.vcpus.len());
             for index in 0..count {
-                let id = VcpuId { domain: slot, vcpu: index };
+                let id = VcpuId {
+                    domain: slot,
+                    vcpu: index,
+                };
                 let expired = self
                     .domain(slot)
                     .and_then(|domain| domain.vcpus.get(index))
@@ -1072,7 +1155,9 @@ impl Hypervisor {
             if intid == arch::el2_timer_intid() {
                 arch::arm_timer(None);
                 arch::end_interrupt(acknowledged);
-                self.wake_expired(cpu.index, arch::read_counter());
+                let now = arch::read_counter();
+                self.wake_expired(cpu.index, now);
+                self.fire_singleshots(cpu.index, now);
                 next = self.tick(cpu);
             } else if intid == arch::kick_intid() {
                 // Another CPU changed something this one must act on: reschedule.

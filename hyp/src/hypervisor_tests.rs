@@ -64,7 +64,13 @@ fn setup_with_vcpus(names: &[&str], vcpus: u32) -> Setup {
             cmdline: "",
         };
         hypervisor
-            .build_domain(slot, &entry, DomainSchedule::default(), gic(), &Default::default())
+            .build_domain(
+                slot,
+                &entry,
+                DomainSchedule::default(),
+                gic(),
+                &Default::default(),
+            )
             .unwrap();
     }
     let mut cpu = CpuState::new(0);
@@ -637,17 +643,29 @@ fn pre_connected_channels_get_the_ports_their_device_trees_promise() {
         let (port_a, port_b) = setup.hypervisor.connect_channel(a, b).unwrap();
         let planned_a = plan_channel_ports(channels.iter().copied(), a);
         let planned_b = plan_channel_ports(channels.iter().copied(), b);
-        assert!(planned_a.contains(&(port_a, b as u32)), "{planned_a:?} has ({port_a}, {b})");
-        assert!(planned_b.contains(&(port_b, a as u32)), "{planned_b:?} has ({port_b}, {a})");
+        assert!(
+            planned_a.contains(&(port_a, b as u32)),
+            "{planned_a:?} has ({port_a}, {b})"
+        );
+        assert!(
+            planned_b.contains(&(port_b, a as u32)),
+            "{planned_b:?} has ({port_b}, {a})"
+        );
     }
-    assert_eq!(plan_channel_ports(channels.iter().copied(), 1).as_slice(), &[(1, 0), (2, 2)]);
+    assert_eq!(
+        plan_channel_ports(channels.iter().copied(), 1).as_slice(),
+        &[(1, 0), (2, 2)]
+    );
     // A send from beta on its first port arrives on alpha's first port.
     enable_upcall(&mut setup, 0);
     hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
     assert_eq!(setup.cpu.current.unwrap().domain, 1);
     let (result, _) = evtchn(&mut setup, 4, &1u32.to_le_bytes());
     assert_eq!(result, 0);
-    assert!(hypercall_abi::evtchn2l::test_pending(setup.hypervisor.domain(0).unwrap().shared_info(), Port(1)));
+    assert!(hypercall_abi::evtchn2l::test_pending(
+        setup.hypervisor.domain(0).unwrap().shared_info(),
+        Port(1)
+    ));
 }
 
 #[test]
@@ -655,23 +673,48 @@ fn wfi_blocks_until_an_interrupt_is_pending_and_the_virtual_timer_wakes_it() {
     let mut setup = setup(&["alpha", "beta"]);
     enable_upcall(&mut setup, 0);
     // alpha waits with nothing pending: it blocks and beta runs.
-    let next = setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::WaitFor { wait_for_event: false }, 0);
+    let next = setup.hypervisor.handle_exit(
+        &mut setup.cpu,
+        GuestExit::WaitFor {
+            wait_for_event: false,
+        },
+        0,
+    );
     assert_eq!(next, Next::Resume);
     assert_eq!(setup.cpu.current.unwrap().domain, 1);
-    assert_eq!(setup.hypervisor.domain(0).unwrap().vcpus[0].state(), RunState::Blocked);
+    assert_eq!(
+        setup.hypervisor.domain(0).unwrap().vcpus[0].state(),
+        RunState::Blocked
+    );
     // An event for alpha (its upcall) wakes it.
     setup.hypervisor.raise_upcall(0, 0, 0);
-    assert_eq!(setup.hypervisor.domain(0).unwrap().vcpus[0].state(), RunState::Ready);
+    assert_eq!(
+        setup.hypervisor.domain(0).unwrap().vcpus[0].state(),
+        RunState::Ready
+    );
     // beta blocks too, with its virtual timer armed: the EL2 timer is armed for that deadline.
     hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
     assert_eq!(setup.cpu.current.unwrap().domain, 0);
     hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
     assert_eq!(setup.cpu.current.unwrap().domain, 1);
     let deadline = arch::read_counter() + 50_000;
-    fake::restore_el1(&crate::vcpu::El1Context { cntv_ctl_el0: 1, cntv_cval_el0: deadline, ..Default::default() });
-    setup.hypervisor.handle_exit(&mut setup.cpu, GuestExit::WaitFor { wait_for_event: false }, 0);
+    fake::restore_el1(&crate::vcpu::El1Context {
+        cntv_ctl_el0: 1,
+        cntv_cval_el0: deadline,
+        ..Default::default()
+    });
+    setup.hypervisor.handle_exit(
+        &mut setup.cpu,
+        GuestExit::WaitFor {
+            wait_for_event: false,
+        },
+        0,
+    );
     assert_eq!(setup.cpu.current.unwrap().domain, 0);
-    assert_eq!(setup.hypervisor.domain(1).unwrap().vcpus[0].state(), RunState::Blocked);
+    assert_eq!(
+        setup.hypervisor.domain(1).unwrap().vcpus[0].state(),
+        RunState::Blocked
+    );
     assert!(fake::timer_deadline().is_some_and(|armed| armed <= deadline));
     // The deadline passes: the EL2 timer interrupt wakes beta with its timer PPI pending.
     while arch::read_counter() <= deadline {}
@@ -679,5 +722,57 @@ fn wfi_blocks_until_an_interrupt_is_pending_and_the_virtual_timer_wakes_it() {
     setup.hypervisor.take_interrupts(&mut setup.cpu);
     let beta = &setup.hypervisor.domain(1).unwrap().vcpus[0];
     assert_ne!(beta.state(), RunState::Blocked);
-    assert_ne!(beta.el1.cntv_ctl_el0 & 2, 0, "its saved timer is masked, as on forwarding");
+    assert_ne!(
+        beta.el1.cntv_ctl_el0 & 2,
+        0,
+        "its saved timer is masked, as on forwarding"
+    );
+}
+
+#[test]
+fn singleshot_timer_raises_virq_timer_on_its_port() {
+    let mut setup = setup(&["alpha"]);
+    enable_upcall(&mut setup, 0);
+    // Bind VIRQ_TIMER on vCPU 0.
+    let mut bind = std::vec![0u8; 12];
+    bind[0..4].copy_from_slice(&0u32.to_le_bytes());
+    let (result, back) = evtchn(&mut setup, 1, &bind);
+    assert_eq!(result, 0);
+    let port = le32(&back, 8);
+    // A deadline in the past with SSHOTTMR_future is refused; another vCPU's timer too.
+    let mut request = std::vec![0u8; 16];
+    request[0..8].copy_from_slice(&1u64.to_le_bytes());
+    request[8..12].copy_from_slice(&1u32.to_le_bytes());
+    poke(&setup, 0, &request);
+    hypercall(&mut setup, number::VCPU_OP, [8, 0, 0x1000, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::ETIME.to_return());
+    // A deadline just ahead: the EL2 timer is brought forward to it.
+    let frequency = arch::read_counter_frequency();
+    let now_ns = (u128::from(arch::read_counter()) * 1_000_000_000 / u128::from(frequency)) as u64;
+    request[0..8].copy_from_slice(&(now_ns + 1_000).to_le_bytes());
+    request[8..12].copy_from_slice(&0u32.to_le_bytes());
+    poke(&setup, 0, &request);
+    fake::arm_timer(None);
+    hypercall(&mut setup, number::VCPU_OP, [8, 0, 0x1000, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    assert!(fake::timer_deadline().is_some());
+    // It passes: VIRQ_TIMER's port is pending once, and the timer is spent.
+    for word in &setup
+        .hypervisor
+        .domain(0)
+        .unwrap()
+        .shared_info()
+        .evtchn_pending
+    {
+        word.store(0, core::sync::atomic::Ordering::SeqCst);
+    }
+    let _ = arch::read_counter();
+    fake::raise_interrupt(arch::el2_timer_intid());
+    setup.hypervisor.take_interrupts(&mut setup.cpu);
+    let domain = setup.hypervisor.domain(0).unwrap();
+    assert!(hypercall_abi::evtchn2l::test_pending(
+        domain.shared_info(),
+        Port(port)
+    ));
+    assert_eq!(domain.vcpus[0].singleshot, None);
 }

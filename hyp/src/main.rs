@@ -199,7 +199,8 @@ mod target {
             (*per_cpu).stack_top =
                 core::ptr::addr_of!(boot::HYP_STACKS) as u64 + boot::BOOT_STACK_SIZE as u64;
             cpu::init_el2(per_cpu, mm::vtcr_value(IPA_BITS, pa_range));
-            (*(&raw mut SECONDARY_BOOT)).vtcr = mm::vtcr_value(IPA_BITS, pa_range);
+            let boot_parameters = &raw mut SECONDARY_BOOT;
+            (*boot_parameters).vtcr = mm::vtcr_value(IPA_BITS, pa_range);
         }
         let cpu_count = start_secondaries(platform);
 
@@ -228,12 +229,18 @@ mod target {
             // The pre-connected channels this domain will have, as its device tree says.
             let pairs = || pack.channels().map(|channel| (channel.a, channel.b));
             let ports = hyp::hypervisor::plan_channel_ports(pairs(), slot);
-            let mut peers: heapless::Vec<&str, { hyp::domain_dt::MAX_CHANNEL_CELLS }> = heapless::Vec::new();
+            let mut peers: heapless::Vec<&str, { hyp::domain_dt::MAX_CHANNEL_CELLS }> =
+                heapless::Vec::new();
             for (_, remote) in ports.iter() {
-                let name = pack.domain(*remote as usize).map_or("", |remote| remote.name);
+                let name = pack
+                    .domain(*remote as usize)
+                    .map_or("", |remote| remote.name);
                 let _ = peers.push(name);
             }
-            let channels = hyp::domain::Channels { ports: &ports, peers: &peers };
+            let channels = hyp::domain::Channels {
+                ports: &ports,
+                peers: &peers,
+            };
             match hypervisor.build_domain(slot, &entry, settings, gic, &channels) {
                 Ok(domain) => {
                     defmt::info!(
@@ -252,14 +259,21 @@ mod target {
             let (port_a, port_b) = hypervisor
                 .connect_channel(channel.a, channel.b)
                 .map_err(|_| "a pre-connected channel could not be bound")?;
-            let planned_a = hyp::hypervisor::plan_channel_ports(pack.channels().map(|c| (c.a, c.b)), channel.a);
-            let planned_b = hyp::hypervisor::plan_channel_ports(pack.channels().map(|c| (c.a, c.b)), channel.b);
-            if !planned_a.contains(&(port_a, channel.b as u32)) || !planned_b.contains(&(port_b, channel.a as u32)) {
+            let planned_a =
+                hyp::hypervisor::plan_channel_ports(pack.channels().map(|c| (c.a, c.b)), channel.a);
+            let planned_b =
+                hyp::hypervisor::plan_channel_ports(pack.channels().map(|c| (c.a, c.b)), channel.b);
+            if !planned_a.contains(&(port_a, channel.b as u32))
+                || !planned_b.contains(&(port_b, channel.a as u32))
+            {
                 return Err("a pre-connected channel got another port than its device tree says");
             }
             defmt::info!(
                 "channel: domain {=usize} port {=u32} <-> domain {=usize} port {=u32}",
-                channel.a, port_a, channel.b, port_b
+                channel.a,
+                port_a,
+                channel.b,
+                port_b
             );
         }
         // SAFETY: only the address of the boot CPU's slot is taken.

@@ -131,6 +131,9 @@ pub struct Vcpu {
     pub vcpu_info: Option<crate::addr::PhysAddr>,
     /// Where the guest wants runstate updates (VCPUOP_register_runstate_memory_area).
     pub runstate_area: Option<crate::addr::GuestVirtAddr>,
+    /// Deadline (counter ticks) of its one-shot timer (VCPUOP_set_singleshot_timer):
+    /// VIRQ_TIMER is raised when it passes.
+    pub singleshot: Option<u64>,
     /// Its interrupts: list registers and virtual CPU interface state.
     pub interrupts: crate::virtual_interrupts::VcpuInterrupts,
     /// Counter ticks spent running (accounting).
@@ -172,6 +175,7 @@ impl Vcpu {
             online: false,
             vcpu_info: None,
             runstate_area: None,
+            singleshot: None,
             interrupts: crate::virtual_interrupts::VcpuInterrupts::new(
                 crate::arch::list_register_count(),
             ),

@@ -7,7 +7,9 @@ use crate::guest_memory::GuestMemory;
 use hypercall_abi::errno::Errno;
 use hypercall_abi::evtchn2l;
 use hypercall_abi::shared::VcpuInfo;
-use hypercall_abi::vcpu_op::{self, RegisterRunstateMemoryArea, RegisterVcpuInfo};
+use hypercall_abi::vcpu_op::{
+    self, RegisterRunstateMemoryArea, RegisterVcpuInfo, SetSingleshotTimer,
+};
 
 /// Handles `vcpu_op(cmd, vcpu, arg)` from vCPU `caller` of `domain`.
 pub fn vcpu_op(
@@ -53,8 +55,46 @@ pub fn vcpu_op(
                 Err(error) => errno(error),
             }
         }
+        vcpu_op::SET_SINGLESHOT_TIMER | vcpu_op::STOP_SINGLESHOT_TIMER => {
+            // As Xen: only a vCPU's own timer.
+            if target != caller {
+                return errno(Errno::EINVAL);
+            }
+            let deadline = if cmd == vcpu_op::SET_SINGLESHOT_TIMER {
+                // 16 bytes: u64 timeout, u32 flags, then padding (parsed, never typed, so
+                // no padding byte is ever treated as data).
+                let mut bytes = [0u8; 16];
+                if let Err(error) = memory.read(arg, &mut bytes) {
+                    return errno(error);
+                }
+                let [t0, t1, t2, t3, t4, t5, t6, t7, f0, f1, f2, f3, ..] = bytes;
+                let request = SetSingleshotTimer {
+                    timeout_abs_ns: u64::from_le_bytes([t0, t1, t2, t3, t4, t5, t6, t7]),
+                    flags: u32::from_le_bytes([f0, f1, f2, f3]),
+                };
+                let now = crate::arch::read_counter();
+                let deadline = nanoseconds_to_ticks(request.timeout_abs_ns);
+                if request.flags & vcpu_op::SSHOTTMR_FUTURE != 0 && deadline < now {
+                    return errno(Errno::ETIME);
+                }
+                Some(deadline)
+            } else {
+                None
+            };
+            if let Some(vcpu) = domain.vcpus.get_mut(target) {
+                vcpu.singleshot = deadline;
+            }
+            Outcome::Return(0)
+        }
         _ => errno(Errno::ENOSYS),
     }
+}
+
+/// Xen system time (nanoseconds since the counter started) to counter ticks.
+pub fn nanoseconds_to_ticks(nanoseconds: u64) -> u64 {
+    let frequency = crate::arch::read_counter_frequency().max(1);
+    let ticks = u128::from(nanoseconds) * u128::from(frequency) / 1_000_000_000;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
 }
 
 /// VCPUOP_register_vcpu_info with Xen 4.17's rules (`map_vcpu_info`): the area must fit

@@ -163,3 +163,12 @@ pub fn kick_cpu(index: usize) {
         let _ = gic.send_sgi(mpidr.load(core::sync::atomic::Ordering::Relaxed), KICK_SGI);
     }
 }
+
+/// Brings this CPU's EL2 timer forward to `deadline` if it is disarmed or armed later.
+pub fn arm_timer_before(deadline: u64) {
+    use aarch64_cpu::registers::{Readable, CNTHP_CTL_EL2};
+    let armed = CNTHP_CTL_EL2.is_set(CNTHP_CTL_EL2::ENABLE);
+    if !armed || timer::deadline() > deadline {
+        timer::arm_at(deadline);
+    }
+}

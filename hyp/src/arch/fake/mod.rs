@@ -301,3 +301,12 @@ pub fn kick_cpu(index: usize) {
 pub fn take_kicks() -> Vec<usize> {
     KICKS.with(|kicks| core::mem::take(&mut *kicks.borrow_mut()))
 }
+
+/// Brings the fake EL2 timer forward to `deadline` if disarmed or armed later.
+pub fn arm_timer_before(deadline: u64) {
+    TIMER_DEADLINE.with(|cell| {
+        if cell.get().is_none_or(|armed| armed > deadline) {
+            cell.set(Some(deadline));
+        }
+    });
+}
