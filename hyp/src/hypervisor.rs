@@ -187,6 +187,8 @@ impl Hypervisor {
         if wake.woken {
             if let Some(vcpu) = self.vcpu_mut(id) {
                 let _ = vcpu.set_state(RunState::Ready);
+                vcpu.polling.clear();
+                vcpu.poll_deadline = None;
             }
         }
         if let Some(target) = wake.cpu_to_kick.filter(|target| *target != from_cpu) {
@@ -295,6 +297,11 @@ impl Hypervisor {
                         } else {
                             self.scheduler.block(cpu.index, now)
                         };
+                        self.carry_out(cpu, decision)
+                    }
+                    Outcome::Poll => {
+                        cpu.frame.x[0] = 0;
+                        let decision = self.scheduler.block(cpu.index, arch::read_counter());
                         self.carry_out(cpu, decision)
                     }
                     Outcome::ReturnAndUpcall { value, vcpu } => {
@@ -512,7 +519,11 @@ impl Hypervisor {
 
     /// Applies an event-channel action to the target domain's shared_info and, when the
     /// 2-level protocol says so, raises its upcall interrupt on the target vCPU.
-    fn carry_out_event(&mut self, from_cpu: usize, action: crate::event_channel::Action) {
+    pub(crate) fn carry_out_event(
+        &mut self,
+        from_cpu: usize,
+        action: crate::event_channel::Action,
+    ) {
         let slot = usize::from(action.domain());
         let Some(domain) = self.domain(slot) else {
             return;
@@ -520,6 +531,27 @@ impl Hypervisor {
         let vcpu = action.vcpu();
         let vcpu_info = vcpu.and_then(|vcpu| domain.vcpu_info(vcpu as usize));
         let inject = action.apply(domain.shared_info(), vcpu_info);
+        if let crate::event_channel::Action::Deliver(deliver) = action {
+            // Xen's evtchn_check_pollers: a vCPU polling this port wakes, masked or not.
+            let pollers: heapless::Vec<usize, { crate::domain::MAX_VCPUS }> = domain
+                .vcpus
+                .iter()
+                .enumerate()
+                .filter(|(_, vcpu)| vcpu.polling.contains(&(deliver.port.0 as u16)))
+                .map(|(index, _)| index)
+                .collect();
+            let now = arch::read_counter();
+            for index in pollers {
+                let _ = self.wake(
+                    VcpuId {
+                        domain: slot,
+                        vcpu: index,
+                    },
+                    now,
+                    from_cpu,
+                );
+            }
+        }
         if let (true, Some(vcpu)) = (inject, vcpu) {
             self.raise_upcall(from_cpu, slot, vcpu as usize);
         }
@@ -858,6 +890,16 @@ impl Hypervisor {
     /// When a blocked vCPU must wake by itself: its virtual timer's deadline, if enabled
     /// and unmasked (CNTVOFF is 0, so virtual and physical counts agree).
     fn wake_deadline(vcpu: &crate::vcpu::Vcpu) -> Option<u64> {
+        let blocked = vcpu.state() == RunState::Blocked && vcpu.is_online();
+        let poll = vcpu.poll_deadline.filter(|_| blocked);
+        match (Self::timer_deadline(vcpu), poll) {
+            (Some(timer), Some(poll)) => Some(timer.min(poll)),
+            (timer, poll) => timer.or(poll),
+        }
+    }
+
+    /// A blocked vCPU's virtual-timer deadline, if the timer is enabled and unmasked.
+    fn timer_deadline(vcpu: &crate::vcpu::Vcpu) -> Option<u64> {
         let control = vcpu.el1.cntv_ctl_el0;
         let enabled = control & 1 != 0 && control & TIMER_IMASK == 0;
         (vcpu.state() == RunState::Blocked && vcpu.is_online() && enabled)
@@ -944,12 +986,20 @@ impl Hypervisor {
                 if !expired {
                     continue;
                 }
-                if let Some(vcpu) = self.vcpu_mut(id) {
-                    vcpu.el1.cntv_ctl_el0 |= TIMER_IMASK;
+                let timer_expired = self
+                    .domain(slot)
+                    .and_then(|domain| domain.vcpus.get(index))
+                    .and_then(Self::timer_deadline)
+                    .is_some_and(|deadline| deadline <= now);
+                if timer_expired {
+                    if let Some(vcpu) = self.vcpu_mut(id) {
+                        vcpu.el1.cntv_ctl_el0 |= TIMER_IMASK;
+                    }
+                    if let Some(vgic) = self.vgics.get_mut(slot) {
+                        vgic.set_pending(index, arch::virtual_timer_intid());
+                    }
                 }
-                if let Some(vgic) = self.vgics.get_mut(slot) {
-                    vgic.set_pending(index, arch::virtual_timer_intid());
-                }
+                // A poll that timed out just wakes.
                 let _ = self.wake(id, now, from_cpu);
             }
         }

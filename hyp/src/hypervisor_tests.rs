@@ -776,3 +776,105 @@ fn singleshot_timer_raises_virq_timer_on_its_port() {
     ));
     assert_eq!(domain.vcpus[0].singleshot, None);
 }
+
+/// SCHEDOP_poll arguments at guest VA 0x1000 with the port array at 0x1100.
+fn poll_request(setup: &Setup, ports: &[u32], timeout: u64) {
+    let mut request = std::vec![0u8; 24];
+    request[0..8].copy_from_slice(&0x1100u64.to_le_bytes());
+    request[8..12].copy_from_slice(&(ports.len() as u32).to_le_bytes());
+    request[16..24].copy_from_slice(&timeout.to_le_bytes());
+    poke(setup, 0, &request);
+    let array: Vec<u8> = ports.iter().flat_map(|port| port.to_le_bytes()).collect();
+    poke(setup, 0x100, &array);
+}
+
+#[test]
+fn poll_returns_at_once_blocks_and_wakes_on_its_ports_or_timeout() {
+    let mut setup = setup(&["alpha", "beta"]);
+    map_first_page(&setup);
+    // A loopback channel in alpha: ports a (unbound end) and b.
+    let mut request = std::vec![0u8; 8];
+    request[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    request[2..4].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    let (_, back) = evtchn(&mut setup, 6, &request);
+    let a = le32(&back, 4);
+    let mut request = std::vec![0u8; 12];
+    request[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    request[4..8].copy_from_slice(&a.to_le_bytes());
+    let (_, back) = evtchn(&mut setup, 0, &request);
+    let b = le32(&back, 8);
+    let clear = |setup: &Setup| {
+        for word in &setup
+            .hypervisor
+            .domain(0)
+            .unwrap()
+            .shared_info()
+            .evtchn_pending
+        {
+            word.store(0, core::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    // Refused as Xen does: too many ports, a port out of range.
+    poll_request(&setup, &[1; 129], 0);
+    hypercall(&mut setup, number::SCHED_OP, [3, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
+    poll_request(&setup, &[5000], 0);
+    hypercall(&mut setup, number::SCHED_OP, [3, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
+    // Already pending: returns 0 at once, alpha keeps running.
+    clear(&setup);
+    hypercall_abi::evtchn2l::set_pending(
+        setup.hypervisor.domain(0).unwrap().shared_info(),
+        Port(a),
+    );
+    poll_request(&setup, &[a], 0);
+    hypercall(&mut setup, number::SCHED_OP, [3, 0x1000, 0, 0, 0]);
+    assert_eq!(
+        (setup.cpu.frame.x[0], setup.cpu.current.unwrap().domain),
+        (0, 0)
+    );
+    // Not pending: alpha blocks; beta runs.
+    clear(&setup);
+    poll_request(&setup, &[a], 0);
+    hypercall(&mut setup, number::SCHED_OP, [3, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 1);
+    assert_eq!(
+        setup.hypervisor.domain(0).unwrap().vcpus[0].state(),
+        RunState::Blocked
+    );
+    // An event on the polled port (masked or not) wakes it.
+    hypercall_abi::evtchn2l::set_mask(setup.hypervisor.domain(0).unwrap().shared_info(), Port(a));
+    setup.hypervisor.carry_out_event(
+        0,
+        crate::event_channel::Action::Deliver(crate::event_channel::Deliver {
+            domain: 0,
+            vcpu: 0,
+            port: Port(a),
+        }),
+    );
+    let alpha = &setup.hypervisor.domain(0).unwrap().vcpus[0];
+    assert_eq!(alpha.state(), RunState::Ready);
+    assert!(alpha.polling.is_empty());
+    let _ = b;
+    // A timeout wakes it too.
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 0);
+    clear(&setup);
+    let frequency = arch::read_counter_frequency();
+    let now_ns = (u128::from(arch::read_counter()) * 1_000_000_000 / u128::from(frequency)) as u64;
+    poll_request(&setup, &[a], now_ns + 500);
+    hypercall(&mut setup, number::SCHED_OP, [3, 0x1000, 0, 0, 0]);
+    assert_eq!(
+        setup.hypervisor.domain(0).unwrap().vcpus[0].state(),
+        RunState::Blocked
+    );
+    for _ in 0..100 {
+        let _ = arch::read_counter();
+    }
+    fake::raise_interrupt(arch::el2_timer_intid());
+    setup.hypervisor.take_interrupts(&mut setup.cpu);
+    assert_ne!(
+        setup.hypervisor.domain(0).unwrap().vcpus[0].state(),
+        RunState::Blocked
+    );
+}

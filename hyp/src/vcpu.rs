@@ -8,6 +8,9 @@ pub const INITIAL_PSTATE: u64 = 0x3c5;
 /// SCTLR_EL1 for a vCPU's first entry: MMU and caches off, RES1 bits set.
 pub const INITIAL_SCTLR_EL1: u64 = 0x30d0_0800;
 
+/// Most ports one SCHEDOP_poll may wait on (Xen's limit).
+pub const MAX_POLLED_PORTS: usize = 128;
+
 /// The general registers of a vCPU as saved on a trap (layout shared with the exception
 /// vectors: x0..x30 at 8-byte steps, then the return address and PSTATE).
 #[repr(C)]
@@ -131,6 +134,10 @@ pub struct Vcpu {
     pub vcpu_info: Option<crate::addr::PhysAddr>,
     /// Where the guest wants runstate updates (VCPUOP_register_runstate_memory_area).
     pub runstate_area: Option<crate::addr::GuestVirtAddr>,
+    /// Ports it waits on in SCHEDOP_poll (empty when not polling).
+    pub polling: heapless::Vec<u16, MAX_POLLED_PORTS>,
+    /// When its SCHEDOP_poll gives up waiting (counter ticks), if it set a timeout.
+    pub poll_deadline: Option<u64>,
     /// Deadline (counter ticks) of its one-shot timer (VCPUOP_set_singleshot_timer):
     /// VIRQ_TIMER is raised when it passes.
     pub singleshot: Option<u64>,
@@ -176,6 +183,8 @@ impl Vcpu {
             vcpu_info: None,
             runstate_area: None,
             singleshot: None,
+            polling: heapless::Vec::new(),
+            poll_deadline: None,
             interrupts: crate::virtual_interrupts::VcpuInterrupts::new(
                 crate::arch::list_register_count(),
             ),

@@ -4,7 +4,9 @@
 //! `/chosen/bootargs`, the `reg` of the depth-1 `memory` nodes, and for interrupts:
 //! the GIC node (`arm,gic-v3`, `arm,gic-400`, `arm,cortex-a15-gic`: version and `reg`),
 //! the `timer` node's virtual-timer interrupt, the `/hypervisor` event interrupt and the
-//! `reg` (MPIDR) of each `/cpus/cpu@N` node, in tree order. The tree comes from
+//! `reg` (MPIDR) of each `/cpus/cpu@N` node, in tree order; and the event channels our
+//! hypervisor pre-connects (`/hypervisor` `hyp,channels` and `hyp,channel-peers`, see
+//! [`BootInfo::channel`]). The tree comes from
 //! the hypervisor and is treated as untrusted: every read is checked, nothing panics,
 //! and a malformed tree yields a [`DtError`] that the caller reports on the console.
 //!
@@ -126,6 +128,17 @@ impl GicInfo {
     }
 }
 
+/// One pre-connected event channel from `/hypervisor` (see [`BootInfo::channel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreConnected {
+    /// This domain's port.
+    pub port: u32,
+    /// The remote domain's id (its position in the system configuration, from 0).
+    pub remote_domain: u32,
+    /// The remote domain's name (empty when `hyp,channel-peers` has no entry for it).
+    pub peer: &'static [u8],
+}
+
 /// What pv-guest takes from the device tree.
 #[derive(Clone, Copy, Debug)]
 pub struct BootInfo {
@@ -147,12 +160,40 @@ pub struct BootInfo {
     pub cpus: [u64; MAX_CPUS],
     /// How many entries of `cpus` are valid.
     pub cpu_count: usize,
+    /// `/hypervisor` `hyp,channels`: big-endian u32 pairs `<local-port remote-domain-id>`
+    /// (empty when absent).
+    pub channels: &'static [u8],
+    /// `/hypervisor` `hyp,channel-peers`: NUL-separated remote domain names, same order.
+    pub channel_peers: &'static [u8],
 }
 
 impl BootInfo {
     /// The valid memory ranges.
     pub fn memory(&self) -> &[MemoryRange] {
         &self.memory[..self.memory_count]
+    }
+
+    /// How many whole `<port domain>` pairs `hyp,channels` holds.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len() / 8
+    }
+
+    /// Pre-connected channel `index` (file order of the system configuration), if the
+    /// tree describes that many.
+    pub fn channel(&self, index: usize) -> Option<PreConnected> {
+        let start = index.checked_mul(8)?;
+        let port = read_u32(self.channels, start)?;
+        let remote_domain = read_u32(self.channels, start.checked_add(4)?)?;
+        let peer = self
+            .channel_peers
+            .split(|&byte| byte == 0)
+            .nth(index)
+            .unwrap_or(&[]);
+        Some(PreConnected {
+            port,
+            remote_domain,
+            peer,
+        })
     }
 
     /// One past the highest RAM byte.
@@ -241,6 +282,8 @@ struct NodeProps {
     device_type: &'static [u8],
     reg: &'static [u8],
     interrupts: &'static [u8],
+    channels: &'static [u8],
+    channel_peers: &'static [u8],
     redistributor_regions: u32,
     /// This node's `#address-cells` / `#size-cells` (for its children's `reg`).
     address_cells: usize,
@@ -254,6 +297,8 @@ impl NodeProps {
         device_type: &[],
         reg: &[],
         interrupts: &[],
+        channels: &[],
+        channel_peers: &[],
         redistributor_regions: 1,
         address_cells: 2,
         size_cells: 1,
@@ -265,6 +310,8 @@ impl NodeProps {
             b"device_type" => self.device_type = value,
             b"reg" => self.reg = value,
             b"interrupts" => self.interrupts = value,
+            b"hyp,channels" => self.channels = value,
+            b"hyp,channel-peers" => self.channel_peers = value,
             b"#redistributor-regions" => self.redistributor_regions = read_cells(value, 1) as u32,
             b"#address-cells" => self.address_cells = read_cells(value, 1) as usize,
             b"#size-cells" => self.size_cells = read_cells(value, 1) as usize,
@@ -328,6 +375,10 @@ fn classify(info: &mut BootInfo, nodes: &[NodeProps; MAX_DEPTH + 1], depth: usiz
     }
     if depth == 2 && node.name == b"hypervisor" && node.is_compatible(b"xen,xen") {
         info.event_intid = interrupt_intid(node.interrupts, 0);
+    }
+    if depth == 2 && (node.name == b"hypervisor" || node.name.starts_with(b"hypervisor@")) {
+        info.channels = node.channels;
+        info.channel_peers = node.channel_peers;
     }
     let is_cpu = node.device_type.split(|&byte| byte == 0).next() == Some(b"cpu".as_slice());
     if depth == 3 && parent.name == b"cpus" && is_cpu && cells_ok {
@@ -393,6 +444,8 @@ pub fn parse(tree: &'static [u8]) -> Result<BootInfo, DtError> {
         event_intid: None,
         cpus: [0; MAX_CPUS],
         cpu_count: 0,
+        channels: &[],
+        channel_peers: &[],
     };
     // The node being read at each depth (index = depth), for the interrupt nodes.
     let mut nodes = [NodeProps::EMPTY; MAX_DEPTH + 1];

@@ -34,6 +34,9 @@ pub enum Outcome {
     Yield(u64),
     /// Return 0 and block the vCPU until an event is pending for it.
     Block,
+    /// Return 0 and block the vCPU until one of the ports it now polls (its control block
+    /// holds them) is pending or its poll deadline passes.
+    Poll,
     /// The domain asked to stop.
     Shutdown(ShutdownReason),
     /// Return `value`, and raise the event-channel upcall on vCPU `vcpu` of the caller's
@@ -97,6 +100,11 @@ pub fn dispatch(
         Call::SchedYield => Outcome::Yield(0),
         // Blocks until an event is pending for the vCPU (its upcall flag), as on Xen.
         Call::SchedBlock => Outcome::Block,
+        Call::SchedPoll { arg } => match poll(domain, vcpu, &memory, GuestVirtAddr::new(arg.0)) {
+            Ok(true) => Outcome::Poll,
+            Ok(false) => Outcome::Return(0),
+            Err(error) => errno(error),
+        },
         Call::SchedShutdown { arg } => {
             match memory
                 .read_value::<hypercall_abi::sched_op::SchedShutdown>(GuestVirtAddr::new(arg.0))
@@ -126,6 +134,54 @@ pub fn dispatch(
         Call::Unsupported(error) => errno(error),
         _ => errno(Errno::ENOSYS),
     }
+}
+
+/// SCHEDOP_poll with Xen's checks (`do_poll`): at most 128 ports, each a valid port
+/// number; if one is pending already the call returns at once (`Ok(false)`), else the
+/// ports and the timeout (absolute system time in ns, 0 = none) are recorded in the vCPU
+/// and it must block (`Ok(true)`).
+fn poll(
+    domain: &mut Domain,
+    vcpu: usize,
+    memory: &GuestMemory<'_>,
+    arg: GuestVirtAddr,
+) -> Result<bool, Errno> {
+    // u64 ports handle, u32 count, padding, u64 timeout: parsed from bytes.
+    let mut bytes = [0u8; 24];
+    memory.read(arg, &mut bytes)?;
+    let word = |offset: usize| {
+        bytes.get(offset..offset + 8).map_or(0, |b| {
+            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        })
+    };
+    let ports = GuestVirtAddr::new(word(0));
+    let count = (word(8) & 0xffff_ffff) as usize;
+    let timeout = word(16);
+    if count > crate::vcpu::MAX_POLLED_PORTS {
+        return Err(Errno::EINVAL);
+    }
+    let mut polled: heapless::Vec<u16, { crate::vcpu::MAX_POLLED_PORTS }> = heapless::Vec::new();
+    let mut already_pending = false;
+    for index in 0..count {
+        let port: u32 = memory.read_value(ports.add(index as u64 * 4))?;
+        if port as usize >= crate::event_channel::MAX_PORTS {
+            return Err(Errno::EINVAL);
+        }
+        already_pending |= hypercall_abi::evtchn2l::test_pending(
+            domain.shared_info(),
+            hypercall_abi::event_channel_op::Port(port),
+        );
+        let _ = polled.push(port as u16);
+    }
+    if already_pending {
+        return Ok(false);
+    }
+    let deadline = (timeout != 0).then(|| vcpu::nanoseconds_to_ticks(timeout));
+    if let Some(target) = domain.vcpus.get_mut(vcpu) {
+        target.polling = polled;
+        target.poll_deadline = deadline;
+    }
+    Ok(true)
 }
 
 fn xen_version_call(memory: &GuestMemory<'_>, cmd: u32, arg: GuestVirtAddr) -> Outcome {
@@ -184,3 +240,5 @@ fn console_write(
 unsafe impl crate::guest_memory::Pod for xen_version::FeatureInfo {}
 // SAFETY: as above.
 unsafe impl crate::guest_memory::Pod for hypercall_abi::sched_op::SchedShutdown {}
+// SAFETY: a port number, plain u32.
+unsafe impl crate::guest_memory::Pod for u32 {}

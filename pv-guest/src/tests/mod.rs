@@ -1,7 +1,9 @@
 //! The test framework: scenarios chosen by the kernel command line.
 //!
 //! `/chosen/bootargs` is a space-separated list of scenario names; empty means the
-//! default set ([`Scenario::in_default_set`]). The report is exactly:
+//! default set ([`Scenario::in_default_set`]). A word with a `=` is a parameter
+//! `KEY=VALUE` for the scenarios ([`parameter`]), not a scenario name. The report is
+//! exactly:
 //!
 //! ```text
 //! running N tests
@@ -23,7 +25,9 @@ mod errors;
 mod events;
 mod evtchn_ipi;
 mod hello;
+mod hog;
 mod ipi;
+mod pingpong;
 mod spin;
 mod timer;
 
@@ -46,6 +50,8 @@ pub const SCENARIOS: &[Scenario] = &[
     timer::SCENARIO,
     ipi::SCENARIO,
     evtchn_ipi::SCENARIO,
+    pingpong::SCENARIO,
+    hog::SCENARIO,
 ];
 
 /// Most scenario names honoured on one command line.
@@ -55,6 +61,18 @@ const MAX_SELECTED: usize = 16;
 pub struct Context {
     /// What the device tree said.
     pub boot: BootInfo,
+}
+
+impl Context {
+    /// The value of the first `KEY=VALUE` word of the command line with this key.
+    pub fn parameter(&self, key: &str) -> Option<&'static str> {
+        let bootargs = core::str::from_utf8(self.boot.bootargs).ok()?;
+        bootargs
+            .split_ascii_whitespace()
+            .filter_map(|word| word.split_once('='))
+            .find(|&(name, _)| name == key)
+            .map(|(_, value)| value)
+    }
 }
 
 /// A group of tests with a name that the command line selects.
@@ -231,13 +249,14 @@ fn select<'a>(bootargs: &'a str, selected: &mut [Option<Selection<'a>>; MAX_SELE
         }
     };
     let mut any = false;
-    for (index, word) in bootargs.split_ascii_whitespace().enumerate() {
-        any = true;
-        if bootargs
+    let names = || {
+        bootargs
             .split_ascii_whitespace()
-            .take(index)
-            .any(|seen| seen == word)
-        {
+            .filter(|word| !word.contains('='))
+    };
+    for (index, word) in names().enumerate() {
+        any = true;
+        if names().take(index).any(|seen| seen == word) {
             continue;
         }
         match SCENARIOS.iter().find(|scenario| scenario.name == word) {
