@@ -176,7 +176,7 @@ commands:
             --machine virt-gicv3|virt-gicv2|raspi4b   (default virt-gicv3)
             --guest IMAGE[,initrd=FILE][,mem=MiB][,vcpus=N][,name=NAME][,cmdline=TEXT]
                     (repeatable; cmdline= comes last and takes the rest; default:
-                    the demo system pv-a + pv-b running target/images/pv-guest.img)
+                    the demo system: pv-a (default tests) and ping/pong exchanging events)
             --config FILE        boot the system a TOML file describes (domains and
                                  pre-connected event channels; docs/configuration.md,
                                  examples/systems/); not with --guest

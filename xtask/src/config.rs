@@ -752,8 +752,9 @@ mod tests {
     #[test]
     fn demo_example_is_the_built_in_demo() {
         let system = load_for(&examples_dir().join("demo.toml"), VIRT).unwrap();
-        assert_eq!(system.domains, crate::run::demo_domains(&Images::paths()));
-        assert!(system.channels.is_empty());
+        let (domains, channels) = crate::run::demo_system(&Images::paths());
+        assert_eq!(system.domains, domains);
+        assert_eq!(system.channels, channels);
     }
 
     #[test]

@@ -47,12 +47,19 @@ impl Domain {
     }
 }
 
-/// The demo system: `pv-a` (default test set) and `pv-b` (`hello`), 32 MiB, 1 vCPU each.
-pub fn demo_domains(images: &Images) -> Vec<Domain> {
-    vec![
-        Domain::new("pv-a", &images.guest_img, ""),
-        Domain::new("pv-b", &images.guest_img, "hello"),
-    ]
+/// The demo system (the same as `examples/systems/demo.toml`): `pv-a` runs pv-guest's
+/// default test set, and `ping` and `pong` bounce events over an event channel the
+/// hypervisor pre-connects between them (`pingpong`); 32 MiB and 1 vCPU each, spread over
+/// the machine's CPUs by the scheduler.
+pub fn demo_system(images: &Images) -> (Vec<Domain>, Vec<Channel>) {
+    (
+        vec![
+            Domain::new("pv-a", &images.guest_img, ""),
+            Domain::new("ping", &images.guest_img, "pingpong"),
+            Domain::new("pong", &images.guest_img, "pingpong"),
+        ],
+        vec![Channel { a: 1, b: 2 }],
+    )
 }
 
 /// The domains of `--guest` specs, named by [`args::domain_names`].
@@ -237,7 +244,7 @@ pub fn run(run: &args::RunArgs) -> Result<bool> {
             system.check_images()?;
             (system.domains, system.channels)
         }
-        None if run.guests.is_empty() => (demo_domains(&images), Vec::new()),
+        None if run.guests.is_empty() => demo_system(&images),
         None => (domains_from_specs(&run.guests)?, Vec::new()),
     };
     for domain in &domains {

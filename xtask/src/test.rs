@@ -237,10 +237,18 @@ fn demo(
     machine: Machine,
     timeout: Duration,
 ) -> (Verdict, Option<BTreeSet<String>>) {
-    let domains = run::demo_domains(images);
-    let outcome = match boot(images, &domains, machine, timeout) {
+    let (domains, channels) = run::demo_system(images);
+    let outcome = match run::boot(images, &domains, &channels, machine, false, timeout, false) {
         Ok(outcome) => outcome,
-        Err(verdict) => return (verdict, None),
+        Err(error) => {
+            return (
+                Verdict::Fail {
+                    reason: format!("{error:#}"),
+                    output: Vec::new(),
+                },
+                None,
+            )
+        }
     };
     let reference = domain_report(&outcome, "pv-a").ok().map(|report| {
         report
@@ -250,8 +258,9 @@ fn demo(
             .collect()
     });
     let check = || -> Result<(), String> {
-        domain_report(&outcome, "pv-a")?;
-        domain_report(&outcome, "pv-b")?;
+        for domain in &domains {
+            domain_report(&outcome, &domain.name)?;
+        }
         run::check_all_clean(&outcome, domains.len())?;
         Ok(())
     };
