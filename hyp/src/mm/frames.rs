@@ -597,6 +597,7 @@ mod tests {
         unsafe { pool.free_scrubbed(first).unwrap() };
         // SAFETY: as above.
         assert_eq!(unsafe { pointer.read() }, 0);
+        // SAFETY: as above: the range is free again, but only this test uses the region.
         unsafe { pointer.write_bytes(0xCD, 16) };
         let again = pool.allocate_zeroed(2 * PAGE_SIZE, PAGE_SIZE).unwrap();
         assert_eq!(again, first);
