@@ -197,6 +197,17 @@ impl Hypervisor {
         Ok(())
     }
 
+    /// Every slot's event-channel port table, as the event-channel model sees them (a slot
+    /// without a domain has no table).
+    fn event_tables(&mut self) -> crate::hypercall::event_channel::EventTables<'_> {
+        let vcpu_counts =
+            core::array::from_fn(|slot| self.domain(slot).map(|domain| domain.vcpus.len() as u32));
+        crate::hypercall::event_channel::EventTables {
+            ports: &mut self.ports,
+            vcpu_counts,
+        }
+    }
+
     /// Binds a pre-connected interdomain channel between domains `a` and `b` (before any
     /// guest runs) and returns the two ports, `(a's, b's)`.
     pub fn connect_channel(
@@ -205,16 +216,7 @@ impl Hypervisor {
         b: usize,
     ) -> Result<(u32, u32), hypercall_abi::errno::Errno> {
         use hypercall_abi::event_channel_op::{AllocUnbound, BindInterdomain, Port};
-        let Self { domains, ports, .. } = self;
-        let mut tables = crate::hypercall::event_channel::EventTables {
-            ports,
-            vcpu_counts: core::array::from_fn(|slot| {
-                domains
-                    .get(slot)
-                    .and_then(Option::as_ref)
-                    .map(|domain| domain.vcpus.len() as u32)
-            }),
-        };
+        let mut tables = self.event_tables();
         let mut offer = AllocUnbound {
             dom: a as u16,
             remote_dom: b as u16,
@@ -489,21 +491,12 @@ impl Hypervisor {
         cmd: u32,
         arg: crate::addr::GuestVirtAddr,
     ) -> u64 {
-        let Self { domains, ports, .. } = self;
-        let Some(caller) = domains.get(current.domain).and_then(Option::as_ref) else {
+        let Some(caller) = self.domain(current.domain) else {
             return hypercall_abi::errno::Errno::ESRCH.to_return();
         };
         let owned = caller.guest_accessible();
         let memory = crate::guest_memory::GuestMemory::new(&owned);
-        let mut tables = crate::hypercall::event_channel::EventTables {
-            ports,
-            vcpu_counts: core::array::from_fn(|slot| {
-                domains
-                    .get(slot)
-                    .and_then(Option::as_ref)
-                    .map(|domain| domain.vcpus.len() as u32)
-            }),
-        };
+        let mut tables = self.event_tables();
         let (result, action) = crate::hypercall::event_channel::event_channel_op(
             &mut tables,
             &memory,
@@ -727,19 +720,7 @@ impl Hypervisor {
         }
         // Its channels close; each peer is told on its end, so it sees the end rather
         // than waiting for ever.
-        let notifications = {
-            let Self { domains, ports, .. } = self;
-            let mut tables = crate::hypercall::event_channel::EventTables {
-                ports,
-                vcpu_counts: core::array::from_fn(|index| {
-                    domains
-                        .get(index)
-                        .and_then(Option::as_ref)
-                        .map(|domain| domain.vcpus.len() as u32)
-                }),
-            };
-            crate::event_channel::close_all(&mut tables, slot as u16)
-        };
+        let notifications = crate::event_channel::close_all(&mut self.event_tables(), slot as u16);
         for deliver in notifications {
             self.carry_out_event(cpu.index, crate::event_channel::Action::Deliver(deliver));
         }

@@ -206,6 +206,14 @@ fn boot(
     })
 }
 
+/// The verdict of a scenario whose checks on `outcome` gave `checked`.
+fn judge(outcome: &Outcome, checked: Result<(), String>) -> Verdict {
+    match checked {
+        Ok(()) => Verdict::Pass,
+        Err(reason) => fail(outcome, reason),
+    }
+}
+
 fn rendered(outcome: &Outcome) -> Vec<String> {
     outcome
         .lines
@@ -299,10 +307,7 @@ fn crash_isolation(images: &Images, machine: Machine, timeout: Duration) -> Verd
             None => Err(format!("no final `{expected}` line")),
         }
     };
-    match check() {
-        Ok(()) => Verdict::Pass,
-        Err(reason) => fail(&outcome, reason),
-    }
+    judge(&outcome, check())
 }
 
 /// `guest-cmdline`: the command line `hello errors` selects those scenarios.
@@ -323,10 +328,7 @@ fn guest_cmdline(images: &Images, machine: Machine, timeout: Duration) -> Verdic
         run::check_all_clean(&outcome, domains.len())?;
         Ok(())
     };
-    match check() {
-        Ok(()) => Verdict::Pass,
-        Err(reason) => fail(&outcome, reason),
-    }
+    judge(&outcome, check())
 }
 
 /// `example-guest`: the `examples/minimal-guest` template, which depends on nothing but
@@ -347,10 +349,7 @@ fn example_guest(images: &Images, machine: Machine, timeout: Duration) -> Verdic
         run::check_all_clean(&outcome, domains.len())?;
         Ok(())
     };
-    match check() {
-        Ok(()) => Verdict::Pass,
-        Err(reason) => fail(&outcome, reason),
-    }
+    judge(&outcome, check())
 }
 
 /// `spinner-beside-interactive`: two domains that each spin for 300 ms of counter time
@@ -389,10 +388,7 @@ fn spinner_beside_interactive(images: &Images, machine: Machine, timeout: Durati
         run::check_all_clean(&outcome, domains.len())?;
         Ok(())
     };
-    match check() {
-        Ok(()) => Verdict::Pass,
-        Err(reason) => fail(&outcome, reason),
-    }
+    judge(&outcome, check())
 }
 
 /// `interrupts-and-events`: a 2-vCPU domain runs the guest's `events` (event channels and
@@ -417,10 +413,7 @@ fn interrupts_and_events(images: &Images, machine: Machine, timeout: Duration) -
         run::check_all_clean(&outcome, domains.len())?;
         Ok(())
     };
-    match check() {
-        Ok(()) => Verdict::Pass,
-        Err(reason) => fail(&outcome, reason),
-    }
+    judge(&outcome, check())
 }
 
 /// Boots an example system (a config file of `examples/systems`) and requires every
@@ -470,10 +463,7 @@ fn system_passes(
         run::check_all_clean(&outcome, system.domains.len())?;
         Ok(())
     };
-    match check() {
-        Ok(()) => Verdict::Pass,
-        Err(reason) => fail(&outcome, reason),
-    }
+    judge(&outcome, check())
 }
 
 /// Output of a captured external command.
