@@ -516,8 +516,9 @@ mod target {
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
-        // SAFETY: only the boot CPU runs in this step, so no other CPU can be mid-frame.
-        unsafe { serial::force_release() };
+        // The port may be held: by this CPU (the panic interrupted a line or a frame) or
+        // by another one (waited for, within bounds).
+        serial::prepare_for_panic();
         defmt::error!("hypervisor panic: {}", defmt::Display2Format(info));
         cpu::power_off(PSCI_OVER_SMC.load(Ordering::Relaxed))
     }

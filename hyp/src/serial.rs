@@ -14,14 +14,24 @@ pub use target::*;
 mod target {
     use crate::console::{write_prefixed_line, FRAME_MARKER};
     use crate::drivers::pl011::Pl011;
-    use core::sync::atomic::{AtomicBool, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     /// The serial port, once the device tree has named it.
     static SERIAL: spin::mutex::SpinMutex<Option<Pl011>> = spin::mutex::SpinMutex::new(None);
     /// The defmt encoder state of the frame being written (only touched under `SERIAL`).
     static mut ENCODER: defmt::Encoder = defmt::Encoder::new();
+    /// Which CPU holds `SERIAL` (its MPIDR affinity + 1; 0 = nobody), so a panicking CPU
+    /// can tell whether the lock it needs is its own.
+    static HOLDER: AtomicU64 = AtomicU64::new(0);
     /// Set while a defmt frame holds `SERIAL`.
     static IN_FRAME: AtomicBool = AtomicBool::new(false);
+    /// Set when a panicking CPU could not get the port: output is dropped from then on
+    /// rather than waiting for ever.
+    static SILENCED: AtomicBool = AtomicBool::new(false);
+
+    fn this_cpu() -> u64 {
+        (crate::arch::aarch64::cpu::read_mpidr() & 0xff_00ff_ffff) + 1
+    }
 
     /// Starts using `uart` for all output.
     pub fn install(uart: Pl011) {
@@ -30,21 +40,42 @@ mod target {
 
     /// Writes one guest console line as `(name) line`.
     pub fn write_console_line(name: &str, line: &[u8]) {
+        if SILENCED.load(Ordering::Relaxed) {
+            return;
+        }
         let mut serial = SERIAL.lock();
+        HOLDER.store(this_cpu(), Ordering::Relaxed);
         if let Some(uart) = serial.as_mut() {
             write_prefixed_line(name, line, |bytes| uart.write_bytes(bytes));
         }
+        HOLDER.store(0, Ordering::Relaxed);
     }
 
-    /// Releases the serial port after a panic interrupted a frame on this CPU.
-    ///
-    /// # Safety
-    /// Only for the panic path: the caller must be sure no other CPU is mid-frame.
-    pub unsafe fn force_release() {
-        if IN_FRAME.swap(false, Ordering::Acquire) {
-            // SAFETY: per the caller's contract the holder is the panicking frame.
+    /// Makes the serial port usable by a panicking CPU: if this CPU holds it (the panic
+    /// interrupted a line or a frame), it is released, ending a broken frame; if another
+    /// CPU holds it, the port is waited for a bounded time and otherwise output is dropped.
+    pub fn prepare_for_panic() {
+        if HOLDER.load(Ordering::Acquire) == this_cpu() {
+            HOLDER.store(0, Ordering::Relaxed);
+            if IN_FRAME.swap(false, Ordering::Acquire) {
+                // SAFETY: this CPU holds the port; the frame it was writing is ended with
+                // the delimiter so the host decoder resynchronises.
+                let serial = unsafe { &mut *SERIAL.as_mut_ptr() };
+                if let Some(uart) = serial.as_mut() {
+                    uart.write_byte(0);
+                }
+            }
+            // SAFETY: the holder is this CPU, which is not coming back to release it.
             unsafe { SERIAL.force_unlock() };
+            return;
         }
+        for _ in 0..10_000_000 {
+            if !SERIAL.is_locked() {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        SILENCED.store(true, Ordering::Release);
     }
 
     #[defmt::global_logger]
@@ -59,11 +90,16 @@ mod target {
     }
 
     // SAFETY: `acquire` takes `SERIAL` (a spin lock; the hypervisor never runs with
-    // interrupts unmasked, so no handler on this CPU can re-enter) and `release` gives it
-    // back; `write` and `flush` run only in between.
+    // interrupts unmasked, so no handler on this CPU can re-enter) and records this CPU as
+    // its holder; `write` and `release` act only while this CPU is the holder, and
+    // `release` gives the lock back.
     unsafe impl defmt::Logger for SerialLogger {
         fn acquire() {
+            if SILENCED.load(Ordering::Relaxed) {
+                return;
+            }
             core::mem::forget(SERIAL.lock());
+            HOLDER.store(this_cpu(), Ordering::Relaxed);
             IN_FRAME.store(true, Ordering::Relaxed);
             with_uart(|uart| uart.write_byte(FRAME_MARKER));
             // SAFETY: ENCODER is only used under SERIAL, which we now hold.
@@ -74,15 +110,22 @@ mod target {
         unsafe fn flush() {}
 
         unsafe fn release() {
+            if HOLDER.load(Ordering::Relaxed) != this_cpu() {
+                return; // silenced: `acquire` took nothing
+            }
             // SAFETY: as in `acquire`.
             let encoder = unsafe { &mut *core::ptr::addr_of_mut!(ENCODER) };
             with_uart(|uart| encoder.end_frame(|bytes| uart.write_bytes(bytes)));
             IN_FRAME.store(false, Ordering::Relaxed);
-            // SAFETY: `acquire` left SERIAL locked for this frame.
+            HOLDER.store(0, Ordering::Relaxed);
+            // SAFETY: `acquire` left SERIAL locked for this frame, held by this CPU.
             unsafe { SERIAL.force_unlock() };
         }
 
         unsafe fn write(bytes: &[u8]) {
+            if HOLDER.load(Ordering::Relaxed) != this_cpu() {
+                return; // silenced: `acquire` took nothing
+            }
             // SAFETY: as in `acquire`.
             let encoder = unsafe { &mut *core::ptr::addr_of_mut!(ENCODER) };
             with_uart(|uart| encoder.write(bytes, |encoded| uart.write_bytes(encoded)));
