@@ -91,6 +91,62 @@ pub fn test(args: &TestArgs) -> Result<bool> {
         },
     );
 
+    // House rules, enforced: rustfmt and clippy (warnings are errors) on the host crates
+    // and on the bare-metal ones for their real target.
+    let lints: [(&str, &[&str]); 3] = [
+        ("host::rustfmt", &["fmt", "--all", "--", "--check"]),
+        (
+            "host::clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "pv-guest",
+                "--exclude",
+                "minimal-guest",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        (
+            "host::clippy-bare-metal",
+            &[
+                "clippy",
+                "-p",
+                "hyp",
+                "-p",
+                "pv-guest",
+                "-p",
+                "minimal-guest",
+                "--target",
+                setup::TARGET,
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    ];
+    let targets = setup::ensure_rust_targets();
+    for (name, arguments) in lints {
+        println!("xtask: {name}: cargo {}", arguments.join(" "));
+        let result = targets
+            .as_ref()
+            .map_err(|error| anyhow::anyhow!("{error:#}"))
+            .and_then(|()| setup::run_checked(setup::cargo().args(arguments)));
+        tally.record(
+            name,
+            match result {
+                Ok(()) => Verdict::Pass,
+                Err(error) => Verdict::Fail {
+                    reason: format!("{error:#}"),
+                    output: Vec::new(),
+                },
+            },
+        );
+    }
+
     println!("xtask: building images");
     let images = crate::images::build();
     if let Err(error) = &images {
