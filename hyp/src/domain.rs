@@ -69,6 +69,13 @@ pub struct Domain {
     pub shared_info: PhysAddr,
     /// Where the guest mapped shared_info with XENMEM_add_to_physmap, if it has.
     pub shared_info_ipa: Option<IntermediatePhysAddr>,
+    /// HVM parameters (HVMOP_get_param / set_param), 0 until set.
+    pub hvm_params: [u64; hypercall_abi::hvm_op::NR_PARAMS as usize],
+    /// The console ring page the hypervisor serves as backend, mapped at the first magic
+    /// page (Xen's GUEST_MAGIC_BASE).
+    pub console_ring: PhysAddr,
+    /// The domain's end of the console event channel, once attached.
+    pub console_port: Option<u32>,
 }
 
 /// Why a domain could not be built. Nothing is left allocated when this is returned.
@@ -302,6 +309,42 @@ impl Domain {
                     return Err(BuildError::OutOfMemory);
                 }
             };
+        // The console ring: one zeroed page of ours, at the first magic page of the guest.
+        let console_ring =
+            match frames.allocate_zeroed(crate::addr::PAGE_SIZE, crate::addr::PAGE_SIZE) {
+                Ok(page) => page.start,
+                Err(_) => {
+                    stage2.destroy(frames);
+                    let _ = frames.free(AddrRange::new(shared_info, crate::addr::PAGE_SIZE));
+                    return Err(BuildError::OutOfMemory);
+                }
+            };
+        let ring_page = Stage2Attributes {
+            read: true,
+            write: true,
+            execute: false,
+            memory: MemoryKind::Normal,
+        };
+        let magic = IntermediatePhysAddr::new(layout::MAGIC_BASE);
+        if stage2
+            .map(
+                magic,
+                console_ring,
+                crate::addr::PAGE_SIZE,
+                ring_page,
+                frames,
+            )
+            .is_err()
+        {
+            stage2.destroy(frames);
+            let _ = frames.free(AddrRange::new(shared_info, crate::addr::PAGE_SIZE));
+            let _ = frames.free(AddrRange::new(console_ring, crate::addr::PAGE_SIZE));
+            return Err(BuildError::Stage2);
+        }
+        let mut hvm_params = [0; hypercall_abi::hvm_op::NR_PARAMS as usize];
+        if let Some(pfn) = hvm_params.get_mut(hypercall_abi::hvm_op::PARAM_CONSOLE_PFN as usize) {
+            *pfn = magic.frame_number();
+        }
         let mut name = heapless::String::new();
         for character in image.name.chars() {
             if name.push(character).is_err() {
@@ -319,6 +362,9 @@ impl Domain {
             console: LineBuffer::new(),
             shared_info,
             shared_info_ipa: None,
+            hvm_params,
+            console_ring,
+            console_port: None,
         })
     }
 
@@ -328,6 +374,7 @@ impl Domain {
             ram,
             stage2,
             shared_info,
+            console_ring,
             ..
         } = self;
         // Tables first, so no translation to the RAM survives its scrub.
@@ -337,15 +384,29 @@ impl Domain {
         unsafe {
             let _ = frames.free_scrubbed(ram);
             let _ = frames.free_scrubbed(AddrRange::new(shared_info, crate::addr::PAGE_SIZE));
+            let _ = frames.free_scrubbed(AddrRange::new(console_ring, crate::addr::PAGE_SIZE));
         }
     }
 
-    /// Physical memory a guest pointer may reach: its RAM and its shared_info page.
-    pub fn guest_accessible(&self) -> [AddrRange<PhysAddr>; 2] {
+    /// Physical memory a guest pointer may reach: its RAM, its shared_info page and its
+    /// console ring.
+    pub fn guest_accessible(&self) -> [AddrRange<PhysAddr>; 3] {
         [
             self.ram,
             AddrRange::new(self.shared_info, crate::addr::PAGE_SIZE),
+            AddrRange::new(self.console_ring, crate::addr::PAGE_SIZE),
         ]
+    }
+
+    /// The console ring page.
+    pub fn console_interface(&self) -> &hypercall_abi::shared::XenconsInterface {
+        // SAFETY: the page is this domain's, page aligned, lives as long as the domain; the
+        // ring's indices are atomics, and its bytes are read volatile and only up to what
+        // the producer index has published.
+        unsafe {
+            &*arch::phys_to_virt(self.console_ring)
+                .cast::<hypercall_abi::shared::XenconsInterface>()
+        }
     }
 
     /// The shared_info page.

@@ -232,6 +232,91 @@ impl Hypervisor {
         Ok((offer.port.0, bind.local_port.0))
     }
 
+    /// Gives domain `slot` its console event channel (after any pre-connected channels,
+    /// whose port numbers its device tree already promised): an unbound port of its own
+    /// whose sends the hypervisor serves as console backend. HVM_PARAM_CONSOLE_EVTCHN
+    /// names it.
+    pub fn attach_console(&mut self, slot: usize) -> Result<u32, hypercall_abi::errno::Errno> {
+        use hypercall_abi::event_channel_op::{AllocUnbound, Port};
+        let own = slot as u16;
+        let mut offer = AllocUnbound {
+            dom: own,
+            remote_dom: own,
+            port: Port(0),
+        };
+        crate::event_channel::alloc_unbound(&mut self.event_tables(), own, &mut offer)?;
+        let port = offer.port.0;
+        if let Some(domain) = self.domain_mut(slot) {
+            domain.console_port = Some(port);
+            if let Some(value) = domain
+                .hvm_params
+                .get_mut(hypercall_abi::hvm_op::PARAM_CONSOLE_EVTCHN as usize)
+            {
+                *value = u64::from(port);
+            }
+        }
+        Ok(port)
+    }
+
+    /// Console backend: takes what domain `slot` wrote to its console ring's `out[]`,
+    /// prints it as its console lines, advances `out_cons`, and signals its console port
+    /// so a writer waiting for room goes on.
+    fn serve_console(&mut self, from_cpu: usize, slot: usize) {
+        use core::sync::atomic::Ordering;
+        use hypercall_abi::shared::{xencons_mask_out, XENCONS_OUT_SIZE};
+        let Some(domain) = self.domains.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(port) = domain.console_port else {
+            return;
+        };
+        // SAFETY: the console page is the domain's for as long as it lives, which outlasts
+        // this function; the reference is not tied to `domain` so its line buffer can be
+        // borrowed mutably meanwhile (the two do not overlap).
+        let ring = unsafe {
+            &*arch::phys_to_virt(domain.console_ring)
+                .cast::<hypercall_abi::shared::XenconsInterface>()
+        };
+        let produced = ring.out_prod.load(Ordering::Acquire);
+        let mut consumed = ring.out_cons.load(Ordering::Relaxed);
+        if produced.wrapping_sub(consumed) as usize > XENCONS_OUT_SIZE {
+            // Indices the guest corrupted: nothing sensible to print; resynchronise.
+            consumed = produced;
+        }
+        let mut chunk = [0u8; 64];
+        while consumed != produced {
+            let mut length = 0;
+            while consumed != produced && length < chunk.len() {
+                let index = xencons_mask_out(consumed);
+                // SAFETY: `index` is below XENCONS_OUT_SIZE; the byte was published by
+                // the producer index read above; volatile because the guest may write the
+                // ring concurrently.
+                let byte = unsafe { core::ptr::read_volatile(ring.output.as_ptr().add(index)) };
+                if let Some(slot) = chunk.get_mut(length) {
+                    *slot = byte;
+                }
+                length += 1;
+                consumed = consumed.wrapping_add(1);
+            }
+            let name = &domain.name;
+            let piece = chunk.get(..length).unwrap_or(&[]);
+            domain
+                .console
+                .push(piece, |line| serial::write_console_line(name, line));
+        }
+        ring.out_cons.store(consumed, Ordering::Release);
+        let vcpu = self
+            .ports
+            .get(slot)
+            .and_then(|ports| ports.notify_vcpu(hypercall_abi::event_channel_op::Port(port)));
+        let deliver = crate::event_channel::Deliver {
+            domain: slot as u16,
+            vcpu: vcpu.unwrap_or(0),
+            port: hypercall_abi::event_channel_op::Port(port),
+        };
+        self.carry_out_event(from_cpu, crate::event_channel::Action::Deliver(deliver));
+    }
+
     /// Free physical memory, in bytes (for leak checks).
     pub fn free_bytes(&self) -> u64 {
         self.frames.free_bytes()
@@ -496,6 +581,18 @@ impl Hypervisor {
         };
         let owned = caller.guest_accessible();
         let memory = crate::guest_memory::GuestMemory::new(&owned);
+        // A send on the console port is for the hypervisor, the console backend.
+        if cmd == hypercall_abi::event_channel_op::SEND {
+            let console = caller.console_port;
+            match memory.read_value::<u32>(arg) {
+                Err(error) => return error.to_return(),
+                Ok(port) if Some(port) == console => {
+                    self.serve_console(from_cpu, current.domain);
+                    return 0;
+                }
+                Ok(_) => {}
+            }
+        }
         let mut tables = self.event_tables();
         let (result, action) = crate::hypercall::event_channel::event_channel_op(
             &mut tables,

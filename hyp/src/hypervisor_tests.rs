@@ -878,3 +878,69 @@ fn poll_returns_at_once_blocks_and_wakes_on_its_ports_or_timeout() {
         RunState::Blocked
     );
 }
+
+#[test]
+fn the_console_ring_is_served_by_the_hypervisor() {
+    let mut setup = setup(&["alpha"]);
+    let port = setup.hypervisor.attach_console(0).unwrap();
+    let ram = map_first_page(&setup);
+    // HVM_PARAM_CONSOLE_PFN and _EVTCHN name the magic page and the port.
+    let mut request = std::vec![0u8; 16];
+    request[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    request[4..8].copy_from_slice(&17u32.to_le_bytes());
+    poke(&setup, 0, &request);
+    hypercall(&mut setup, number::HVM_OP, [1, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    let mut value = [0u8; 8];
+    // SAFETY: reads the parameter back from the test domain's first RAM page.
+    unsafe {
+        core::ptr::copy_nonoverlapping(arch::phys_to_virt(ram.add(8)), value.as_mut_ptr(), 8)
+    };
+    assert_eq!(u64::from_le_bytes(value), layout::MAGIC_BASE >> 12);
+    request[4..8].copy_from_slice(&18u32.to_le_bytes());
+    poke(&setup, 0, &request);
+    hypercall(&mut setup, number::HVM_OP, [1, 0x1000, 0, 0, 0]);
+    // SAFETY: as above.
+    unsafe {
+        core::ptr::copy_nonoverlapping(arch::phys_to_virt(ram.add(8)), value.as_mut_ptr(), 8)
+    };
+    assert_eq!(u64::from_le_bytes(value), u64::from(port));
+    // The guest may not move them; an index out of range is EINVAL.
+    hypercall(&mut setup, number::HVM_OP, [0, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EPERM.to_return());
+    request[4..8].copy_from_slice(&39u32.to_le_bytes());
+    poke(&setup, 0, &request);
+    hypercall(&mut setup, number::HVM_OP, [1, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], Errno::EINVAL.to_return());
+    // The guest writes two lines into out[] (wrapping the index) and sends: printed, consumed.
+    let ring = setup.hypervisor.domain(0).unwrap().console_interface();
+    let text = b"ring one\nring two\n";
+    let start = 2040u32;
+    ring.out_cons
+        .store(start, core::sync::atomic::Ordering::SeqCst);
+    for (offset, byte) in text.iter().enumerate() {
+        let index = hypercall_abi::shared::xencons_mask_out(start + offset as u32);
+        // SAFETY: writes the fake guest's ring, as the guest would.
+        unsafe { core::ptr::write_volatile(ring.output.as_ptr().add(index).cast_mut(), *byte) };
+    }
+    ring.out_prod.store(
+        start + text.len() as u32,
+        core::sync::atomic::Ordering::SeqCst,
+    );
+    let _ = serial::take_console_lines();
+    let (result, _) = evtchn(&mut setup, 4, &port.to_le_bytes());
+    assert_eq!(result, 0);
+    assert_eq!(
+        serial::take_console_lines(),
+        ["(alpha) ring one", "(alpha) ring two"]
+    );
+    let ring = setup.hypervisor.domain(0).unwrap().console_interface();
+    assert_eq!(
+        ring.out_cons.load(core::sync::atomic::Ordering::SeqCst),
+        start + text.len() as u32
+    );
+    assert!(hypercall_abi::evtchn2l::test_pending(
+        setup.hypervisor.domain(0).unwrap().shared_info(),
+        Port(port)
+    ));
+}

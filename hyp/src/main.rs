@@ -276,6 +276,13 @@ mod target {
                 port_b
             );
         }
+        // Each domain's console ring channel, after the pre-connected ones (their port
+        // numbers were promised in the device trees).
+        for slot in 0..pack.domain_count() {
+            hypervisor
+                .attach_console(slot)
+                .map_err(|_| "a console channel could not be attached")?;
+        }
         // SAFETY: only the address of the boot CPU's slot is taken.
         let per_cpu = unsafe { &raw mut PER_CPU[0] };
         // SAFETY: PER_CPU[0] belongs to the boot CPU, the only CPU running; no other

@@ -6,6 +6,7 @@
 //! [`GuestMemory`]. Nothing here can fault the hypervisor: every guest error is an errno.
 
 pub mod event_channel;
+pub mod hvm;
 pub mod memory;
 pub mod psci;
 pub mod vcpu;
@@ -131,6 +132,7 @@ pub fn dispatch(
         // VMASST_TYPE_runstate_update_flag is the one assist Xen/ARM offers; the decoder
         // has refused the others. Our runstate updates are whole-record writes.
         Call::VmAssist { .. } => Outcome::Return(0),
+        Call::HvmOp { op, arg } => hvm::hvm_op(domain, &memory, op, GuestVirtAddr::new(arg.0)),
         Call::Unsupported(error) => errno(error),
         _ => errno(Errno::ENOSYS),
     }
