@@ -177,6 +177,7 @@ pub fn test(args: &TestArgs) -> Result<bool> {
                     "interrupts-and-events",
                     "pingpong",
                     "weights",
+                    "console-ring",
                 ] {
                     tally.record(
                         &format!("{prefix}::{scenario}"),
@@ -221,6 +222,10 @@ pub fn test(args: &TestArgs) -> Result<bool> {
                 "examples/systems/pingpong.toml",
                 false,
             ),
+        );
+        tally.record(
+            &format!("{prefix}::console-ring"),
+            console_ring(images, machine, args.timeout),
         );
         tally.record(
             &format!("{prefix}::weights"),
@@ -517,6 +522,41 @@ fn system_passes(
             domain_report(&outcome, &domain.name)?;
         }
         run::check_all_clean(&outcome, system.domains.len())?;
+        Ok(())
+    };
+    judge(&outcome, check())
+}
+
+/// `console-ring`: a guest that writes through its console ring only (not
+/// `CONSOLEIO_write`) is printed by the hypervisor, its backend: the 20 lines
+/// `(ring) ring line N of 20` appear in order, and its report passes.
+fn console_ring(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    let domains = [Domain::new("ring", &images.guest_img, "ring-console")];
+    let outcome = match boot(images, &domains, machine, timeout) {
+        Ok(outcome) => outcome,
+        Err(verdict) => return verdict,
+    };
+    let check = || -> Result<(), String> {
+        let report = domain_report(&outcome, "ring")?;
+        if report.results.len() < 3 {
+            return Err(format!(
+                "only {} tests ran, expected 3",
+                report.results.len()
+            ));
+        }
+        let ring_lines: Vec<&str> = outcome
+            .console_lines()
+            .filter(|line| line.starts_with("(ring) ring line "))
+            .collect();
+        let expected: Vec<String> = (1..=20)
+            .map(|n| format!("(ring) ring line {n} of 20"))
+            .collect();
+        if ring_lines != expected {
+            return Err(format!(
+                "ring lines {ring_lines:?}, expected 1..=20 in order"
+            ));
+        }
+        run::check_all_clean(&outcome, domains.len())?;
         Ok(())
     };
     judge(&outcome, check())

@@ -379,3 +379,28 @@ pub fn data_barrier() {
     // SAFETY: a barrier.
     unsafe { asm!("dsb ish", options(nostack)) };
 }
+
+/// After a translation-table entry was made invalid: waits for the store to reach the
+/// walkers (table walks are cacheable, inner shareable: no cache maintenance), then
+/// invalidates every EL1&0 stage-1 TLB entry of this VMID on all CPUs of the inner
+/// shareable domain, and waits for that.
+pub fn invalidate_translations() {
+    // SAFETY: TLB maintenance and barriers only; the asm is a compiler barrier, so the
+    // table stores before it are emitted before it.
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "tlbi vmalle1is",
+            "dsb ish",
+            "isb",
+            options(nostack)
+        )
+    };
+}
+
+/// After a translation-table entry was made valid: waits for the store to reach the
+/// walkers and resynchronises this CPU's instruction stream.
+pub fn publish_translation() {
+    // SAFETY: barriers only.
+    unsafe { asm!("dsb ishst", "isb", options(nostack)) };
+}

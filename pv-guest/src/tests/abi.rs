@@ -24,6 +24,7 @@ pub const SCENARIO: Scenario = Scenario {
     in_default_set: true,
     introduce: None,
     needs_cpus: 0,
+    available: None,
     tests: &[
         Test {
             name: "features",

@@ -14,6 +14,7 @@ pub const SCENARIO: Scenario = Scenario {
     in_default_set: false,
     introduce: None,
     needs_cpus: 0,
+    available: None,
     tests: &[Test {
         name: "unmapped_ipa_store",
         run: store_to_unmapped_ipa,

@@ -20,6 +20,7 @@ pub const SCENARIO: Scenario = Scenario {
     in_default_set: false,
     introduce: None,
     needs_cpus: 2,
+    available: None,
     tests: &[
         Test {
             name: "cpu_on",

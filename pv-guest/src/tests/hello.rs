@@ -15,6 +15,7 @@ pub const SCENARIO: Scenario = Scenario {
     in_default_set: true,
     introduce: Some(introduce),
     needs_cpus: 0,
+    available: None,
     tests: &[
         Test {
             name: "xen_version",

@@ -20,6 +20,7 @@ pub const SCENARIO: Scenario = Scenario {
     in_default_set: false,
     introduce: None,
     needs_cpus: 0,
+    available: None,
     tests: &[Test {
         name: "share",
         run: share,

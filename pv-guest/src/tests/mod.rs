@@ -28,6 +28,7 @@ mod hello;
 mod hog;
 mod ipi;
 mod pingpong;
+mod ring_console;
 mod spin;
 mod timer;
 
@@ -52,6 +53,7 @@ pub const SCENARIOS: &[Scenario] = &[
     evtchn_ipi::SCENARIO,
     pingpong::SCENARIO,
     hog::SCENARIO,
+    ring_console::SCENARIO,
 ];
 
 /// Most scenario names honoured on one command line.
@@ -86,14 +88,28 @@ pub struct Scenario {
     /// vCPUs the scenario needs: with fewer (device-tree `cpus`), it reports zero tests
     /// and prints `NAME: needs N vCPUs, found M` instead.
     pub needs_cpus: usize,
+    /// Whether the machine offers what the scenario tests, beyond vCPUs (`None`: it
+    /// always does). When it does not, the scenario reports zero tests. Called with
+    /// `explain` false while counting the tests, and once more with `explain` true
+    /// where the scenario would run, to print what is missing (one line or two).
+    pub available: Option<fn(context: &Context, explain: bool) -> bool>,
     /// The tests, in order.
     pub tests: &'static [Test],
 }
 
 impl Scenario {
-    /// Whether the machine has what the scenario needs.
-    fn runnable(&self, context: &Context) -> bool {
+    /// Whether the machine has the vCPUs the scenario needs.
+    fn has_cpus(&self, context: &Context) -> bool {
         context.boot.cpu_count >= self.needs_cpus
+    }
+
+    /// Whether the machine has what the scenario needs; `explain` as in
+    /// [`Scenario::available`].
+    fn runnable(&self, context: &Context, explain: bool) -> bool {
+        self.has_cpus(context)
+            && self
+                .available
+                .is_none_or(|available| available(context, explain))
     }
 }
 
@@ -172,10 +188,16 @@ pub struct Text {
 }
 
 impl Text {
-    const EMPTY: Text = Text {
+    /// No text.
+    pub const EMPTY: Text = Text {
         bytes: [0; 160],
         length: 0,
     };
+
+    /// The bytes written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.length]
+    }
 }
 
 impl Write for Text {
@@ -298,7 +320,7 @@ pub fn run(context: &Context) -> (usize, usize) {
     let total: usize = selected
         .clone()
         .map(|selection| match selection {
-            Selection::Known(scenario) if scenario.runnable(context) => scenario.tests.len(),
+            Selection::Known(scenario) if scenario.runnable(context, false) => scenario.tests.len(),
             Selection::Known(_) => 0,
             Selection::Unknown(_) => 1,
         })
@@ -316,12 +338,13 @@ pub fn run(context: &Context) -> (usize, usize) {
                 println!("test cmdline::unknown_scenario_{word} ... FAILED");
                 failed += 1;
             }
-            Selection::Known(scenario) if !scenario.runnable(context) => {
+            Selection::Known(scenario) if !scenario.has_cpus(context) => {
                 println!(
                     "{}: needs {} vCPUs, found {}",
                     scenario.name, scenario.needs_cpus, context.boot.cpu_count
                 );
             }
+            Selection::Known(scenario) if !scenario.runnable(context, true) => {}
             Selection::Known(scenario) => {
                 if let Some(introduce) = scenario.introduce {
                     introduce(context);

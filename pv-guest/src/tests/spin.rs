@@ -13,6 +13,7 @@ pub const SCENARIO: Scenario = Scenario {
     in_default_set: false,
     introduce: None,
     needs_cpus: 0,
+    available: None,
     tests: &[Test {
         name: "was_preempted",
         run: spins_and_gets_preempted,
