@@ -270,13 +270,7 @@ impl Hypervisor {
         let Some(port) = domain.console_port else {
             return;
         };
-        // SAFETY: the console page is the domain's for as long as it lives, which outlasts
-        // this function; the reference is not tied to `domain` so its line buffer can be
-        // borrowed mutably meanwhile (the two do not overlap).
-        let ring = unsafe {
-            &*arch::phys_to_virt(domain.console_ring)
-                .cast::<hypercall_abi::shared::XenconsInterface>()
-        };
+        let ring = domain.console_interface();
         let produced = ring.out_prod.load(Ordering::Acquire);
         let mut consumed = ring.out_cons.load(Ordering::Relaxed);
         if produced.wrapping_sub(consumed) as usize > XENCONS_OUT_SIZE {
@@ -285,16 +279,19 @@ impl Hypervisor {
         }
         let mut chunk = [0u8; 64];
         while consumed != produced {
+            // Copy a chunk out of the ring, then hand it to the line buffer (the ring is
+            // borrowed again for each chunk, so the buffer can be borrowed mutably between).
+            let ring = domain.console_interface();
             let mut length = 0;
-            while consumed != produced && length < chunk.len() {
+            for slot in chunk.iter_mut() {
+                if consumed == produced {
+                    break;
+                }
                 let index = xencons_mask_out(consumed);
                 // SAFETY: `index` is below XENCONS_OUT_SIZE; the byte was published by
                 // the producer index read above; volatile because the guest may write the
                 // ring concurrently.
-                let byte = unsafe { core::ptr::read_volatile(ring.output.as_ptr().add(index)) };
-                if let Some(slot) = chunk.get_mut(length) {
-                    *slot = byte;
-                }
+                *slot = unsafe { core::ptr::read_volatile(ring.output.as_ptr().add(index)) };
                 length += 1;
                 consumed = consumed.wrapping_add(1);
             }
@@ -304,7 +301,10 @@ impl Hypervisor {
                 .console
                 .push(piece, |line| serial::write_console_line(name, line));
         }
-        ring.out_cons.store(consumed, Ordering::Release);
+        domain
+            .console_interface()
+            .out_cons
+            .store(consumed, Ordering::Release);
         let vcpu = self
             .ports
             .get(slot)
@@ -437,9 +437,6 @@ impl Hypervisor {
                 let decision = self.scheduler.block(cpu.index, now);
                 self.carry_out(cpu, decision)
             }
-            GuestExit::DataAbort(abort) if self.is_virtual_gic(current, &abort) => {
-                self.emulate_gic_access(cpu, current, &abort)
-            }
             GuestExit::SystemRegister(access)
                 if access.encoding == crate::esr::ICC_SGI1R_EL1 && !access.read =>
             {
@@ -459,14 +456,16 @@ impl Hypervisor {
                 arch::inject_exception(&mut cpu.frame, INJECTED_UNDEFINED_ESR, instruction);
                 Next::Resume
             }
-            GuestExit::DataAbort(abort) | GuestExit::InstructionAbort(abort)
-                if self.is_spurious(current, &abort, exit) =>
-            {
+            GuestExit::DataAbort(abort) => match self.virtual_gic_register(current, &abort) {
+                Some(register) => self.emulate_gic_access(cpu, current, &abort, register),
                 // Another CPU changed this mapping (break-before-make) between the fault
                 // and now: the access will succeed when retried.
+                None if self.is_spurious(current, &abort, exit) => Next::Resume,
+                None => self.crash(cpu, current, FaultReport::Data(abort)),
+            },
+            GuestExit::InstructionAbort(abort) if self.is_spurious(current, &abort, exit) => {
                 Next::Resume
             }
-            GuestExit::DataAbort(abort) => self.crash(cpu, current, FaultReport::Data(abort)),
             GuestExit::InstructionAbort(abort) => {
                 self.crash(cpu, current, FaultReport::Instruction(abort))
             }
@@ -656,23 +655,29 @@ impl Hypervisor {
         self.kick(from_cpu, slot, effects);
     }
 
-    /// Whether a data abort hit the domain's virtual distributor or redistributors.
-    fn is_virtual_gic(&self, current: VcpuId, abort: &Abort) -> bool {
-        self.domain(current.domain).is_some()
-            && self.vgics.get(current.domain).is_some_and(|vgic| {
-                crate::vgic::decode_ipa(vgic.version(), vgic.vcpus(), abort.ipa.raw()).is_some()
-            })
+    /// Which virtual distributor or redistributor frame (and offset) a data abort hit, if
+    /// any.
+    fn virtual_gic_register(
+        &self,
+        current: VcpuId,
+        abort: &Abort,
+    ) -> Option<(crate::vgic::Frame, u64)> {
+        self.domain(current.domain)?;
+        let vgic = self.vgics.get(current.domain)?;
+        crate::vgic::decode_ipa(vgic.version(), vgic.vcpus(), abort.ipa.raw())
     }
 
     /// Trap-and-emulate of a virtual GIC register access; a guest that touches it in a way
     /// that cannot be emulated is ended, with the reason.
-    fn emulate_gic_access(&mut self, cpu: &mut CpuState, current: VcpuId, abort: &Abort) -> Next {
+    fn emulate_gic_access(
+        &mut self,
+        cpu: &mut CpuState,
+        current: VcpuId,
+        abort: &Abort,
+        (frame, offset): (crate::vgic::Frame, u64),
+    ) -> Next {
         let Some(vgic) = self.vgics.get_mut(current.domain) else {
             return self.schedule(cpu);
-        };
-        let decoded = crate::vgic::decode_ipa(vgic.version(), vgic.vcpus(), abort.ipa.raw());
-        let Some((frame, offset)) = decoded else {
-            return Next::Resume;
         };
         let result = crate::virtual_interrupts::emulate_access(
             vgic,
@@ -1162,8 +1167,7 @@ impl Hypervisor {
         let Some(area) = vcpu.runstate_area else {
             return;
         };
-        let frequency = arch::read_counter_frequency().max(1);
-        let to_ns = |ticks: u64| (u128::from(ticks) * 1_000_000_000 / u128::from(frequency)) as u64;
+        let to_ns = crate::hypercall::vcpu::ticks_to_nanoseconds;
         let running_ns = to_ns(vcpu.ticks_used);
         // Time not spent running is reported as runnable: blocked and offline time are not
         // yet told apart. Serialised field by field: the struct has padding after `state`

@@ -747,8 +747,7 @@ fn singleshot_timer_raises_virq_timer_on_its_port() {
     hypercall(&mut setup, number::VCPU_OP, [8, 0, 0x1000, 0, 0]);
     assert_eq!(setup.cpu.frame.x[0], Errno::ETIME.to_return());
     // A deadline just ahead: the EL2 timer is brought forward to it.
-    let frequency = arch::read_counter_frequency();
-    let now_ns = (u128::from(arch::read_counter()) * 1_000_000_000 / u128::from(frequency)) as u64;
+    let now_ns = crate::hypercall::vcpu::ticks_to_nanoseconds(arch::read_counter());
     request[0..8].copy_from_slice(&(now_ns + 1_000).to_le_bytes());
     request[8..12].copy_from_slice(&0u32.to_le_bytes());
     poke(&setup, 0, &request);
@@ -860,8 +859,7 @@ fn poll_returns_at_once_blocks_and_wakes_on_its_ports_or_timeout() {
     hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
     assert_eq!(setup.cpu.current.unwrap().domain, 0);
     clear(&setup);
-    let frequency = arch::read_counter_frequency();
-    let now_ns = (u128::from(arch::read_counter()) * 1_000_000_000 / u128::from(frequency)) as u64;
+    let now_ns = crate::hypercall::vcpu::ticks_to_nanoseconds(arch::read_counter());
     poll_request(&setup, &[a], now_ns + 500);
     hypercall(&mut setup, number::SCHED_OP, [3, 0x1000, 0, 0, 0]);
     assert_eq!(

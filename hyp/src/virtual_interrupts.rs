@@ -178,6 +178,35 @@ mod tests {
         })
     }
 
+    /// Enables PPI 31 for vCPU 0 and group 1, as a GICv3 guest does through trapped
+    /// accesses: GICR_ISENABLER0 (SGI_base = RD_base + 0x10000, + 0x100), then
+    /// GICD_CTLR.EnableGrp1 (without which nothing is delivered).
+    fn enable_ppi_31(vgic: &mut Vgic) {
+        let mut registers = GuestRegisters::default();
+        registers.x[1] = 1 << 31;
+        emulate_access(
+            vgic,
+            Frame::Redistributors,
+            0x1_0100,
+            0,
+            word(1),
+            true,
+            &mut registers,
+        )
+        .unwrap();
+        registers.x[2] = 0b10;
+        emulate_access(
+            vgic,
+            Frame::Distributor,
+            0x0,
+            0,
+            word(2),
+            true,
+            &mut registers,
+        )
+        .unwrap();
+    }
+
     #[test]
     fn distributor_reads_land_in_the_named_register_and_step_the_pc() {
         let mut vgic = Vgic::new(GicVersion::V3, 2);
@@ -205,31 +234,7 @@ mod tests {
     #[test]
     fn enabling_a_ppi_through_the_redistributor_makes_it_deliverable() {
         let mut vgic = Vgic::new(GicVersion::V3, 1);
-        let mut registers = GuestRegisters::default();
-        registers.x[1] = 1 << 31;
-        // GICR_ISENABLER0 in SGI_base (RD_base + 0x10000 + 0x100).
-        emulate_access(
-            &mut vgic,
-            Frame::Redistributors,
-            0x1_0100,
-            0,
-            word(1),
-            true,
-            &mut registers,
-        )
-        .unwrap();
-        // The group must be enabled in the distributor for delivery (GICD_CTLR.EnableGrp1).
-        registers.x[2] = 0b10;
-        emulate_access(
-            &mut vgic,
-            Frame::Distributor,
-            0x0,
-            0,
-            word(2),
-            true,
-            &mut registers,
-        )
-        .unwrap();
+        enable_ppi_31(&mut vgic);
         vgic.set_pending(0, 31);
         assert!(vgic.has_deliverable(0));
     }
@@ -280,29 +285,7 @@ mod tests {
         let _guard = crate::arch::fake::guest_translation_lock();
         let mut vgic = Vgic::new(GicVersion::V3, 1);
         let mut state = VcpuInterrupts::new(arch::list_register_count());
-        let mut registers = GuestRegisters::default();
-        registers.x[1] = 1 << 31;
-        emulate_access(
-            &mut vgic,
-            Frame::Redistributors,
-            0x1_0100,
-            0,
-            word(1),
-            true,
-            &mut registers,
-        )
-        .unwrap();
-        registers.x[2] = 0b10;
-        emulate_access(
-            &mut vgic,
-            Frame::Distributor,
-            0x0,
-            0,
-            word(2),
-            true,
-            &mut registers,
-        )
-        .unwrap();
+        enable_ppi_31(&mut vgic);
         vgic.set_pending(0, 31);
         enter(&mut vgic, &mut state, 0, true);
         let lr = decode_gicv3(arch::read_list_register(0)).unwrap();

@@ -90,6 +90,13 @@ pub fn vcpu_op(
     }
 }
 
+/// Counter ticks to Xen system time (nanoseconds since the counter started).
+pub fn ticks_to_nanoseconds(ticks: u64) -> u64 {
+    let frequency = crate::arch::read_counter_frequency().max(1);
+    let nanoseconds = u128::from(ticks) * 1_000_000_000 / u128::from(frequency);
+    u64::try_from(nanoseconds).unwrap_or(u64::MAX)
+}
+
 /// Xen system time (nanoseconds since the counter started) to counter ticks.
 pub fn nanoseconds_to_ticks(nanoseconds: u64) -> u64 {
     let frequency = crate::arch::read_counter_frequency().max(1);
