@@ -215,3 +215,138 @@ pub struct Copy {
     pub status: i16,
 }
 assert_layout!(Copy, 40, { source: 0, dest: 16, len: 32, flags: 34, status: 36 });
+
+/// `GTF_invalid`: the entry grants nothing.
+pub const GTF_INVALID: u16 = 0;
+/// `GTF_permit_access`: `domid` may map or copy `frame`.
+pub const GTF_PERMIT_ACCESS: u16 = 1;
+/// `GTF_accept_transfer`: `domid` may transfer a page here (not offered on ARM).
+pub const GTF_ACCEPT_TRANSFER: u16 = 2;
+/// `GTF_type_mask`: the entry-type bits of `flags`.
+pub const GTF_TYPE_MASK: u16 = 3;
+/// `GTF_readonly`: the grantee may only read.
+pub const GTF_READONLY: u16 = 1 << 2;
+/// `GTF_reading`: set by the hypervisor while the grantee has the frame mapped or is
+/// copying from it; the granter must not revoke while it is set.
+pub const GTF_READING: u16 = 1 << 3;
+/// `GTF_writing`: as [`GTF_READING`], for a writable mapping or a copy into the frame.
+pub const GTF_WRITING: u16 = 1 << 4;
+/// `GTF_sub_page`: a v2 sub-page grant (never valid in a v1 entry).
+pub const GTF_SUB_PAGE: u16 = 1 << 8;
+
+/// v1 entries in one 4 KiB grant-table frame.
+pub const ENTRIES_PER_FRAME_V1: u32 = 4096 / 8;
+
+/// `grant_entry_v1` (8 bytes): `u16 flags` @0, `u16 domid` @2, `u32 frame` @4.
+///
+/// Granter and hypervisor update it concurrently, so it is two atomic words: `header`
+/// holds `flags` in its low half and `domid` in its high half (little-endian, as
+/// Xen's `union grant_combo`), so that the in-use bits are set and cleared with one
+/// compare-and-swap that also checks the domain. A granter fills `frame` and `domid`
+/// first and publishes `flags` last (Release); it revokes with
+/// [`GrantEntryV1::try_revoke`], which fails while the grant is in use.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct GrantEntryV1 {
+    /// `flags` (low 16 bits) and `domid` (high 16 bits).
+    pub header: core::sync::atomic::AtomicU32,
+    /// The granted frame: a frame number in the granter's (guest-physical) space.
+    pub frame: core::sync::atomic::AtomicU32,
+}
+assert_layout!(GrantEntryV1, 8, { header: 0, frame: 4 });
+
+impl GrantEntryV1 {
+    /// The header word for `flags` and `domid`.
+    pub const fn pack(flags: u16, domid: u16) -> u32 {
+        flags as u32 | (domid as u32) << 16
+    }
+
+    /// `flags` of a header word.
+    pub const fn flags_of(header: u32) -> u16 {
+        header as u16
+    }
+
+    /// `domid` of a header word.
+    pub const fn domid_of(header: u32) -> u16 {
+        (header >> 16) as u16
+    }
+
+    /// Granter side: offers `frame` to `domid` (read-only if `readonly`), publishing the
+    /// flags last.
+    pub fn grant(&self, domid: u16, frame: u32, readonly: bool) {
+        use core::sync::atomic::Ordering;
+        self.frame.store(frame, Ordering::Relaxed);
+        let flags = GTF_PERMIT_ACCESS | if readonly { GTF_READONLY } else { 0 };
+        self.header
+            .store(Self::pack(flags, domid), Ordering::Release);
+    }
+
+    /// Granter side: ends the grant unless the grantee has it in use
+    /// ([`GTF_READING`] or [`GTF_WRITING`]); returns whether it was ended. As Linux's
+    /// `gnttab_end_foreign_access_ref`: one compare-and-swap, so the hypervisor cannot
+    /// start using the grant in between.
+    pub fn try_revoke(&self) -> bool {
+        use core::sync::atomic::Ordering;
+        let mut current = self.header.load(Ordering::Acquire);
+        loop {
+            if Self::flags_of(current) & (GTF_READING | GTF_WRITING) != 0 {
+                return false;
+            }
+            match self.header.compare_exchange(
+                current,
+                Self::pack(GTF_INVALID, Self::domid_of(current)),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => current = now,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::Ordering;
+
+    #[test]
+    fn header_packs_flags_low_and_domid_high() {
+        let word = GrantEntryV1::pack(GTF_PERMIT_ACCESS | GTF_READONLY, 0x1234);
+        assert_eq!(word.to_le_bytes(), [0x05, 0x00, 0x34, 0x12]);
+        assert_eq!(
+            GrantEntryV1::flags_of(word),
+            GTF_PERMIT_ACCESS | GTF_READONLY
+        );
+        assert_eq!(GrantEntryV1::domid_of(word), 0x1234);
+    }
+
+    #[test]
+    fn grant_then_revoke() {
+        let entry = GrantEntryV1::default();
+        entry.grant(3, 0x4_0123, true);
+        assert_eq!(entry.frame.load(Ordering::Relaxed), 0x4_0123);
+        let header = entry.header.load(Ordering::Relaxed);
+        assert_eq!(GrantEntryV1::domid_of(header), 3);
+        assert!(entry.try_revoke());
+        let header = entry.header.load(Ordering::Relaxed);
+        assert_eq!(GrantEntryV1::flags_of(header), GTF_INVALID);
+    }
+
+    #[test]
+    fn revoke_fails_while_in_use() {
+        let entry = GrantEntryV1::default();
+        entry.grant(1, 7, false);
+        for busy in [GTF_READING, GTF_WRITING] {
+            entry.header.store(
+                GrantEntryV1::pack(GTF_PERMIT_ACCESS | busy, 1),
+                Ordering::Relaxed,
+            );
+            assert!(!entry.try_revoke());
+            assert_eq!(
+                GrantEntryV1::flags_of(entry.header.load(Ordering::Relaxed)),
+                GTF_PERMIT_ACCESS | busy
+            );
+        }
+    }
+}

@@ -395,6 +395,90 @@ pub fn gnttab_set_version(version: u32) -> Result<u32, Errno> {
     Ok(arg.version)
 }
 
+/// Issues `grant_table_op(cmd, ops, ops.len())`: the hypervisor reads each struct and
+/// writes its `status` (and outputs) back. `Err` only when the call as a whole failed;
+/// per-element outcomes are in the structs.
+fn grant_table_batch<T>(cmd: u32, ops: &mut [T]) -> Result<(), Errno> {
+    let args = [cmd as u64, ops.as_mut_ptr() as u64, ops.len() as u64, 0, 0];
+    // SAFETY: the hypervisor reads and writes exactly `ops.len()` structs of the layout
+    // `cmd` defines (the caller's typed slice), all valid for the call.
+    result_from_return(unsafe { hypercall(nr::GRANT_TABLE_OP, args) }).map(drop)
+}
+
+/// `GNTTABOP_map_grant_ref` on a batch; each element's `status` says how it went.
+///
+/// # Safety
+///
+/// A successful map replaces nothing: it makes another domain's frame appear at each
+/// `host_addr`, which must be a guest-physical page the caller does not otherwise use.
+pub unsafe fn gnttab_map_grant_ref(ops: &mut [grant_table_op::MapGrantRef]) -> Result<(), Errno> {
+    grant_table_batch(grant_table_op::MAP_GRANT_REF, ops)
+}
+
+/// `GNTTABOP_unmap_grant_ref` on a batch; each element's `status` says how it went.
+///
+/// # Safety
+///
+/// The frames disappear from the guest's physical memory: nothing may access them
+/// afterwards.
+pub unsafe fn gnttab_unmap_grant_ref(
+    ops: &mut [grant_table_op::UnmapGrantRef],
+) -> Result<(), Errno> {
+    grant_table_batch(grant_table_op::UNMAP_GRANT_REF, ops)
+}
+
+/// `GNTTABOP_copy` on a batch; each element's `status` says how it went.
+///
+/// # Safety
+///
+/// The hypervisor writes up to `len` bytes at each destination; a destination in the
+/// caller's own memory (a frame number, not a grant) must not be memory Rust code
+/// holds a reference to.
+pub unsafe fn gnttab_copy(ops: &mut [grant_table_op::Copy]) -> Result<(), Errno> {
+    grant_table_batch(grant_table_op::COPY, ops)
+}
+
+/// `GNTTABOP_setup_table` for this domain: grows the table to `frames.len()` frames
+/// and fills `frames` with where each is mapped (`u64::MAX` where it is not). Returns
+/// the element's `GNTST_*` status.
+pub fn gnttab_setup_table(frames: &mut [u64]) -> Result<i16, Errno> {
+    let mut arg = grant_table_op::SetupTable {
+        dom: DOMID_SELF,
+        nr_frames: frames.len() as u32,
+        status: 0,
+        frame_list: frames.as_mut_ptr() as u64,
+    };
+    grant_table_batch(grant_table_op::SETUP_TABLE, core::slice::from_mut(&mut arg))?;
+    Ok(arg.status)
+}
+
+/// `GNTTABOP_get_version` for this domain.
+pub fn gnttab_get_version() -> Result<u32, Errno> {
+    let mut arg = grant_table_op::GetVersion {
+        dom: DOMID_SELF,
+        ..Default::default()
+    };
+    grant_table_batch(grant_table_op::GET_VERSION, core::slice::from_mut(&mut arg))?;
+    Ok(arg.version)
+}
+
+/// `XENMEM_add_to_physmap(XENMAPSPACE_grant_table)`: grant-table frame `index` of this
+/// domain appears at guest frame `gpfn` (the `/hypervisor` `reg` hole is meant for it).
+///
+/// # Safety
+///
+/// Whatever was at `gpfn` is replaced by the grant frame.
+pub unsafe fn map_grant_frame(index: u64, gpfn: u64) -> Result<(), Errno> {
+    let mut arg = memory_op::AddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: memory_op::XENMAPSPACE_GRANT_TABLE,
+        idx: index,
+        gpfn,
+    };
+    call_with(nr::MEMORY_OP, memory_op::ADD_TO_PHYSMAP as u64, &mut arg).map(drop)
+}
+
 /// `vm_assist(VMASST_CMD_enable / disable, kind)`.
 pub fn vm_assist(enable: bool, kind: u32) -> Result<(), Errno> {
     let cmd = if enable {
