@@ -76,6 +76,8 @@ pub struct Domain {
     pub console_ring: PhysAddr,
     /// The domain's end of the console event channel, once attached.
     pub console_port: Option<u32>,
+    /// Its grant table and the grants it has mapped.
+    pub grants: crate::grant_table::GrantTable,
 }
 
 /// Why a domain could not be built. Nothing is left allocated when this is returned.
@@ -341,6 +343,16 @@ impl Domain {
             let _ = frames.free(AddrRange::new(console_ring, crate::addr::PAGE_SIZE));
             return Err(BuildError::Stage2);
         }
+        let grant_pages = crate::grant_table::PAGES * crate::addr::PAGE_SIZE;
+        let grants = match frames.allocate_zeroed(grant_pages, crate::addr::PAGE_SIZE) {
+            Ok(pages) => crate::grant_table::GrantTable::new(pages.start),
+            Err(_) => {
+                stage2.destroy(frames);
+                let _ = frames.free(AddrRange::new(shared_info, crate::addr::PAGE_SIZE));
+                let _ = frames.free(AddrRange::new(console_ring, crate::addr::PAGE_SIZE));
+                return Err(BuildError::OutOfMemory);
+            }
+        };
         let mut hvm_params = [0; hypercall_abi::hvm_op::NR_PARAMS as usize];
         if let Some(pfn) = hvm_params.get_mut(hypercall_abi::hvm_op::PARAM_CONSOLE_PFN as usize) {
             *pfn = magic.frame_number();
@@ -365,6 +377,7 @@ impl Domain {
             hvm_params,
             console_ring,
             console_port: None,
+            grants,
         })
     }
 
@@ -375,16 +388,20 @@ impl Domain {
             stage2,
             shared_info,
             console_ring,
+            grants,
             ..
         } = self;
         // Tables first, so no translation to the RAM survives its scrub.
         stage2.destroy(frames);
-        // SAFETY: `ram` and `shared_info` were allocated from `frames` for this domain,
-        // whose vCPUs are all dead and whose stage 2 is gone, so nothing reaches them.
+        // SAFETY: `ram`, `shared_info`, the console ring and the grant pages were allocated
+        // from `frames` for this domain, whose vCPUs are all dead and whose stage 2 is
+        // gone; `grant_table::release_domain` withdrew every other domain's mapping of its
+        // RAM first. So nothing reaches them.
         unsafe {
             let _ = frames.free_scrubbed(ram);
             let _ = frames.free_scrubbed(AddrRange::new(shared_info, crate::addr::PAGE_SIZE));
             let _ = frames.free_scrubbed(AddrRange::new(console_ring, crate::addr::PAGE_SIZE));
+            let _ = frames.free_scrubbed(grants.pages());
         }
     }
 

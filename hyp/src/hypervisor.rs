@@ -400,6 +400,23 @@ impl Hypervisor {
                         cpu.frame.x[0] = self.event_channel_op(cpu.index, current, cmd, arg);
                         Next::Resume
                     }
+                    Outcome::GrantTable { cmd, arg, count } => {
+                        use crate::hypercall::grant_table::{grant_table_op, GrantOutcome};
+                        let Self {
+                            domains, frames, ..
+                        } = self;
+                        match grant_table_op(domains, frames, current.domain, cmd, arg, count) {
+                            GrantOutcome::Done(value) => cpu.frame.x[0] = value,
+                            GrantOutcome::Continue { arg, count } => {
+                                // Xen's hypercall continuation: the vCPU issues the call
+                                // again, for what is left (other vCPUs may run between).
+                                cpu.frame.x[1] = arg;
+                                cpu.frame.x[2] = count;
+                                cpu.frame.pc = cpu.frame.pc.wrapping_sub(4);
+                            }
+                        }
+                        Next::Resume
+                    }
                 }
             }
             GuestExit::Hypercall {
@@ -826,6 +843,9 @@ impl Hypervisor {
         for deliver in notifications {
             self.carry_out_event(cpu.index, crate::event_channel::Action::Deliver(deliver));
         }
+        // What it mapped is let go, and what others mapped of it is withdrawn, before its
+        // memory can be scrubbed and reused.
+        crate::grant_table::release_domain(&mut self.domains, &mut self.frames, slot);
         let mut domain_taken = self.domains.get_mut(slot).and_then(Option::take);
         if let Some(domain) = domain_taken.as_mut() {
             self.retire(domain, state);
@@ -1381,3 +1401,7 @@ pub fn start(cpu: &mut CpuState, next: Next) {
 #[cfg(test)]
 #[path = "hypervisor_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "grant_table_tests.rs"]
+mod grant_table_tests;

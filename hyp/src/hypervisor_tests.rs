@@ -35,14 +35,14 @@ fn gic() -> GuestGic {
     }
 }
 
-struct Setup {
-    hypervisor: Hypervisor,
-    cpu: CpuState,
-    free_before: u64,
+pub(super) struct Setup {
+    pub(super) hypervisor: Hypervisor,
+    pub(super) cpu: CpuState,
+    pub(super) free_before: u64,
     _guard: std::sync::MutexGuard<'static, ()>,
 }
 
-fn setup(names: &[&str]) -> Setup {
+pub(super) fn setup(names: &[&str]) -> Setup {
     setup_with_vcpus(names, 1)
 }
 
@@ -85,14 +85,14 @@ fn setup_with_vcpus(names: &[&str], vcpus: u32) -> Setup {
 }
 
 /// Maps guest VA page 0x1000 to the current domain's first RAM page.
-fn map_first_page(setup: &Setup) -> PhysAddr {
+pub(super) fn map_first_page(setup: &Setup) -> PhysAddr {
     let slot = setup.cpu.current.unwrap().domain;
     let ram = setup.hypervisor.domain(slot).unwrap().ram.start;
     fake::set_guest_translation(&[(0x1000, ram.raw(), true, false)]);
     ram
 }
 
-fn hypercall(setup: &mut Setup, call: u64, args: [u64; 5]) -> Next {
+pub(super) fn hypercall(setup: &mut Setup, call: u64, args: [u64; 5]) -> Next {
     setup.cpu.frame.x[16] = call;
     setup.cpu.frame.x[..5].copy_from_slice(&args);
     setup

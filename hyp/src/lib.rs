@@ -16,6 +16,7 @@ pub mod drivers;
 pub mod dt;
 pub mod esr;
 pub mod event_channel;
+pub mod grant_table;
 pub mod guest_memory;
 pub mod hypercall;
 pub mod hypervisor;

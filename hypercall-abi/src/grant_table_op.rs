@@ -95,14 +95,18 @@ pub type GrantHandle = u32;
 pub struct SetupTable {
     /// IN: the domain; [`crate::shared::DOMID_SELF`].
     pub dom: u16,
+    /// Padding (C's implicit padding, made explicit so every byte is initialised).
+    pub pad0: u16,
     /// IN: number of frames wanted (and entries in `frame_list`).
     pub nr_frames: u32,
     /// OUT: `GNTST_*`.
     pub status: i16,
+    /// Padding.
+    pub pad1: [u8; 6],
     /// IN: guest virtual address of a `u64` array receiving the frame numbers.
     pub frame_list: u64,
 }
-assert_layout!(SetupTable, 24, { dom: 0, nr_frames: 4, status: 8, frame_list: 16 });
+assert_layout!(SetupTable, 24, { dom: 0, pad0: 2, nr_frames: 4, status: 8, pad1: 10, frame_list: 16 });
 
 /// Argument of [`QUERY_SIZE`] (`struct gnttab_query_size`, 16 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -110,14 +114,18 @@ assert_layout!(SetupTable, 24, { dom: 0, nr_frames: 4, status: 8, frame_list: 16
 pub struct QuerySize {
     /// IN: the domain; [`crate::shared::DOMID_SELF`].
     pub dom: u16,
+    /// Padding (C's implicit padding, made explicit so every byte is initialised).
+    pub pad0: u16,
     /// OUT: frames in use now.
     pub nr_frames: u32,
     /// OUT: the most frames the table can grow to.
     pub max_nr_frames: u32,
     /// OUT: `GNTST_*`.
     pub status: i16,
+    /// Padding.
+    pub pad1: u16,
 }
-assert_layout!(QuerySize, 16, { dom: 0, nr_frames: 4, max_nr_frames: 8, status: 12 });
+assert_layout!(QuerySize, 16, { dom: 0, pad0: 2, nr_frames: 4, max_nr_frames: 8, status: 12, pad1: 14 });
 
 /// Argument of [`SET_VERSION`] (`struct gnttab_set_version`, 4 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -182,8 +190,10 @@ pub struct UnmapGrantRef {
     pub handle: GrantHandle,
     /// OUT: `GNTST_*`.
     pub status: i16,
+    /// Padding (C's implicit padding, made explicit so every byte is initialised).
+    pub pad: u16,
 }
-assert_layout!(UnmapGrantRef, 24, { host_addr: 0, dev_bus_addr: 8, handle: 16, status: 20 });
+assert_layout!(UnmapGrantRef, 24, { host_addr: 0, dev_bus_addr: 8, handle: 16, status: 20, pad: 22 });
 
 /// One side of a [`COPY`] (`struct gnttab_copy_ptr`, 16 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -196,8 +206,10 @@ pub struct CopyPtr {
     pub domid: u16,
     /// Byte offset in the frame.
     pub offset: u16,
+    /// Padding (C's implicit padding, made explicit so every byte is initialised).
+    pub pad: u32,
 }
-assert_layout!(CopyPtr, 16, { u: 0, domid: 8, offset: 10 });
+assert_layout!(CopyPtr, 16, { u: 0, domid: 8, offset: 10, pad: 12 });
 
 /// Argument of [`COPY`] (`struct gnttab_copy`, 40 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -213,8 +225,10 @@ pub struct Copy {
     pub flags: u16,
     /// OUT: `GNTST_*`.
     pub status: i16,
+    /// Padding (C's implicit padding, made explicit so every byte is initialised).
+    pub pad: u16,
 }
-assert_layout!(Copy, 40, { source: 0, dest: 16, len: 32, flags: 34, status: 36 });
+assert_layout!(Copy, 40, { source: 0, dest: 16, len: 32, flags: 34, status: 36, pad: 38 });
 
 /// `GTF_invalid`: the entry grants nothing.
 pub const GTF_INVALID: u16 = 0;

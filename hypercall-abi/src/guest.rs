@@ -445,8 +445,8 @@ pub fn gnttab_setup_table(frames: &mut [u64]) -> Result<i16, Errno> {
     let mut arg = grant_table_op::SetupTable {
         dom: DOMID_SELF,
         nr_frames: frames.len() as u32,
-        status: 0,
         frame_list: frames.as_mut_ptr() as u64,
+        ..Default::default()
     };
     grant_table_batch(grant_table_op::SETUP_TABLE, core::slice::from_mut(&mut arg))?;
     Ok(arg.status)

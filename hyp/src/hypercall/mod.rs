@@ -6,6 +6,7 @@
 //! [`GuestMemory`]. Nothing here can fault the hypervisor: every guest error is an errno.
 
 pub mod event_channel;
+pub mod grant_table;
 pub mod hvm;
 pub mod memory;
 pub mod psci;
@@ -56,6 +57,16 @@ pub enum Outcome {
         cmd: u32,
         /// Its argument struct.
         arg: GuestVirtAddr,
+    },
+    /// A grant-table operation: it involves other domains' tables and stage 2, so the
+    /// hypervisor carries it out ([`grant_table::grant_table_op`]).
+    GrantTable {
+        /// The GNTTABOP sub-op.
+        cmd: u32,
+        /// Its argument array.
+        arg: GuestVirtAddr,
+        /// Elements in the array.
+        count: u32,
     },
 }
 
@@ -121,6 +132,11 @@ pub fn dispatch(
             cmd,
             arg: GuestVirtAddr::new(arg.0),
         },
+        Call::GrantTableOp { cmd, arg, count } => Outcome::GrantTable {
+            cmd,
+            arg: GuestVirtAddr::new(arg.0),
+            count,
+        },
         Call::MemoryOp { cmd, arg } => {
             memory::memory_op(domain, frames, cmd, GuestVirtAddr::new(arg.0))
         }
@@ -134,7 +150,6 @@ pub fn dispatch(
         Call::VmAssist { .. } => Outcome::Return(0),
         Call::HvmOp { op, arg } => hvm::hvm_op(domain, &memory, op, GuestVirtAddr::new(arg.0)),
         Call::Unsupported(error) => errno(error),
-        _ => errno(Errno::ENOSYS),
     }
 }
 
