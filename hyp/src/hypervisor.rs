@@ -1274,8 +1274,14 @@ fn finish(cpu: &mut CpuState, mut next: Next) {
         match next {
             Next::Resume => return,
             Next::Halt => {
+                // Every CPU comes here; the machine's verdict is logged once (where there
+                // is no power-off, the others just park).
+                static REPORTED: core::sync::atomic::AtomicBool =
+                    core::sync::atomic::AtomicBool::new(false);
                 let hypervisor = HYPERVISOR.lock();
-                hypervisor.report_halt();
+                if !REPORTED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+                    hypervisor.report_halt();
+                }
                 let psci_over_smc = hypervisor.psci_over_smc();
                 drop(hypervisor);
                 arch::power_off(psci_over_smc);

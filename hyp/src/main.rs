@@ -19,7 +19,9 @@ mod target {
     use hyp::cpu::CpuState;
     use hyp::domain::IPA_BITS;
     use hyp::domain_dt::{layout, GuestGic};
+    use hyp::drivers::mini_uart::MiniUart;
     use hyp::drivers::pl011::Pl011;
+    use hyp::drivers::ConsoleUart;
     use hyp::dt::Fdt;
     use hyp::hypervisor::{DomainSchedule, HYPERVISOR};
     use hyp::mm::{self, El2Attributes, El2Tables, FrameAllocator};
@@ -105,10 +107,13 @@ mod target {
             cpu::park()
         };
         PSCI_OVER_SMC.store(platform.psci_over_smc(), Ordering::Relaxed);
-        if platform.uart.kind == UartKind::Pl011 {
+        let uart_base = platform.uart.base.raw() as usize;
+        serial::install(match platform.uart.kind {
             // SAFETY: the device tree names this PL011 as the console; only we drive it.
-            serial::install(unsafe { Pl011::new(platform.uart.base.raw() as usize) });
-        }
+            UartKind::Pl011 => ConsoleUart::Pl011(unsafe { Pl011::new(uart_base) }),
+            // SAFETY: the same, for the mini UART.
+            UartKind::Bcm2835Aux => ConsoleUart::Mini(unsafe { MiniUart::new(uart_base) }),
+        });
         defmt::info!(
             "hyp {=str}: {=str}, {=usize} CPUs, GICv{=u8}, counter {=u64} Hz, loaded at {=u64:#x}",
             env!("CARGO_PKG_VERSION"),
@@ -304,8 +309,9 @@ mod target {
         Ok(())
     }
 
-    /// Starts every other CPU the device tree lists with PSCI CPU_ON and waits until each
-    /// has set itself up; returns how many CPUs the hypervisor runs on.
+    /// Starts every other CPU the device tree lists, by its enable method (PSCI CPU_ON, or
+    /// its spin-table release address), and waits until each has set itself up; returns
+    /// how many CPUs the hypervisor runs on.
     fn start_secondaries(platform: &Platform) -> usize {
         use hyp::platform::EnableMethod;
         let boot_mpidr = cpu::read_mpidr() & 0xff_00ff_ffff;
@@ -319,29 +325,46 @@ mod target {
         let mut started = 1;
         for described in platform.cpus.iter() {
             let mpidr = described.mpidr & 0xff_00ff_ffff;
-            if mpidr == boot_mpidr || started >= boot::MAX_CPUS || !platform.psci_over_smc() {
-                continue;
-            }
-            if described.enable_method != EnableMethod::Psci {
-                defmt::warn!(
-                    "CPU {=u64:#x}: enable method not supported yet; left off",
-                    mpidr
-                );
+            if mpidr == boot_mpidr || started >= boot::MAX_CPUS {
                 continue;
             }
             hyp::arch::aarch64::set_cpu_mpidr(started, mpidr);
             let before = SECONDARIES_UP.load(Ordering::Acquire);
-            let result = cpu::firmware_call(
-                hypercall_abi::psci::CPU_ON_64,
-                [mpidr, entry, started as u64],
-            );
-            if result != 0 {
-                defmt::warn!(
-                    "CPU {=u64:#x} did not start: PSCI {=i64}",
-                    mpidr,
-                    result as i64
-                );
-                continue;
+            match described.enable_method {
+                EnableMethod::Psci if platform.psci_over_smc() => {
+                    let result = cpu::firmware_call(
+                        hypercall_abi::psci::CPU_ON_64,
+                        [mpidr, entry, started as u64],
+                    );
+                    if result != 0 {
+                        defmt::warn!(
+                            "CPU {=u64:#x} did not start: PSCI {=i64}",
+                            mpidr,
+                            result as i64
+                        );
+                        continue;
+                    }
+                }
+                EnableMethod::SpinTable { release_address } => {
+                    // The parked CPU jumps to what it reads there with no argument, so it
+                    // gets the entry stub that loads its index.
+                    let stub = boot::spin_table_entry(started);
+                    // SAFETY: the release address is the word this CPU polls (the device
+                    // tree says so); it lies in RAM the hypervisor never allocates (the
+                    // board reserves the firmware's low memory) and is identity-mapped.
+                    unsafe { core::ptr::write_volatile(release_address.raw() as *mut u64, stub) };
+                    // The CPU reads it with its MMU and caches off.
+                    cpu::clean_data_cache(release_address, 8);
+                    // SAFETY: SEV only wakes CPUs waiting in WFE.
+                    unsafe { core::arch::asm!("sev", options(nomem, nostack, preserves_flags)) };
+                }
+                _ => {
+                    defmt::warn!(
+                        "CPU {=u64:#x}: no usable enable method (PSCI without a conduit, or none); left off",
+                        mpidr
+                    );
+                    continue;
+                }
             }
             // Wait for it (bounded: a CPU that never arrives is left out).
             let deadline = cpu::read_counter() + cpu::read_counter_frequency();

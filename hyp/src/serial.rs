@@ -13,11 +13,11 @@ pub use target::*;
 #[cfg(target_os = "none")]
 mod target {
     use crate::console::{write_prefixed_line, FRAME_MARKER};
-    use crate::drivers::pl011::Pl011;
+    use crate::drivers::ConsoleUart;
     use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     /// The serial port, once the device tree has named it.
-    static SERIAL: spin::mutex::SpinMutex<Option<Pl011>> = spin::mutex::SpinMutex::new(None);
+    static SERIAL: spin::mutex::SpinMutex<Option<ConsoleUart>> = spin::mutex::SpinMutex::new(None);
     /// The defmt encoder state of the frame being written (only touched under `SERIAL`).
     static mut ENCODER: defmt::Encoder = defmt::Encoder::new();
     /// Which CPU holds `SERIAL` (its MPIDR affinity + 1; 0 = nobody), so a panicking CPU
@@ -34,7 +34,7 @@ mod target {
     }
 
     /// Starts using `uart` for all output.
-    pub fn install(uart: Pl011) {
+    pub fn install(uart: ConsoleUart) {
         *SERIAL.lock() = Some(uart);
     }
 
@@ -81,7 +81,7 @@ mod target {
     #[defmt::global_logger]
     struct SerialLogger;
 
-    fn with_uart(action: impl FnOnce(&mut Pl011)) {
+    fn with_uart(action: impl FnOnce(&mut ConsoleUart)) {
         // SAFETY: only called between `acquire` and `release`, which hold `SERIAL`.
         let serial = unsafe { &mut *SERIAL.as_mut_ptr() };
         if let Some(uart) = serial.as_mut() {

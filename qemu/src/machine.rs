@@ -57,6 +57,12 @@ impl Machine {
         }
     }
 
+    /// Whether the hypervisor can power this machine off (PSCI SYSTEM_OFF); on the
+    /// others it parks its CPUs after its `halt:` line and the runner stops QEMU.
+    pub fn can_power_off(self) -> bool {
+        !matches!(self, Machine::Raspi4b)
+    }
+
     /// The machine-specific QEMU arguments (without [`COMMON_ARGS`]). Fails with a
     /// readable message when the machine cannot be run yet.
     pub fn args(self) -> Result<Vec<String>, String> {
@@ -81,11 +87,15 @@ impl Machine {
             Machine::Raspi4b => {
                 let dtb = std::env::var_os(RASPI4B_DTB_ENV).map(PathBuf::from);
                 match dtb {
+                    // The board's device tree makes the mini UART (QEMU's second serial
+                    // port) the console: the first, the PL011, goes nowhere.
                     Some(path) if path.is_file() => Ok(vec![
                         "-M".into(),
                         "raspi4b".into(),
                         "-dtb".into(),
                         path.display().to_string(),
+                        "-serial".into(),
+                        "null".into(),
                     ]),
                     Some(path) => Err(format!(
                         "machine raspi4b: {RASPI4B_DTB_ENV}={} is not a file",

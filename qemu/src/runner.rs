@@ -220,6 +220,9 @@ pub struct Outcome {
     pub timed_out: bool,
     /// The callback's [`Control`] ended the run and QEMU was killed.
     pub stopped: bool,
+    /// QEMU was stopped after the hypervisor's `halt:` line on a machine the hypervisor
+    /// cannot power off ([`Machine::can_power_off`]): the expected end there.
+    pub parked: bool,
     /// Every line seen, in order.
     pub lines: Vec<Line>,
     /// Number of undecodable frames.
@@ -269,6 +272,9 @@ impl Outcome {
         }
         if self.stopped {
             return Err("QEMU did not exit by itself (killed)".into());
+        }
+        if self.parked {
+            return Ok(());
         }
         match self.status {
             Some(status) if status.success() => Ok(()),
@@ -333,6 +339,7 @@ pub fn run(
         status: None,
         timed_out: false,
         stopped: false,
+        parked: false,
         lines: Vec::new(),
         undecodable: 0,
         elapsed: Duration::ZERO,
@@ -379,8 +386,10 @@ pub fn run(
         if killed {
             if deadline >= start + config.timeout {
                 outcome.timed_out = true;
-            } else {
+            } else if config.machine.can_power_off() {
                 outcome.stopped = true;
+            } else {
+                outcome.parked = true;
             }
         }
         // Readers end at EOF once QEMU is gone; collect what they still had.
@@ -544,6 +553,7 @@ mod tests {
             status: Some(ExitStatus::from_raw(0)),
             timed_out: false,
             stopped: false,
+            parked: false,
             lines,
             undecodable: 0,
             elapsed: Duration::from_secs(1),

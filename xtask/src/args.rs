@@ -162,6 +162,13 @@ pub enum Command {
     Run(RunArgs),
     /// `test`.
     Test(TestArgs),
+    /// `sdcard DIR [--config FILE]`.
+    Sdcard {
+        /// Where the boot partition's files go.
+        dir: PathBuf,
+        /// The system to put on it (the demo system without one).
+        config: Option<PathBuf>,
+    },
     /// `help`, `--help`, `-h`.
     Help,
 }
@@ -186,13 +193,18 @@ commands:
   test    host unit tests, image build, integration scenarios under QEMU, and the
           comparison with real Xen; ends with `N passed, M failed`
             --machine NAME       run the scenarios on this machine only (repeatable;
-                                 default virt-gicv3 and virt-gicv2)
+                                 default virt-gicv3, virt-gicv2 and raspi4b)
             --no-xen             skip the xen-conformance scenario
             --timeout SECONDS    per-scenario QEMU timeout (default 120)
+  sdcard DIR  write a Raspberry Pi 4 boot partition into DIR: firmware (Debian's
+          raspi-firmware), config.txt, bcm2711-rpi-4-b.dtb, the hypervisor and the boot pack
+            --config FILE        the system to boot (default: the demo system)
   help    this text
 
 environment:
-  RASPI4B_DTB   path of bcm2711-rpi-4-b.dtb for --machine raspi4b
+  RASPI4B_DTB   path of bcm2711-rpi-4-b.dtb for --machine raspi4b (default: taken from
+                Debian's arm64 kernel package, fetched once into HYP_CACHE)
+  HYP_CACHE     where Debian packages are cached (default ~/.cache/hyp)
 ";
 
 /// Parses the arguments after `cargo xtask`.
@@ -209,6 +221,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         }
         "run" => parse_run(rest).map(Command::Run),
         "test" => parse_test(rest).map(Command::Test),
+        "sdcard" => parse_sdcard(rest),
         "help" | "--help" | "-h" => Ok(Command::Help),
         other => bail!("unknown command {other:?}; see `cargo xtask help`"),
     }
@@ -257,6 +270,22 @@ fn parse_timeout(value: &str) -> Result<Duration> {
 
 fn parse_machine(value: &str) -> Result<Machine> {
     value.parse::<Machine>().map_err(anyhow::Error::msg)
+}
+
+fn parse_sdcard(args: &[String]) -> Result<Command> {
+    let mut dir = None;
+    let mut config = None;
+    let mut flags = Flags { args: args.iter() };
+    while let Some((flag, attached)) = flags.next_flag() {
+        match flag {
+            "--config" => config = Some(PathBuf::from(flags.value(flag, attached)?)),
+            other if other.starts_with("--") => bail!("sdcard: unknown option {other:?}"),
+            other if dir.is_none() => dir = Some(PathBuf::from(other)),
+            other => bail!("sdcard: one directory only (also got {other:?})"),
+        }
+    }
+    let dir = dir.context("sdcard needs a directory: cargo xtask sdcard DIR")?;
+    Ok(Command::Sdcard { dir, config })
 }
 
 fn parse_run(args: &[String]) -> Result<RunArgs> {
@@ -325,7 +354,7 @@ fn parse_test(args: &[String]) -> Result<TestArgs> {
         }
     }
     if test.machines.is_empty() {
-        test.machines = vec![Machine::VirtGicv3, Machine::VirtGicv2];
+        test.machines = vec![Machine::VirtGicv3, Machine::VirtGicv2, Machine::Raspi4b];
     }
     Ok(test)
 }
@@ -487,7 +516,10 @@ mod tests {
         let Command::Test(test) = parse(&strings(&["test"])).unwrap() else {
             panic!("not test");
         };
-        assert_eq!(test.machines, vec![Machine::VirtGicv3, Machine::VirtGicv2]);
+        assert_eq!(
+            test.machines,
+            vec![Machine::VirtGicv3, Machine::VirtGicv2, Machine::Raspi4b]
+        );
         let Command::Test(test) =
             parse(&strings(&["test", "--machine=virt-gicv2", "--no-xen"])).unwrap()
         else {

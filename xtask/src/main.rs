@@ -3,8 +3,10 @@
 
 mod args;
 mod config;
+mod debian;
 mod images;
 mod run;
+mod sdcard;
 mod setup;
 mod test;
 
@@ -37,6 +39,9 @@ fn main() -> ExitCode {
         }),
         args::Command::Run(run) => run::run(&run),
         args::Command::Test(test) => test::test(&test),
+        args::Command::Sdcard { dir, config } => {
+            sdcard::sdcard(&dir, config.as_ref()).map(|()| true)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

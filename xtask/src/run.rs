@@ -167,14 +167,17 @@ pub fn log_decoder(images: &Images) -> Option<LogDecoder> {
     }
 }
 
-/// What the runner should do after `line`: kill QEMU at a hypervisor panic, give it
-/// [`HALT_GRACE`] to power off after the `halt:` line.
-pub fn control_for(line: &Line) -> Control {
+/// What the runner should do after `line` on `machine`: kill QEMU at a hypervisor panic,
+/// give it [`HALT_GRACE`] to power off after the `halt:` line (a moment, on a machine the
+/// hypervisor cannot power off: it only parks its CPUs).
+pub fn control_for(line: &Line, machine: Machine) -> Control {
     if line.is_panic() {
         // Let the rest of the panic message arrive.
         Control::StopAfter(Duration::from_secs(1))
-    } else if line.halt().is_some() {
+    } else if line.halt().is_some() && machine.can_power_off() {
         Control::StopAfter(HALT_GRACE)
+    } else if line.halt().is_some() {
+        Control::StopAfter(Duration::from_secs(1))
     } else {
         Control::Continue
     }
@@ -212,7 +215,7 @@ pub fn boot(
                 }
             }
         }
-        control_for(line)
+        control_for(line, machine)
     })
     .map_err(anyhow::Error::msg)?;
     Ok(outcome)
@@ -232,6 +235,9 @@ pub fn check_all_clean(outcome: &Outcome, domains: usize) -> Result<usize, Strin
 /// `cargo xtask run`.
 pub fn run(run: &args::RunArgs) -> Result<bool> {
     // Fail on an unusable machine before the build.
+    if run.machine == qemu::Machine::Raspi4b {
+        crate::debian::provide_raspi4b_dtb()?;
+    }
     run.machine.args().map_err(anyhow::Error::msg)?;
     // Fail on a bad configuration file before the build, too.
     let system = match &run.config {

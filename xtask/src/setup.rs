@@ -154,7 +154,7 @@ fn qemu_major() -> Option<u32> {
     version.split('.').next()?.trim().parse().ok()
 }
 
-fn is_debian_bookworm() -> bool {
+pub fn is_debian_bookworm() -> bool {
     std::fs::read_to_string("/etc/os-release").is_ok_and(|text| {
         text.lines().any(|line| line == "ID=debian")
             && text
@@ -163,7 +163,7 @@ fn is_debian_bookworm() -> bool {
     })
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -161,7 +161,14 @@ pub fn test(args: &TestArgs) -> Result<bool> {
     for &machine in &args.machines {
         let prefix = format!("integration::{machine}");
         let ready = match (&images, &qemu) {
-            (Ok(images), Ok(())) => machine.args().map(|_| images),
+            (Ok(images), Ok(())) => match machine {
+                Machine::Raspi4b => {
+                    crate::debian::provide_raspi4b_dtb().map_err(|error| format!("{error:#}"))
+                }
+                _ => Ok(()),
+            }
+            .and_then(|()| machine.args())
+            .map(|_| images),
             (_, Err(reason)) => Err(reason.clone()),
             (Err(error), Ok(())) => Err(format!("images did not build: {error:#}")),
         };
@@ -237,7 +244,11 @@ pub fn test(args: &TestArgs) -> Result<bool> {
                 true,
             ),
         );
-        if args.no_xen || machine == Machine::Raspi4b {
+        if machine == Machine::Raspi4b {
+            tally.record(&format!("{prefix}::sdcard-layout"), sdcard_layout());
+            continue;
+        }
+        if args.no_xen {
             continue;
         }
         let script = xen
@@ -252,6 +263,20 @@ pub fn test(args: &TestArgs) -> Result<bool> {
 
     println!("{} passed, {} failed", tally.passed, tally.failed);
     Ok(tally.failed == 0)
+}
+
+/// `sdcard-layout`: `cargo xtask sdcard` writes a complete Raspberry Pi 4 boot partition
+/// (firmware, config.txt naming what is there, device tree, hypervisor, boot pack).
+fn sdcard_layout() -> Verdict {
+    let dir = setup::target_dir().join("sdcard-check");
+    let _ = std::fs::remove_dir_all(&dir);
+    match crate::sdcard::sdcard(&dir, None) {
+        Ok(()) => Verdict::Pass,
+        Err(error) => Verdict::Fail {
+            reason: format!("{error:#}"),
+            output: Vec::new(),
+        },
+    }
 }
 
 /// Boots `domains` quietly; on a runner error, the failure verdict.

@@ -13,6 +13,13 @@ pub const BOOT_STACK_SIZE: usize = 128 * 1024;
 unsafe extern "C" {
     /// Where PSCI CPU_ON starts a secondary CPU (x0 = its CPU index).
     pub fn secondary_entry();
+    /// [`MAX_CPUS`] stubs of 8 bytes; stub `n` enters [`secondary_entry`] with `x0 = n`.
+    fn spin_table_entries();
+}
+
+/// Where a CPU released from a spin table must jump to start as CPU `index`.
+pub fn spin_table_entry(index: usize) -> u64 {
+    spin_table_entries as *const () as u64 + 8 * (index.min(MAX_CPUS - 1) as u64)
 }
 
 /// Physical CPUs the hypervisor can run on.
@@ -112,6 +119,16 @@ secondary_entry:
     add     sp, x1, x2
     bl      secondary_main
     b       .Lpark
+
+    /* Spin-table entry stubs: a CPU released through its cpu-release-addr arrives with no
+       argument, so stub n loads index n and goes on as a PSCI-started CPU would. */
+    .balign 8
+    .global spin_table_entries
+spin_table_entries:
+    .irp    n, 0, 1, 2, 3, 4, 5, 6, 7
+    mov     x0, #\n
+    b       secondary_entry
+    .endr
     "#,
     stack_size = const BOOT_STACK_SIZE,
 );
