@@ -151,6 +151,8 @@ pub struct TestArgs {
     pub no_xen: bool,
     /// QEMU timeout per scenario.
     pub timeout: Duration,
+    /// Only these integration scenarios, without the host steps (empty: everything).
+    pub scenarios: Vec<String>,
 }
 
 /// A parsed `cargo xtask` command.
@@ -189,6 +191,8 @@ commands:
                                  default virt-gicv3 and virt-gicv2)
             --no-xen             skip the xen-conformance scenario
             --timeout SECONDS    per-scenario QEMU timeout (default 120)
+            --scenario NAME      run only this integration scenario, and no host step
+                                 (repeatable)
   help    this text
 
 environment:
@@ -306,6 +310,7 @@ fn parse_test(args: &[String]) -> Result<TestArgs> {
         machines: Vec::new(),
         no_xen: false,
         timeout: DEFAULT_TIMEOUT,
+        scenarios: Vec::new(),
     };
     let mut flags = Flags { args: args.iter() };
     while let Some((flag, attached)) = flags.next_flag() {
@@ -321,6 +326,9 @@ fn parse_test(args: &[String]) -> Result<TestArgs> {
                 test.no_xen = true;
             }
             "--timeout" => test.timeout = parse_timeout(flags.value(flag, attached)?)?,
+            "--scenario" => test
+                .scenarios
+                .push(flags.value(flag, attached)?.to_string()),
             other => bail!("test: unknown argument {other:?}; see `cargo xtask help`"),
         }
     }
@@ -495,5 +503,12 @@ mod tests {
         };
         assert_eq!(test.machines, vec![Machine::VirtGicv2]);
         assert!(test.no_xen);
+        assert!(test.scenarios.is_empty());
+        let Command::Test(test) =
+            parse(&strings(&["test", "--scenario", "console-input"])).unwrap()
+        else {
+            panic!("not test");
+        };
+        assert_eq!(test.scenarios, ["console-input"]);
     }
 }
