@@ -1466,6 +1466,10 @@ impl Hypervisor {
                 // Drained before the end, so the level-triggered line is low again.
                 self.take_console_input(cpu.index);
                 arch::end_interrupt(acknowledged);
+                if cpu.current.is_none() {
+                    // An idle CPU: the vCPU the input woke may be queued right here.
+                    next = self.schedule(cpu);
+                }
             } else if Some(intid) == arch::maintenance_intid() {
                 // The list registers ran low; refilling them happens on the way back in.
                 arch::end_interrupt(acknowledged);

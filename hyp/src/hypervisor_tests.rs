@@ -1046,3 +1046,27 @@ fn console_input_waits_for_ring_space_and_moves_on_when_its_domain_ends() {
     hypercall(&mut setup, number::SCHED_OP, [2, 0x1000, 0, 0, 0]);
     assert_eq!(setup.hypervisor.console_focus(), Some(1));
 }
+
+#[test]
+fn console_input_wakes_a_domain_blocked_on_an_idle_cpu() {
+    let mut setup = setup(&["alpha"]);
+    setup.hypervisor.attach_console(0).unwrap();
+    setup.hypervisor.start_console_input(Some(33));
+    enable_upcall(&mut setup, 0);
+    // alpha waits for an interrupt with nothing deliverable: it blocks, the CPU idles.
+    let next = setup.hypervisor.handle_exit(
+        &mut setup.cpu,
+        GuestExit::WaitFor {
+            wait_for_event: false,
+        },
+        0,
+    );
+    assert_eq!(next, Next::Idle);
+    // A key arrives: alpha's upcall is raised and it runs again on this CPU.
+    serial::type_input(b"k");
+    fake::raise_interrupt(33);
+    let next = setup.hypervisor.take_interrupts(&mut setup.cpu);
+    assert_eq!(next, Next::Resume);
+    assert_eq!(setup.cpu.current.map(|current| current.domain), Some(0));
+    assert_eq!(consume_input(&setup, 0), b"k");
+}
