@@ -284,7 +284,8 @@ mod target {
                 .map_err(|_| "a console channel could not be attached")?;
         }
         // Keystrokes on the UART go to one domain's console ring (Ctrl-A x3 switches).
-        hypervisor.start_console_input(platform.uart.intid);
+        let input_intid = platform.uart.intid.filter(|_| platform.uart.kind == UartKind::Pl011);
+        hypervisor.start_console_input(input_intid);
         // SAFETY: only the address of the boot CPU's slot is taken.
         let per_cpu = unsafe { &raw mut PER_CPU[0] };
         // SAFETY: PER_CPU[0] belongs to the boot CPU, the only CPU running; no other
