@@ -20,6 +20,7 @@
 //! in [`SCENARIOS`].
 
 mod abi;
+mod console_input;
 mod crash;
 mod errors;
 mod events;
@@ -54,6 +55,7 @@ pub const SCENARIOS: &[Scenario] = &[
     pingpong::SCENARIO,
     hog::SCENARIO,
     ring_console::SCENARIO,
+    console_input::SCENARIO,
 ];
 
 /// Most scenario names honoured on one command line.
