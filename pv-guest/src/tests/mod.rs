@@ -20,6 +20,8 @@
 //! in [`SCENARIOS`].
 
 mod abi;
+mod blkback;
+mod blkfront;
 mod crash;
 mod errors;
 mod events;
@@ -30,6 +32,7 @@ mod ipi;
 mod pingpong;
 mod ring_console;
 mod spin;
+mod split;
 mod timer;
 
 use core::cell::UnsafeCell;
@@ -54,6 +57,8 @@ pub const SCENARIOS: &[Scenario] = &[
     pingpong::SCENARIO,
     hog::SCENARIO,
     ring_console::SCENARIO,
+    blkfront::SCENARIO,
+    blkback::SCENARIO,
 ];
 
 /// Most scenario names honoured on one command line.
