@@ -20,6 +20,8 @@
 //! in [`SCENARIOS`].
 
 mod abi;
+mod blkback;
+mod blkfront;
 mod console_input;
 mod crash;
 mod errors;
@@ -31,6 +33,7 @@ mod ipi;
 mod pingpong;
 mod ring_console;
 mod spin;
+mod split;
 mod timer;
 
 use core::cell::UnsafeCell;
@@ -55,6 +58,8 @@ pub const SCENARIOS: &[Scenario] = &[
     pingpong::SCENARIO,
     hog::SCENARIO,
     ring_console::SCENARIO,
+    blkfront::SCENARIO,
+    blkback::SCENARIO,
     console_input::SCENARIO,
 ];
 
