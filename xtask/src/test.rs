@@ -45,6 +45,8 @@ const SCENARIOS: &[&str] = &[
     "pingpong",
     "console-ring",
     "console-input",
+    "grant-isolation",
+    "split-driver",
     "weights",
     "sdcard-layout",
 ];
@@ -176,6 +178,8 @@ pub fn test(args: &TestArgs) -> Result<bool> {
                 ),
                 "console-ring" => console_ring(images, machine, timeout),
                 "console-input" => console_input(images, machine, timeout),
+                "grant-isolation" => grant_isolation(images, machine, timeout),
+                "split-driver" => split_driver(images, machine, timeout),
                 "weights" => system_passes(
                     images,
                     machine,
@@ -566,6 +570,148 @@ fn system_passes(
         }
         run::check_all_clean(&outcome, system.domains.len())?;
         Ok(())
+    };
+    judge(&outcome, check())
+}
+
+/// `grant-isolation`: `examples/systems/grant-isolation.toml`. owner, friend and stranger
+/// pass every test; rogue, which writes through a read-only grant, is ended by the
+/// `split-driver`: the block split driver (`examples/systems/split-block.toml`). The
+/// frontend's six tests pass (connect, bad requests, thousands of checksummed writes and
+/// reads, a full ring, latency, the backend's death seen as an error), it reports its
+/// throughput and latency, and the backend ends by the crash the frontend asked for, the
+/// only crash of the run.
+fn split_driver(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    let path = setup::workspace_root().join("examples/systems/split-block.toml");
+    let system = match crate::config::load_for(&path, machine) {
+        Ok(system) => system,
+        Err(error) => {
+            return Verdict::Fail {
+                reason: format!("{error:#}"),
+                output: Vec::new(),
+            }
+        }
+    };
+    let outcome = match run::boot(
+        images,
+        &system.domains,
+        &system.channels,
+        machine,
+        false,
+        timeout,
+        false,
+    ) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            return Verdict::Fail {
+                reason: format!("{error:#}"),
+                output: Vec::new(),
+            }
+        }
+    };
+    let check = || -> Result<(), String> {
+        outcome.check_run()?;
+        let front = domain_report(&outcome, "front")?;
+        if front.results.len() != 6 || front.passed() != 6 {
+            return Err(format!(
+                "front: expected 6 tests passed, got {} of {}",
+                front.passed(),
+                front.results.len()
+            ));
+        }
+        for needle in ["MiB/s", "latency at queue depth 1"] {
+            if !outcome
+                .console_lines()
+                .any(|line| line.starts_with("(front) blkfront:") && line.contains(needle))
+            {
+                return Err(format!("front printed no `{needle}` figure"));
+            }
+        }
+        let crashes: Vec<&str> = outcome
+            .hyp_messages()
+            .filter(|message| message.contains(" crashed:"))
+            .collect();
+        match crashes.as_slice() {
+            [only] if only.starts_with("domain back crashed:") => {}
+            other => {
+                return Err(format!(
+                    "expected exactly one crash, the backend's; got {other:?}"
+                ))
+            }
+        }
+        let expected = Halt::Unclean {
+            unclean: 1,
+            domains: 2,
+        };
+        match outcome.final_halt() {
+            Some(halt) if halt == expected => Ok(()),
+            Some(halt) => Err(format!("expected `{expected}`, got `{halt}`")),
+            None => Err(format!("no final `{expected}` line")),
+        }
+    };
+    judge(&outcome, check())
+}
+/// hypervisor for a stage-2 permission fault, and no other domain is.
+fn grant_isolation(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    let path = setup::workspace_root().join("examples/systems/grant-isolation.toml");
+    let system = match crate::config::load_for(&path, machine) {
+        Ok(system) => system,
+        Err(error) => {
+            return Verdict::Fail {
+                reason: format!("{error:#}"),
+                output: Vec::new(),
+            }
+        }
+    };
+    let outcome = match run::boot(
+        images,
+        &system.domains,
+        &system.channels,
+        machine,
+        false,
+        timeout,
+        false,
+    ) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            return Verdict::Fail {
+                reason: format!("{error:#}"),
+                output: Vec::new(),
+            }
+        }
+    };
+    let check = || -> Result<(), String> {
+        outcome.check_run()?;
+        for name in ["owner", "friend", "stranger"] {
+            let report = domain_report(&outcome, name)?;
+            if report.results.len() < 6 {
+                return Err(format!(
+                    "domain {name} ran {} tests, expected 6",
+                    report.results.len()
+                ));
+            }
+        }
+        let crashes: Vec<&str> = outcome
+            .hyp_messages()
+            .filter(|message| message.contains(" crashed:"))
+            .collect();
+        match crashes.as_slice() {
+            [only] if only.starts_with("domain rogue crashed: stage-2 permission fault") => {}
+            other => {
+                return Err(format!(
+                    "expected exactly one crash, rogue's stage-2 permission fault; got {other:?}"
+                ))
+            }
+        }
+        let expected = Halt::Unclean {
+            unclean: 1,
+            domains: 4,
+        };
+        match outcome.final_halt() {
+            Some(halt) if halt == expected => Ok(()),
+            Some(halt) => Err(format!("expected `{expected}`, got `{halt}`")),
+            None => Err(format!("no final `{expected}` line")),
+        }
     };
     judge(&outcome, check())
 }

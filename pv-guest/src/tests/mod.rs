@@ -27,6 +27,7 @@ mod crash;
 mod errors;
 mod events;
 mod evtchn_ipi;
+mod grant_isolation;
 mod hello;
 mod hog;
 mod ipi;
@@ -60,6 +61,7 @@ pub const SCENARIOS: &[Scenario] = &[
     ring_console::SCENARIO,
     blkfront::SCENARIO,
     blkback::SCENARIO,
+    grant_isolation::SCENARIO,
     console_input::SCENARIO,
 ];
 
