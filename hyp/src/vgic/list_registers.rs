@@ -206,6 +206,10 @@ pub struct ListRegisters {
     /// Bit `n`: LR `n`'s pending state was moved out of the model's latch (or SGI source).
     transferred: u16,
     overflow: [u64; OVERFLOW_WORDS],
+    /// The model's [`Vgic::generation`] when `populate` last left every LR empty and
+    /// nothing overflowing: until it changes, there is nothing to deliver and `populate`
+    /// returns at once (the common case of an exit with no interrupt in flight).
+    idle_at: Option<u64>,
 }
 
 impl ListRegisters {
@@ -226,6 +230,7 @@ impl ListRegisters {
             folded: true,
             transferred: 0,
             overflow: [0; OVERFLOW_WORDS],
+            idle_at: None,
         }
     }
 
@@ -291,6 +296,7 @@ impl ListRegisters {
 
     /// Marks every LR as needing a write (after another vCPU used this physical CPU's LRs).
     pub fn mark_all_dirty(&mut self) {
+        self.idle_at = None;
         self.dirty = ((1u32 << self.count) - 1) as u16;
     }
 
@@ -323,6 +329,7 @@ impl ListRegisters {
         vcpu: usize,
         read_back: &[Option<LrEntry>],
     ) -> Effects {
+        self.idle_at = None;
         if self.folded {
             // Nothing was handed to the hardware since the last sync.
             return Effects::NONE;
@@ -380,6 +387,10 @@ impl ListRegisters {
     /// harmless). Then write [`ListRegisters::write_back`]'s LRs and set the underflow
     /// maintenance enable as [`ListRegisters::needs_maintenance`] says.
     pub fn populate(&mut self, vgic: &mut Vgic, vcpu: usize) {
+        if self.idle_at == Some(vgic.generation()) && self.valid_mask() == 0 {
+            return;
+        }
+        self.idle_at = None;
         self.fold_unrun(vgic, vcpu);
         self.folded = false;
         self.overflow = [0; OVERFLOW_WORDS];
@@ -454,6 +465,9 @@ impl ListRegisters {
             }
         }
         self.slots = new_slots;
+        if self.valid_mask() == 0 && self.overflow.iter().all(|word| *word == 0) {
+            self.idle_at = Some(vgic.generation());
+        }
     }
 }
 
@@ -680,6 +694,29 @@ mod tests {
             source_cpu: 0,
             eoi_maintenance: false,
         }
+    }
+
+    #[test]
+    fn an_idle_vcpu_skips_the_scan_until_the_model_changes() {
+        let mut harness = Harness::new(GicVersion::V3, 1, 4);
+        harness.enable(0, 31, 0xa0);
+        harness.enter(0);
+        let idle = harness.lrs[0].idle_at;
+        assert_eq!(idle, Some(harness.vgic.generation()));
+        // A change that changes nothing (set an enabled interrupt's priority to itself
+        // through `touch`) does not end the idle state.
+        let _ = harness.vgic.touch(0, 31, |irq| irq.priority = 0xa0);
+        harness.enter(0);
+        assert_eq!(harness.lrs[0].idle_at, idle);
+        assert_eq!(harness.lrs[0].valid_mask(), 0);
+        // A real one does: the next entry scans and delivers.
+        let _ = harness.vgic.set_pending(0, 31);
+        harness.enter(0);
+        assert!(harness.lrs[0].find(31).is_some());
+        assert_eq!(harness.lrs[0].idle_at, None);
+        assert!(harness.hardware[0]
+            .iter()
+            .any(|slot| slot.is_some_and(|entry| entry.intid == 31)));
     }
 
     #[test]
