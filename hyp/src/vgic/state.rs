@@ -15,6 +15,8 @@
 //! vCPU its `GICD_IROUTER` names (v3; 1-of-N routing picks vCPU 0). This avoids two vCPUs
 //! acknowledging the same SPI.
 
+use core::cell::Cell;
+
 use super::{Effects, GicVersion, VcpuSet, MAX_VCPUS, NR_INTIDS, NR_SGIS, NR_SPIS, SPI_BASE};
 
 /// Implemented priority bits (32 priority levels).
@@ -137,7 +139,7 @@ pub struct Deliverable {
 }
 
 // The member set is one word.
-const _: () = assert!(NR_INTIDS <= 64);
+const _: () = assert!(NR_INTIDS <= 64 && NR_SPIS <= 32);
 
 impl Deliverable {
     fn new() -> Deliverable {
@@ -202,6 +204,13 @@ pub struct Vgic {
     /// change), so a vCPU's list registers need
     /// not be recomputed on entry when nothing changed since they were.
     generation: u64,
+    /// Per vCPU, the INTIDs (bit = INTID; SPIs from [`Vgic::spis_maybe_live`]) that may be
+    /// pending-and-enabled or active: a bit is set by every mutable access to the
+    /// interrupt and cleared by a scan that finds it neither, so the candidate scans on
+    /// guest entry look only at these instead of all 64 INTIDs.
+    banked_maybe_live: [Cell<u32>; MAX_VCPUS],
+    /// The same for the SPIs (bit `n` = INTID `32 + n`), shared by all vCPUs.
+    spis_maybe_live: Cell<u32>,
 }
 
 impl Vgic {
@@ -229,6 +238,8 @@ impl Vgic {
             spis: [IrqState::reset(SPI_BASE, version); NR_SPIS],
             processor_sleep: [true; MAX_VCPUS],
             generation: 0,
+            banked_maybe_live: [const { Cell::new(u32::MAX) }; MAX_VCPUS],
+            spis_maybe_live: Cell::new(u32::MAX),
         }
     }
 
@@ -289,9 +300,15 @@ impl Vgic {
             return None;
         }
         if intid < SPI_BASE {
+            let live = self.banked_maybe_live.get(vcpu)?;
+            live.set(live.get() | 1 << intid);
             self.banked.get_mut(vcpu)?.get_mut(intid as usize)
         } else {
-            self.spis.get_mut((intid - SPI_BASE) as usize)
+            let index = intid - SPI_BASE;
+            let state = self.spis.get_mut(index as usize)?;
+            self.spis_maybe_live
+                .set(self.spis_maybe_live.get() | 1 << index);
+            Some(state)
         }
     }
 
@@ -418,18 +435,51 @@ impl Vgic {
         test: impl Fn(&Self, usize, u32) -> bool,
     ) -> Deliverable {
         let mut list = Deliverable::new();
-        let Some(banked) = self.banked.get(vcpu).filter(|_| vcpu < self.vcpus) else {
+        let (Some(banked), Some(banked_live)) = (
+            self.banked.get(vcpu).filter(|_| vcpu < self.vcpus),
+            self.banked_maybe_live.get(vcpu),
+        ) else {
             return list;
         };
-        let states = banked.iter().chain(self.spis.iter());
-        for (intid, irq) in (0u32..).zip(states) {
-            if quick(irq) && test(self, vcpu, intid) {
+        // Whether the interrupt may be live; if not, its bit can go until it is touched.
+        let live = |irq: &IrqState| (irq.enabled && irq.pending()) || irq.active;
+        let mut bits = banked_live.get();
+        let mut rest = bits;
+        while rest != 0 {
+            let intid = rest.trailing_zeros();
+            rest &= rest - 1;
+            let Some(irq) = banked.get(intid as usize) else {
+                continue;
+            };
+            if !live(irq) {
+                bits &= !(1 << intid);
+            } else if quick(irq) && test(self, vcpu, intid) {
                 list.push(Candidate {
                     intid,
                     priority: irq.priority,
                 });
             }
         }
+        banked_live.set(bits);
+        let mut bits = self.spis_maybe_live.get();
+        let mut rest = bits;
+        while rest != 0 {
+            let index = rest.trailing_zeros();
+            rest &= rest - 1;
+            let Some(irq) = self.spis.get(index as usize) else {
+                continue;
+            };
+            let intid = SPI_BASE + index;
+            if !live(irq) {
+                bits &= !(1 << index);
+            } else if quick(irq) && test(self, vcpu, intid) {
+                list.push(Candidate {
+                    intid,
+                    priority: irq.priority,
+                });
+            }
+        }
+        self.spis_maybe_live.set(bits);
         list
     }
 
@@ -517,6 +567,60 @@ impl Vgic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The candidate lists computed the slow way: every INTID, no cache.
+    fn brute_force(vgic: &Vgic, vcpu: usize) -> ([bool; NR_INTIDS], [bool; NR_INTIDS]) {
+        let mut deliverable = [false; NR_INTIDS];
+        let mut active = [false; NR_INTIDS];
+        for intid in 0..NR_INTIDS as u32 {
+            deliverable[intid as usize] = vgic.is_deliverable(vcpu, intid);
+            active[intid as usize] = vgic.is_active_on(vcpu, intid);
+        }
+        (deliverable, active)
+    }
+
+    fn members(list: Deliverable) -> [bool; NR_INTIDS] {
+        let mut out = [false; NR_INTIDS];
+        for candidate in list {
+            out[candidate.intid as usize] = true;
+        }
+        out
+    }
+
+    proptest! {
+        /// The live-INTID cache never hides a candidate: after any sequence of changes,
+        /// the scans agree with a scan of every INTID.
+        #[test]
+        fn candidate_scans_agree_with_a_full_scan(
+            version_v3 in any::<bool>(),
+            operations in proptest::collection::vec((0u8..7, 0usize..2, 0u32..64, any::<bool>()), 1..60),
+        ) {
+            let version = if version_v3 { GicVersion::V3 } else { GicVersion::V2 };
+            let mut vgic = Vgic::new(version, 2);
+            vgic.enable_group0 = true;
+            vgic.enable_group1 = true;
+            for (operation, vcpu, intid, flag) in operations {
+                let _ = match operation {
+                    0 => vgic.set_pending(vcpu, intid),
+                    1 => vgic.set_line_level(vcpu, intid, flag),
+                    2 => vgic.touch(vcpu, intid, |irq| irq.enabled = flag),
+                    3 => vgic.touch(vcpu, intid, |irq| irq.active = flag),
+                    4 => vgic.touch(vcpu, intid, |irq| irq.pending_latch = flag),
+                    5 => vgic.send_sgi(vcpu, intid % 16, VcpuSet(0b11)),
+                    _ => vgic.touch(vcpu, intid, |irq| {
+                        irq.targets = if flag { 1 } else { 2 };
+                        irq.route = u64::from(!flag);
+                    }),
+                };
+                for vcpu in 0..2 {
+                    let (deliverable, active) = brute_force(&vgic, vcpu);
+                    prop_assert_eq!(members(vgic.deliverable(vcpu)), deliverable);
+                    prop_assert_eq!(members(vgic.active_on(vcpu)), active);
+                }
+            }
+        }
+    }
 
     #[test]
     fn reset_state() {
