@@ -5,6 +5,7 @@ mod args;
 mod config;
 mod debian;
 mod images;
+mod linux;
 mod run;
 mod sdcard;
 mod setup;
