@@ -43,6 +43,8 @@ pub struct Hypervisor {
     /// The vCPU each physical CPU is running (kept here, under the lock, so any CPU can
     /// tell where a vCPU runs: to kick it, or to wait before tearing its domain down).
     running: [Option<VcpuId>; crate::scheduler::MAX_CPUS],
+    /// Console input: which domain has the focus, and input waiting for ring space.
+    console_input: crate::console_input::ConsoleInput,
 }
 
 impl Default for Hypervisor {
@@ -98,6 +100,7 @@ impl Hypervisor {
             vgics: [const { Vgic::new(GicVersion::V3, 1) }; MAX_DOMAINS],
             ports: [const { PortTable::new() }; MAX_DOMAINS],
             running: [None; crate::scheduler::MAX_CPUS],
+            console_input: crate::console_input::ConsoleInput::new(),
         }
     }
 
@@ -141,6 +144,9 @@ impl Hypervisor {
         }
         if let Some(ports) = self.ports.get_mut(slot) {
             *ports = PortTable::new();
+        }
+        if let Some(pending) = self.console_input.pending.get_mut(slot) {
+            pending.clear();
         }
         let now = arch::read_counter();
         let mut scheduled = Ok(());
@@ -315,6 +321,137 @@ impl Hypervisor {
             port: hypercall_abi::event_channel_op::Port(port),
         };
         self.carry_out_event(from_cpu, crate::event_channel::Action::Deliver(deliver));
+    }
+
+    /// Turns console input on once every domain is built: the UART's receive interrupt
+    /// `intid` (from the device tree) is enabled, the first live domain gets the focus,
+    /// and a line says so and how to switch. Without an interrupt, input stays off.
+    pub fn start_console_input(&mut self, intid: Option<u32>) {
+        match intid {
+            Some(intid) if arch::enable_spi(intid, arch::DEVICE_PRIORITY) => {
+                self.console_input.intid = Some(intid);
+                let Self {
+                    console_input,
+                    domains,
+                    ..
+                } = self;
+                console_input.focus =
+                    crate::console_input::next_focus(None, |slot| takes_input(domains, slot));
+                serial::enable_input();
+                self.log_focus(false);
+            }
+            _ => defmt::warn!("console input: the UART has no usable receive interrupt; off"),
+        }
+    }
+
+    /// The domain slot that has the console input focus.
+    pub fn console_focus(&self) -> Option<usize> {
+        self.console_input.focus
+    }
+
+    /// Logs which domain has the console input now (`switched`) or from boot.
+    fn log_focus(&self, switched: bool) {
+        let Some(domain) = self.console_input.focus.and_then(|slot| self.domain(slot)) else {
+            return;
+        };
+        let name = domain.name.as_str();
+        if switched {
+            defmt::info!(
+                "console input now goes to domain {=str} (type Ctrl-A three times to switch)",
+                name
+            );
+        } else {
+            defmt::info!(
+                "console input goes to domain {=str} (type Ctrl-A three times to switch)",
+                name
+            );
+        }
+    }
+
+    /// The UART's receive interrupt: drains what it received (bounded; the level-triggered
+    /// interrupt comes back for the rest), switches the focus on Ctrl-A x3, and delivers.
+    fn take_console_input(&mut self, from_cpu: usize) {
+        let mut buffer = [0u8; 64];
+        let mut switched = false;
+        for _ in 0..16 {
+            let count = serial::read_input(&mut buffer);
+            let Some(bytes) = buffer.get(..count).filter(|bytes| !bytes.is_empty()) else {
+                break;
+            };
+            let Self {
+                console_input,
+                domains,
+                ..
+            } = self;
+            switched |= console_input.feed(bytes, |slot| takes_input(domains, slot));
+        }
+        if switched {
+            self.log_focus(true);
+        }
+        for slot in 0..MAX_DOMAINS {
+            self.deliver_console_input(from_cpu, slot, true);
+        }
+    }
+
+    /// Moves domain `slot`'s waiting input into its ring's `in[]` and, if any moved and
+    /// `signal`, signals its console port. Logs the first input dropped for it.
+    fn deliver_console_input(&mut self, from_cpu: usize, slot: usize, signal: bool) {
+        let Self {
+            console_input,
+            domains,
+            ..
+        } = self;
+        let Some(pending) = console_input.pending.get_mut(slot) else {
+            return;
+        };
+        let Some(domain) = domains.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        let Some(port) = domain.console_port.filter(|_| takes_input(domains, slot)) else {
+            return;
+        };
+        let moved = pending.fill_ring(domain.console_ring);
+        if pending.dropped != 0 && !pending.drop_logged {
+            pending.drop_logged = true;
+            defmt::warn!(
+                "console input for domain {=str}: its ring and queue are full; input dropped (counted)",
+                domain.name.as_str()
+            );
+        }
+        if moved == 0 || !signal {
+            return;
+        }
+        let vcpu = self
+            .ports
+            .get(slot)
+            .and_then(|ports| ports.notify_vcpu(hypercall_abi::event_channel_op::Port(port)));
+        let deliver = crate::event_channel::Deliver {
+            domain: slot as u16,
+            vcpu: vcpu.unwrap_or(0),
+            port: hypercall_abi::event_channel_op::Port(port),
+        };
+        self.carry_out_event(from_cpu, crate::event_channel::Action::Deliver(deliver));
+    }
+
+    /// Domain `slot` ended: its waiting input is dropped and, if it had the focus, the
+    /// focus moves to the next live domain (logged).
+    fn console_input_domain_ended(&mut self, slot: usize) {
+        let Self {
+            console_input,
+            domains,
+            ..
+        } = self;
+        if console_input.domain_ended(slot, |other| takes_input(domains, other)) {
+            self.log_focus(true);
+        }
+    }
+
+    /// Input bytes dropped for domain `slot` because its ring and queue were full.
+    pub fn console_input_dropped(&self, slot: usize) -> u64 {
+        self.console_input
+            .pending
+            .get(slot)
+            .map_or(0, |pending| pending.dropped)
     }
 
     /// Free physical memory, in bytes (for leak checks).
@@ -603,6 +740,8 @@ impl Hypervisor {
             match memory.read_value::<u32>(arg) {
                 Err(error) => return error.to_return(),
                 Ok(port) if Some(port) == console => {
+                    // Input that waited for room in in[] first; serve_console signals.
+                    self.deliver_console_input(from_cpu, current.domain, false);
                     self.serve_console(from_cpu, current.domain);
                     return 0;
                 }
@@ -856,6 +995,7 @@ impl Hypervisor {
                 *entry = Some(domain);
             }
         }
+        self.console_input_domain_ended(slot);
         if cpu.current.is_some_and(|current| current.domain == slot) {
             cpu.current = None;
             cpu.last = None;
@@ -1230,6 +1370,14 @@ enum FaultReport {
     Unhandled { class: u32, esr: u64 },
 }
 
+/// Whether the domain in `slot` can take console input: alive, with a console channel.
+fn takes_input(domains: &[Option<Domain>; MAX_DOMAINS], slot: usize) -> bool {
+    domains
+        .get(slot)
+        .and_then(Option::as_ref)
+        .is_some_and(|domain| domain.state == DomainState::Alive && domain.console_port.is_some())
+}
+
 /// The name Xen's tools use for a shutdown reason.
 pub const fn reason_name(reason: ShutdownReason) -> &'static str {
     match reason {
@@ -1339,6 +1487,14 @@ impl Hypervisor {
                         None => crate::vgic::Effects::NONE,
                     };
                     self.kick(cpu.index, owner.domain, effects);
+                }
+            } else if Some(intid) == self.console_input.intid {
+                // Drained before the end, so the level-triggered line is low again.
+                self.take_console_input(cpu.index);
+                arch::end_interrupt(acknowledged);
+                if cpu.current.is_none() {
+                    // An idle CPU: the vCPU the input woke may be queued right here.
+                    next = self.schedule(cpu);
                 }
             } else if Some(intid) == arch::maintenance_intid() {
                 // The list registers ran low; refilling them happens on the way back in.

@@ -942,3 +942,131 @@ fn the_console_ring_is_served_by_the_hypervisor() {
         Port(port)
     ));
 }
+
+/// The console ring's `in[]` bytes from `in_cons` to `in_prod`, consumed as the guest would.
+fn consume_input(setup: &Setup, slot: usize) -> Vec<u8> {
+    use core::sync::atomic::Ordering;
+    let ring = setup.hypervisor.domain(slot).unwrap().console_interface();
+    let producer = ring.in_prod.load(Ordering::Acquire);
+    let mut consumer = ring.in_cons.load(Ordering::Relaxed);
+    let mut bytes = Vec::new();
+    while consumer != producer {
+        bytes.push(ring.input[hypercall_abi::shared::xencons_mask_in(consumer)]);
+        consumer = consumer.wrapping_add(1);
+    }
+    ring.in_cons.store(consumer, Ordering::Release);
+    bytes
+}
+
+fn console_port_pending(setup: &Setup, slot: usize, port: u32) -> bool {
+    let shared = setup.hypervisor.domain(slot).unwrap().shared_info();
+    hypercall_abi::evtchn2l::test_pending(shared, Port(port))
+}
+
+fn clear_console_port(setup: &Setup, slot: usize, port: u32) {
+    let shared = setup.hypervisor.domain(slot).unwrap().shared_info();
+    let word = &shared.evtchn_pending[port as usize / 64];
+    word.fetch_and(!(1 << (port % 64)), core::sync::atomic::Ordering::SeqCst);
+}
+
+/// Types `bytes` on the fake UART and takes its receive interrupt (INTID 33).
+fn type_keys(setup: &mut Setup, bytes: &[u8]) {
+    serial::type_input(bytes);
+    fake::raise_interrupt(33);
+    setup.hypervisor.take_interrupts(&mut setup.cpu);
+}
+
+#[test]
+fn console_input_goes_to_the_focused_domain_and_ctrl_a_three_times_switches() {
+    let mut setup = setup(&["alpha", "beta"]);
+    let port_a = setup.hypervisor.attach_console(0).unwrap();
+    let port_b = setup.hypervisor.attach_console(1).unwrap();
+    setup.hypervisor.start_console_input(Some(33));
+    assert!(fake::enabled_spis().contains(&(33, arch::DEVICE_PRIORITY)));
+    assert_eq!(setup.hypervisor.console_focus(), Some(0));
+    clear_console_port(&setup, 0, port_a);
+    type_keys(&mut setup, b"A-text\r");
+    assert_eq!(consume_input(&setup, 0), b"A-text\r");
+    assert!(console_port_pending(&setup, 0, port_a), "alpha signalled");
+    assert!(consume_input(&setup, 1).is_empty());
+    // Ctrl-A x3 switches to beta; the Ctrl-As themselves go nowhere.
+    type_keys(&mut setup, &[1, 1, 1]);
+    assert_eq!(setup.hypervisor.console_focus(), Some(1));
+    clear_console_port(&setup, 1, port_b);
+    type_keys(&mut setup, b"B\x01x\r");
+    assert_eq!(
+        consume_input(&setup, 1),
+        b"B\x01x\r",
+        "a lone Ctrl-A is delivered"
+    );
+    assert!(console_port_pending(&setup, 1, port_b), "beta signalled");
+    assert!(consume_input(&setup, 0).is_empty());
+    // Wraps around.
+    type_keys(&mut setup, &[1, 1]);
+    type_keys(&mut setup, &[1]);
+    assert_eq!(setup.hypervisor.console_focus(), Some(0));
+}
+
+#[test]
+fn console_input_waits_for_ring_space_and_moves_on_when_its_domain_ends() {
+    let mut setup = setup(&["alpha", "beta"]);
+    let port_a = setup.hypervisor.attach_console(0).unwrap();
+    setup.hypervisor.attach_console(1).unwrap();
+    setup.hypervisor.start_console_input(Some(33));
+    // Fill in[] completely, then 100 more bytes: those wait.
+    let size = hypercall_abi::shared::XENCONS_IN_SIZE;
+    let first: Vec<u8> = (0..size + 100)
+        .map(|index| b'a' + (index % 26) as u8)
+        .collect();
+    for chunk in first.chunks(200) {
+        type_keys(&mut setup, chunk);
+    }
+    let ring = setup.hypervisor.domain(0).unwrap().console_interface();
+    assert_eq!(
+        ring.in_prod.load(core::sync::atomic::Ordering::SeqCst) as usize,
+        size
+    );
+    assert_eq!(consume_input(&setup, 0), first[..size]);
+    // The guest consumed and signals its console port: the rest arrives.
+    let (result, _) = evtchn(&mut setup, 4, &port_a.to_le_bytes());
+    assert_eq!(result, 0);
+    assert_eq!(consume_input(&setup, 0), first[size..]);
+    assert_eq!(setup.hypervisor.console_input_dropped(0), 0);
+    // Beyond ring and queue, bytes are dropped and counted.
+    let flood = std::vec![b'z'; size + crate::console_input::PENDING_CAPACITY + 10];
+    for chunk in flood.chunks(200) {
+        type_keys(&mut setup, chunk);
+    }
+    assert_eq!(setup.hypervisor.console_input_dropped(0), 10);
+    // alpha (the focus, running) shuts down: beta gets the focus.
+    assert_eq!(setup.cpu.current.unwrap().domain, 0);
+    let ram = map_first_page(&setup);
+    // SAFETY: sched_shutdown argument {reason = poweroff} in alpha's first page.
+    unsafe { core::ptr::write_bytes(arch::phys_to_virt(ram), 0, 4) };
+    hypercall(&mut setup, number::SCHED_OP, [2, 0x1000, 0, 0, 0]);
+    assert_eq!(setup.hypervisor.console_focus(), Some(1));
+}
+
+#[test]
+fn console_input_wakes_a_domain_blocked_on_an_idle_cpu() {
+    let mut setup = setup(&["alpha"]);
+    setup.hypervisor.attach_console(0).unwrap();
+    setup.hypervisor.start_console_input(Some(33));
+    enable_upcall(&mut setup, 0);
+    // alpha waits for an interrupt with nothing deliverable: it blocks, the CPU idles.
+    let next = setup.hypervisor.handle_exit(
+        &mut setup.cpu,
+        GuestExit::WaitFor {
+            wait_for_event: false,
+        },
+        0,
+    );
+    assert_eq!(next, Next::Idle);
+    // A key arrives: alpha's upcall is raised and it runs again on this CPU.
+    serial::type_input(b"k");
+    fake::raise_interrupt(33);
+    let next = setup.hypervisor.take_interrupts(&mut setup.cpu);
+    assert_eq!(next, Next::Resume);
+    assert_eq!(setup.cpu.current.map(|current| current.domain), Some(0));
+    assert_eq!(consume_input(&setup, 0), b"k");
+}

@@ -8,6 +8,7 @@ pub mod addr;
 pub mod arch;
 pub mod bootpack;
 pub mod console;
+pub mod console_input;
 pub mod cpu;
 pub mod crc32;
 pub mod domain;

@@ -288,6 +288,8 @@ mod target {
                 .attach_console(slot)
                 .map_err(|_| "a console channel could not be attached")?;
         }
+        // Keystrokes on the UART go to one domain's console ring (Ctrl-A x3 switches).
+        hypervisor.start_console_input(platform.uart.intid);
         // SAFETY: only the address of the boot CPU's slot is taken.
         let per_cpu = unsafe { &raw mut PER_CPU[0] };
         // SAFETY: PER_CPU[0] belongs to the boot CPU, the only CPU running; no other

@@ -107,6 +107,8 @@ pub struct Uart {
     pub base: PhysAddr,
     /// Which UART it is.
     pub kind: UartKind,
+    /// Its interrupt (INTID), from its `interrupts` property, if it has one.
+    pub intid: Option<u32>,
 }
 
 /// GIC architecture version.
@@ -303,6 +305,7 @@ fn uart_at(fdt: &Fdt, node: &Node) -> Result<Option<Uart>, PlatformError> {
         Some(range) => Ok(Some(Uart {
             base: range.start,
             kind,
+            intid: interrupt_intid(fdt, node, 0),
         })),
         None => Ok(None),
     }
@@ -594,7 +597,8 @@ mod tests {
             platform.uart,
             Uart {
                 base: PhysAddr::new(0x0900_0000),
-                kind: UartKind::Pl011
+                kind: UartKind::Pl011,
+                intid: Some(33)
             }
         );
         assert_eq!(
@@ -658,7 +662,8 @@ mod tests {
             platform.uart,
             Uart {
                 base: PhysAddr::new(0xfe20_1000),
-                kind: UartKind::Pl011
+                kind: UartKind::Pl011,
+                intid: Some(153)
             }
         );
         assert_eq!(
@@ -748,7 +753,8 @@ mod tests {
             platform.uart,
             Uart {
                 base: PhysAddr::new(0xfe21_5040),
-                kind: UartKind::Bcm2835Aux
+                kind: UartKind::Bcm2835Aux,
+                intid: Some(125)
             }
         );
     }

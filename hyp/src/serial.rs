@@ -38,6 +38,35 @@ mod target {
         *SERIAL.lock() = Some(uart);
     }
 
+    /// Unmasks the UART's receive interrupts (console input).
+    pub fn enable_input() {
+        let mut serial = SERIAL.lock();
+        if let Some(uart) = serial.as_mut() {
+            uart.enable_receive_interrupts();
+        }
+    }
+
+    /// Reads received bytes into `buffer` (at most its length) and returns how many. The
+    /// receive interrupts are cleared first, so a byte arriving after the last read raises
+    /// them again.
+    pub fn read_input(buffer: &mut [u8]) -> usize {
+        let mut serial = SERIAL.lock();
+        HOLDER.store(this_cpu(), Ordering::Relaxed);
+        let mut count = 0;
+        if let Some(uart) = serial.as_mut() {
+            uart.clear_receive_interrupts();
+            for slot in buffer.iter_mut() {
+                let Some(byte) = uart.read_byte() else {
+                    break;
+                };
+                *slot = byte;
+                count += 1;
+            }
+        }
+        HOLDER.store(0, Ordering::Relaxed);
+        count
+    }
+
     /// Writes one guest console line as `(name) line`.
     pub fn write_console_line(name: &str, line: &[u8]) {
         if SILENCED.load(Ordering::Relaxed) {
@@ -144,6 +173,27 @@ mod host {
 
     std::thread_local! {
         static LINES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+        static INPUT: std::cell::RefCell<std::collections::VecDeque<u8>> = const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+    }
+
+    /// Nothing to enable on the host.
+    pub fn enable_input() {}
+
+    /// Queues bytes as if typed on the UART (host tests).
+    pub fn type_input(bytes: &[u8]) {
+        INPUT.with(|input| input.borrow_mut().extend(bytes.iter().copied()));
+    }
+
+    /// Takes bytes typed with [`type_input`], at most `buffer.len()`.
+    pub fn read_input(buffer: &mut [u8]) -> usize {
+        INPUT.with(|input| {
+            let mut input = input.borrow_mut();
+            let count = buffer.len().min(input.len());
+            for (slot, byte) in buffer.iter_mut().zip(input.drain(..count)) {
+                *slot = byte;
+            }
+            count
+        })
     }
 
     /// Records one guest console line as `(name) line`, without its newline (host tests).

@@ -10,6 +10,8 @@
 //!   checks ([`hypercall`], [`errno`], the sub-op modules, [`shared`], [`psci`]);
 //! - [`evtchn2l`]: the 2-level event-channel bit protocol on the shared-info page, used
 //!   by both sides;
+//! - [`ring`]: Xen's shared I/O rings (`io/ring.h`) and [`blkif`], the block
+//!   split-driver protocol, for both ends of a split driver;
 //! - [`decode`]: the hypervisor's register-level decoding and validation;
 //! - `guest` (feature `guest`, aarch64 only): the `hvc` instructions and safe wrappers.
 //!
@@ -38,6 +40,7 @@ macro_rules! assert_layout {
     };
 }
 
+pub mod blkif;
 pub mod console_io;
 pub mod decode;
 pub mod errno;
@@ -51,6 +54,7 @@ pub mod memory_op;
 pub mod physdev_op;
 pub mod platform_op;
 pub mod psci;
+pub mod ring;
 pub mod sched_op;
 pub mod shared;
 pub mod vcpu_op;

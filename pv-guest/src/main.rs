@@ -12,7 +12,8 @@
 //!
 //! Interrupts (only for the scenarios that need them, set up by [`platform`]): a GIC
 //! driver ([`gic`]), IRQ dispatch and waiting ([`irq`]), Xen event channels
-//! ([`events`]), the virtual timer ([`timer`]) and secondary vCPUs ([`smp`]).
+//! ([`events`]), the virtual timer ([`timer`]) and secondary vCPUs ([`smp`]); grant
+//! tables ([`grants`]) for the block split driver's scenarios.
 
 #![no_std]
 #![no_main]
@@ -24,6 +25,7 @@ mod dt;
 mod events;
 mod exceptions;
 mod gic;
+mod grants;
 mod irq;
 mod mmu;
 mod platform;

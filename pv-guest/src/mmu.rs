@@ -15,6 +15,8 @@
 //!   Normal WB, Inner Shareable, execute-never: it splits the 1 GiB block around it into
 //!   2 MiB blocks and the 2 MiB block into 4 KiB pages (each new table keeps the old
 //!   block's attributes, so only that page changes), break-before-make.
+//!   [`map_shared_pages`] does the same for a run of pages (grant-table frames and the
+//!   window where foreign grants are mapped, `crate::grants`).
 //!
 //! The tables live in bss, page aligned, and are written with the MMU off (straight to
 //! memory); their lines are invalidated before the walker may read them through the
@@ -38,8 +40,9 @@ const DEVICE_LIMIT: u64 = 4 << 30;
 /// Level-2 tables available (each covers the 1 GiB around some RAM, or around a page
 /// of [`map_shared_page`]).
 const LEVEL2_TABLES: usize = 8;
-/// Level-3 tables available to [`map_shared_page`] (each covers one 2 MiB block).
-const LEVEL3_TABLES: usize = 2;
+/// Level-3 tables available to [`map_shared_page`] (each covers one 2 MiB block: the
+/// console ring's, the grant-table hole's, and spares).
+const LEVEL3_TABLES: usize = 4;
 const PAGE: u64 = 1 << 12;
 /// Output-address bits of a descriptor (48-bit); the rest are attributes and type.
 const OUTPUT_ADDRESS: u64 = 0x0000_FFFF_FFFF_F000;
@@ -322,4 +325,17 @@ pub unsafe fn map_shared_page(address: u64) -> Result<Mapped, MapError> {
         core::ptr::addr_of!(level3.0) as u64 | VALID | TABLE,
     );
     Ok(Mapped::Page)
+}
+
+/// [`map_shared_page`] for the `count` pages from `address` on; stops at the first
+/// error.
+///
+/// # Safety
+/// As [`map_shared_page`], for every page of the run.
+pub unsafe fn map_shared_pages(address: u64, count: u64) -> Result<(), MapError> {
+    for page in 0..count {
+        // SAFETY: the caller's guarantee covers each page of the run.
+        unsafe { map_shared_page(address + page * PAGE) }?;
+    }
+    Ok(())
 }

@@ -13,5 +13,5 @@ pub mod stream;
 
 pub use machine::Machine;
 pub use report::Report;
-pub use runner::{Control, Halt, Line, Outcome, RunConfig};
+pub use runner::{Control, Halt, InputStep, Line, Outcome, RunConfig};
 pub use stream::{Event, LogDecoder, Splitter};

@@ -2,9 +2,10 @@
 //! enforces a timeout, and returns an [`Outcome`].
 //!
 //! QEMU's stdout (the UART) goes through [`Splitter`] and [`LogDecoder`]; its stderr is
-//! passed on line by line as [`Line::Stderr`]. QEMU's stdin is a pipe; when
-//! [`RunConfig::forward_stdin`] is set and the runner's stdin is a terminal, what is typed
-//! (line by line) is forwarded to it.
+//! passed on line by line as [`Line::Stderr`]. QEMU's stdin is a pipe (the UART's receive
+//! side): [`RunConfig::input`] scripts what is typed into it ([`InputStep`]: once some
+//! output has appeared, send some bytes); otherwise, when [`RunConfig::forward_stdin`] is
+//! set and the runner's stdin is a terminal, what is typed (line by line) is forwarded.
 
 use std::fmt;
 use std::io::{self, IsTerminal, Read, Write};
@@ -38,8 +39,80 @@ pub struct RunConfig {
     pub icount: bool,
     /// Kill QEMU after this long.
     pub timeout: Duration,
-    /// Forward the runner's stdin to QEMU when it is a terminal.
+    /// Forward the runner's stdin to QEMU when it is a terminal (not with `input`).
     pub forward_stdin: bool,
+    /// Scripted input for the UART, step by step.
+    pub input: Vec<InputStep>,
+}
+
+/// One step of scripted UART input: once every string of `wait_for` has appeared in some
+/// output line (each line as [`Line::render`] shows it, uncoloured) since the previous
+/// step was sent (or since the start), `send` is written to QEMU's stdin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputStep {
+    /// Substrings to see first (none: send right after the previous step).
+    pub wait_for: Vec<String>,
+    /// The bytes to type.
+    pub send: Vec<u8>,
+}
+
+impl InputStep {
+    /// A step that waits for every string of `wait_for`, then sends `send`.
+    pub fn new(wait_for: &[&str], send: impl Into<Vec<u8>>) -> Self {
+        InputStep {
+            wait_for: wait_for.iter().map(|text| text.to_string()).collect(),
+            send: send.into(),
+        }
+    }
+}
+
+/// Plays a list of [`InputStep`]s against the output lines.
+#[derive(Debug)]
+pub struct InputScript {
+    steps: std::collections::VecDeque<InputStep>,
+    seen: Vec<bool>,
+}
+
+impl InputScript {
+    /// The script, before any output.
+    pub fn new(steps: &[InputStep]) -> Self {
+        let mut script = InputScript {
+            steps: steps.iter().cloned().collect(),
+            seen: Vec::new(),
+        };
+        script.reset_seen();
+        script
+    }
+
+    fn reset_seen(&mut self) {
+        let wanted = self.steps.front().map_or(0, |step| step.wait_for.len());
+        self.seen = vec![false; wanted];
+    }
+
+    /// The bytes to send now: at the start (`line` is `None`) or after the output line
+    /// `line`. Steps whose strings are all seen are sent, in order; a step with no
+    /// strings follows the one before it at once.
+    pub fn advance(&mut self, line: Option<&str>) -> Vec<u8> {
+        if let (Some(line), Some(step)) = (line, self.steps.front()) {
+            for (seen, wanted) in self.seen.iter_mut().zip(&step.wait_for) {
+                *seen |= line.contains(wanted.as_str());
+            }
+        }
+        let mut out = Vec::new();
+        while self.seen.iter().all(|seen| *seen) {
+            let Some(step) = self.steps.pop_front() else {
+                break;
+            };
+            out.extend_from_slice(&step.send);
+            self.reset_seen();
+        }
+        out
+    }
+
+    /// Whether every step was sent.
+    pub fn finished(&self) -> bool {
+        self.steps.is_empty()
+    }
 }
 
 impl RunConfig {
@@ -54,6 +127,7 @@ impl RunConfig {
             icount: false,
             timeout: Duration::from_secs(120),
             forward_stdin: false,
+            input: Vec::new(),
         }
     }
 
@@ -327,7 +401,9 @@ pub fn run(
     let stderr = child.stderr.take();
     // Kept open for the whole run so QEMU never sees EOF on its serial input.
     let mut stdin = child.stdin.take();
-    if config.forward_stdin && io::stdin().is_terminal() {
+    let mut script = InputScript::new(&config.input);
+    type_into(&mut stdin, script.advance(None));
+    if config.input.is_empty() && config.forward_stdin && io::stdin().is_terminal() {
         if let Some(mut pipe) = stdin.take() {
             // Detached: it may block reading our stdin after QEMU has gone.
             std::thread::spawn(move || forward_stdin(&mut pipe));
@@ -366,6 +442,7 @@ pub fn run(
                     if matches!(line, Line::Undecodable(_)) {
                         outcome.undecodable += 1;
                     }
+                    type_into(&mut stdin, script.advance(Some(&line.render(false))));
                     match on_line(&line) {
                         Control::Continue => {}
                         Control::Stop => deadline = Instant::now(),
@@ -420,6 +497,14 @@ fn wait_until(child: &mut Child, deadline: Instant) -> (Option<ExitStatus>, bool
                 return (child.wait().ok(), true);
             }
         }
+    }
+}
+
+/// Types `bytes` into QEMU's stdin (a write error means QEMU is gone: the run ends by
+/// itself).
+fn type_into(pipe: &mut Option<std::process::ChildStdin>, bytes: Vec<u8>) {
+    if let (false, Some(pipe)) = (bytes.is_empty(), pipe.as_mut()) {
+        let _ = pipe.write_all(&bytes).and_then(|()| pipe.flush());
     }
 }
 
@@ -588,6 +673,29 @@ mod tests {
         let mut timed_out = outcome(vec![]);
         timed_out.timed_out = true;
         assert!(timed_out.check_run().unwrap_err().contains("timed out"));
+    }
+
+    #[test]
+    fn input_script_waits_for_every_string_then_sends_in_order() {
+        let mut script = InputScript::new(&[
+            InputStep::new(&["(a) ready", "(b) ready"], "A\r"),
+            InputStep::new(&[], [1, 1, 1]),
+            InputStep::new(&["goes to domain b"], "B\r"),
+        ]);
+        assert_eq!(script.advance(None), b"");
+        assert_eq!(script.advance(Some("(b) ready")), b"");
+        assert_eq!(script.advance(Some("(a) ready")), b"A\r\x01\x01\x01");
+        assert!(!script.finished());
+        assert_eq!(script.advance(Some("(a) ready")), b"");
+        assert_eq!(
+            script.advance(Some("[hyp INFO] console input now goes to domain b (...)")),
+            b"B\r"
+        );
+        assert!(script.finished());
+        assert_eq!(script.advance(Some("anything")), b"");
+        // Nothing to wait for: sent at the start.
+        let mut script = InputScript::new(&[InputStep::new(&[], "x")]);
+        assert_eq!(script.advance(None), b"x");
     }
 
     #[test]

@@ -156,6 +156,8 @@ pub struct TestArgs {
     pub no_xen: bool,
     /// QEMU timeout per scenario.
     pub timeout: Duration,
+    /// Only these integration scenarios, without the host steps (empty: everything).
+    pub scenarios: Vec<String>,
 }
 
 /// A parsed `cargo xtask` command.
@@ -206,6 +208,8 @@ commands:
                                  default virt-gicv3, virt-gicv2 and raspi4b)
             --no-xen             skip the xen-conformance scenario
             --timeout SECONDS    per-scenario QEMU timeout (default 120)
+            --scenario NAME      run only this integration scenario, and no host step
+                                 (repeatable)
   sdcard DIR  write a Raspberry Pi 4 boot partition into DIR: firmware (Debian's
           raspi-firmware), config.txt, bcm2711-rpi-4-b.dtb, the hypervisor and the boot pack
             --config FILE        the system to boot (default: the demo system)
@@ -363,6 +367,7 @@ fn parse_test(args: &[String]) -> Result<TestArgs> {
         machines: Vec::new(),
         no_xen: false,
         timeout: DEFAULT_TIMEOUT,
+        scenarios: Vec::new(),
     };
     let mut flags = Flags { args: args.iter() };
     while let Some((flag, attached)) = flags.next_flag() {
@@ -378,6 +383,9 @@ fn parse_test(args: &[String]) -> Result<TestArgs> {
                 test.no_xen = true;
             }
             "--timeout" => test.timeout = parse_timeout(flags.value(flag, attached)?)?,
+            "--scenario" => test
+                .scenarios
+                .push(flags.value(flag, attached)?.to_string()),
             other => bail!("test: unknown argument {other:?}; see `cargo xtask help`"),
         }
     }
@@ -572,5 +580,12 @@ mod tests {
         };
         assert_eq!(test.machines, vec![Machine::VirtGicv2]);
         assert!(test.no_xen);
+        assert!(test.scenarios.is_empty());
+        let Command::Test(test) =
+            parse(&strings(&["test", "--scenario", "console-input"])).unwrap()
+        else {
+            panic!("not test");
+        };
+        assert_eq!(test.scenarios, ["console-input"]);
     }
 }

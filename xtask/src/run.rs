@@ -195,6 +195,26 @@ pub fn boot(
     timeout: Duration,
     echo: bool,
 ) -> Result<Outcome> {
+    boot_with_input(
+        images,
+        domains,
+        channels,
+        machine,
+        (icount, timeout, echo),
+        &[],
+    )
+}
+
+/// [`boot`], typing the scripted `input` into the UART (`(icount, timeout, echo)` as
+/// there).
+pub fn boot_with_input(
+    images: &Images,
+    domains: &[Domain],
+    channels: &[Channel],
+    machine: Machine,
+    (icount, timeout, echo): (bool, Duration, bool),
+    input: &[qemu::InputStep],
+) -> Result<Outcome> {
     write_bootpack(domains, channels, &images.bootpack)?;
     crate::setup::ensure_qemu()?;
     let decoder = log_decoder(images);
@@ -203,6 +223,7 @@ pub fn boot(
     config.icount = icount;
     config.timeout = timeout;
     config.forward_stdin = echo;
+    config.input = input.to_vec();
     let colour = std::io::stdout().is_terminal();
     let outcome = runner::run(&config, decoder.as_ref(), |line| {
         if echo {

@@ -1,5 +1,5 @@
 //! The BCM2835 auxiliary "mini UART" (Raspberry Pi 4's `serial1`, the console its firmware's
-//! device tree chooses): transmit and receive, polled.
+//! device tree chooses): transmit polled, receive polled or by interrupt.
 //!
 //! The firmware has set the baud rate (with `enable_uart=1` it fixes the core clock the
 //! baud divisor depends on); the hypervisor only enables the transmitter and receiver.
@@ -16,6 +16,10 @@ register_bitfields! [u32,
         TransmitterEmpty OFFSET(5) NUMBITS(1) [],
         DataReady OFFSET(0) NUMBITS(1) []
     ],
+    InterruptEnable [
+        /// "Enable receive interrupts" (the BCM2835 datasheet's erratum: bit 0 is receive).
+        Receive OFFSET(0) NUMBITS(1) []
+    ],
     ExtraControl [
         TransmitterEnable OFFSET(1) NUMBITS(1) [],
         ReceiverEnable OFFSET(0) NUMBITS(1) []
@@ -26,7 +30,7 @@ register_structs! {
     /// The mini UART's registers, from `AUX_MU_IO_REG`.
     pub Registers {
         (0x00 => io: ReadWrite<u32>),
-        (0x04 => interrupt_enable: ReadWrite<u32>),
+        (0x04 => interrupt_enable: ReadWrite<u32, InterruptEnable::Register>),
         (0x08 => _interrupt_identify: ReadWrite<u32>),
         (0x0c => _line_control: ReadWrite<u32>),
         (0x10 => _modem_control: ReadWrite<u32>),
@@ -77,6 +81,13 @@ impl MiniUart {
             core::hint::spin_loop();
         }
         registers.io.set(u32::from(byte));
+    }
+
+    /// Raises the AUX interrupt while received data waits (console input).
+    pub fn enable_receive_interrupts(&mut self) {
+        self.registers()
+            .interrupt_enable
+            .write(InterruptEnable::Receive::SET);
     }
 
     /// A received byte, if one is waiting.

@@ -27,6 +27,22 @@ impl ConsoleUart {
         }
     }
 
+    /// Unmasks the receive interrupts (console input).
+    pub fn enable_receive_interrupts(&mut self) {
+        match self {
+            Self::Pl011(uart) => uart.enable_receive_interrupts(),
+            Self::Mini(uart) => uart.enable_receive_interrupts(),
+        }
+    }
+
+    /// Clears latched receive interrupts before the FIFO is drained. The mini UART's
+    /// interrupt is a level that falls when its FIFO is empty: nothing to clear.
+    pub fn clear_receive_interrupts(&mut self) {
+        if let Self::Pl011(uart) = self {
+            uart.clear_receive_interrupts();
+        }
+    }
+
     /// A received byte, if one is waiting.
     pub fn read_byte(&mut self) -> Option<u8> {
         match self {

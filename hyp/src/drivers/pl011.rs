@@ -1,8 +1,9 @@
-//! Arm PL011 UART: transmit and receive, polled.
+//! Arm PL011 UART: transmit polled, receive polled or by interrupt.
 //!
 //! The firmware (or QEMU) has already set the baud rate; the hypervisor only makes sure the
 //! UART, its transmitter and its receiver are enabled, so it works at whatever clock the
-//! board feeds it.
+//! board feeds it. [`Pl011::enable_receive_interrupts`] unmasks the receive and
+//! receive-timeout interrupts (console input); nothing else ever interrupts.
 
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_bitfields;
@@ -38,6 +39,11 @@ register_structs! {
         (0x48 => @END),
     }
 }
+
+/// `UARTIMSC` / `UARTICR` bit 4: receive interrupt (RXIM / RXIC).
+const INTERRUPT_RECEIVE: u32 = 1 << 4;
+/// `UARTIMSC` / `UARTICR` bit 6: receive timeout interrupt (RTIM / RTIC).
+const INTERRUPT_RECEIVE_TIMEOUT: u32 = 1 << 6;
 
 /// A PL011 at a fixed (identity-mapped) address.
 pub struct Pl011 {
@@ -84,6 +90,21 @@ impl Pl011 {
         for byte in bytes {
             self.write_byte(*byte);
         }
+    }
+
+    /// Unmasks the receive and receive-timeout interrupts (`UARTIMSC`).
+    pub fn enable_receive_interrupts(&mut self) {
+        self.registers()
+            .interrupt_mask
+            .set(INTERRUPT_RECEIVE | INTERRUPT_RECEIVE_TIMEOUT);
+    }
+
+    /// Clears the receive and receive-timeout interrupts (`UARTICR`). Clear before
+    /// draining the FIFO, so a byte arriving after the drain raises the interrupt again.
+    pub fn clear_receive_interrupts(&mut self) {
+        self.registers()
+            .interrupt_clear
+            .set(INTERRUPT_RECEIVE | INTERRUPT_RECEIVE_TIMEOUT);
     }
 
     /// A received byte, if one is waiting.

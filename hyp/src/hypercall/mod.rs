@@ -107,7 +107,8 @@ pub fn dispatch(
             GuestVirtAddr::new(buffer.0),
             count as usize,
         ),
-        // No console input reaches domains yet: nothing to read.
+        // Console input reaches domains through their console ring's in[] only (as a
+        // domU's on Xen): CONSOLEIO_read has nothing to read.
         Call::ConsoleRead { .. } => Outcome::Return(0),
         Call::SchedYield => Outcome::Yield(0),
         // Blocks until an event is pending for the vCPU (its upcall flag), as on Xen.

@@ -20,16 +20,21 @@
 //! in [`SCENARIOS`].
 
 mod abi;
+mod blkback;
+mod blkfront;
+mod console_input;
 mod crash;
 mod errors;
 mod events;
 mod evtchn_ipi;
+mod grant_isolation;
 mod hello;
 mod hog;
 mod ipi;
 mod pingpong;
 mod ring_console;
 mod spin;
+mod split;
 mod timer;
 
 use core::cell::UnsafeCell;
@@ -54,6 +59,10 @@ pub const SCENARIOS: &[Scenario] = &[
     pingpong::SCENARIO,
     hog::SCENARIO,
     ring_console::SCENARIO,
+    blkfront::SCENARIO,
+    blkback::SCENARIO,
+    grant_isolation::SCENARIO,
+    console_input::SCENARIO,
 ];
 
 /// Most scenario names honoured on one command line.

@@ -92,7 +92,7 @@ impl core::fmt::Display for Param {
 
 /// Zero tests when both params read 0 (Xen's dom0); otherwise the tests run, and
 /// `params_present` reports what is wrong.
-fn ring_offered(_context: &Context, explain: bool) -> bool {
+pub(super) fn ring_offered(_context: &Context, explain: bool) -> bool {
     let (pfn, port) = params();
     let offered = !matches!((pfn, port), (Ok(0), Ok(0)));
     if !offered && explain {
@@ -125,6 +125,18 @@ fn params_present(_context: &Context) -> TestResult {
             format_args!("{} and {}", Param(pfn), Param(port)),
         )),
     }
+}
+
+/// For other scenarios (`console-input`): reads the two params, maps the ring page and
+/// unmasks its port, as `params_present` and `write_lines` do; returns the page (identity
+/// map: VA = IPA) and the port.
+pub(super) fn open_ring(context: &Context) -> Result<(*mut XenconsInterface, Port), Failure> {
+    if RING_PFN.load(Ordering::Relaxed) == 0 {
+        params_present(context)?;
+    }
+    let (ring, port) = ring()?;
+    prepare(context, ring, port)?;
+    Ok((ring, port))
 }
 
 /// The ring page (identity map: VA = IPA) and its port, once `params_present` passed.

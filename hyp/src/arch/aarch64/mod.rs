@@ -39,6 +39,15 @@ pub fn end_interrupt(acknowledged: u32) {
     }
 }
 
+/// Enables the shared peripheral interrupt `intid` at `priority`, targeted at this CPU
+/// (the boot CPU, which takes device interrupts); false if the GIC refuses it.
+pub fn enable_spi(intid: u32, priority: u8) -> bool {
+    gic::Gic::get().is_some_and(|gic| gic.enable_spi(intid, priority).is_ok())
+}
+
+/// Priority of device interrupts the hypervisor handles itself.
+pub const DEVICE_PRIORITY: u8 = gic::DEFAULT_PRIORITY;
+
 /// The INTID of the EL2 physical timer.
 pub fn el2_timer_intid() -> u32 {
     timer::el2_timer_intid()

@@ -310,3 +310,24 @@ pub fn arm_timer_before(deadline: u64) {
         }
     });
 }
+
+std::thread_local! {
+    static ENABLED_SPIS: std::cell::RefCell<Vec<(u32, u8)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Priority of device interrupts (as on the target).
+pub const DEVICE_PRIORITY: u8 = 0xa0;
+
+/// Records that SPI `intid` was enabled at `priority` (refused below 32, as the GIC does).
+pub fn enable_spi(intid: u32, priority: u8) -> bool {
+    if intid < 32 {
+        return false;
+    }
+    ENABLED_SPIS.with(|spis| spis.borrow_mut().push((intid, priority)));
+    true
+}
+
+/// The SPIs enabled so far on this thread, with their priorities.
+pub fn enabled_spis() -> Vec<(u32, u8)> {
+    ENABLED_SPIS.with(|spis| spis.borrow().clone())
+}

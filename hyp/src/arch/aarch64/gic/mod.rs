@@ -69,6 +69,8 @@ pub enum GicError {
     SystemRegistersDisabled,
     /// The INTID is not a PPI (or SGI) where one was required.
     NotPrivate,
+    /// The INTID is not an SPI this GIC implements.
+    NotShared,
     /// The INTID is not an SGI (0-15).
     NotSgi,
     /// The target CPU has not run [`Gic::init_cpu`], or cannot be addressed by an SGI.
@@ -89,6 +91,7 @@ impl GicError {
             GicError::RedistributorAsleep => "GICv3 redistributor did not wake up",
             GicError::SystemRegistersDisabled => "GICv3 system register interface unavailable",
             GicError::NotPrivate => "INTID is not a private (SGI/PPI) interrupt",
+            GicError::NotShared => "INTID is not an SPI of this GIC",
             GicError::NotSgi => "INTID is not an SGI",
             GicError::UnknownCpu => "target CPU unknown to the GIC driver",
             GicError::TooManyCpus => "too many CPUs for the GIC driver",
@@ -269,6 +272,18 @@ impl Gic {
                 Ok(())
             }
             Gic::V3(gic) => gic.enable_private(intid, priority),
+        }
+    }
+
+    /// Enables the shared peripheral interrupt `intid` (32..lines), level-triggered, at
+    /// `priority`, targeted at this CPU (call on the boot CPU, which takes device
+    /// interrupts). GICv2: `GICD_IPRIORITYR<n>`, `GICD_ITARGETSR<n>` (this CPU's interface
+    /// mask), `GICD_ISENABLER<n>`; GICv3: `GICD_IPRIORITYR<n>`, `GICD_IROUTER<n>` (this
+    /// CPU's affinity), `GICD_ISENABLER<n>`.
+    pub fn enable_spi(&self, intid: u32, priority: u8) -> Result<(), GicError> {
+        match self {
+            Gic::V2(gic) => gic.enable_shared(intid, priority),
+            Gic::V3(gic) => gic.enable_shared(intid, priority),
         }
     }
 

@@ -257,6 +257,19 @@ impl GicV2 {
         distributor.set_enable[0].set(1 << intid);
     }
 
+    /// `GICD_IPRIORITYR<n>`, `GICD_ITARGETSR<n>` (this CPU), then `GICD_ISENABLER<n>`.
+    pub(super) fn enable_shared(&self, intid: u32, priority: u8) -> Result<(), GicError> {
+        if !(PRIVATE_INTID_LIMIT..self.lines()).contains(&intid) {
+            return Err(GicError::NotShared);
+        }
+        let distributor = self.distributor();
+        let index = intid as usize;
+        distributor.priority[index].set(priority);
+        distributor.targets[index].set(self.this_cpu_mask());
+        distributor.set_enable[index / 32].set(1 << (intid % 32));
+        Ok(())
+    }
+
     /// Banked `GICD_ICENABLER0`.
     pub(super) fn disable_private(&self, intid: u32) {
         self.distributor().clear_enable[0].set(1 << intid);

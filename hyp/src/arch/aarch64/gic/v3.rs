@@ -29,7 +29,7 @@ register_structs! {
         (0x0004 => interrupt_controller_type: ReadOnly<u32>),
         (0x0008 => _reserved0),
         (0x0080 => group: [ReadWrite<u32>; 32]),
-        (0x0100 => _set_enable: [ReadWrite<u32>; 32]),
+        (0x0100 => set_enable: [ReadWrite<u32>; 32]),
         (0x0180 => clear_enable: [ReadWrite<u32>; 32]),
         (0x0200 => _set_pending: [ReadWrite<u32>; 32]),
         (0x0280 => clear_pending: [ReadWrite<u32>; 32]),
@@ -356,6 +356,21 @@ impl GicV3 {
         let private = self.this_redistributor()?;
         private.priority[intid as usize].set(priority);
         private.set_enable.set(1 << intid);
+        Ok(())
+    }
+
+    /// `GICD_IPRIORITYR<n>`, `GICD_IROUTER<n>` (this CPU), then `GICD_ISENABLER<n>`.
+    pub(super) fn enable_shared(&self, intid: u32, priority: u8) -> Result<(), GicError> {
+        let distributor = self.distributor();
+        let typer = distributor.interrupt_controller_type.get();
+        let lines = (((typer & TYPER_IT_LINES_MASK) + 1) * 32).min(MAX_LINES);
+        if !(PRIVATE_INTID_LIMIT..lines).contains(&intid) {
+            return Err(GicError::NotShared);
+        }
+        let index = intid as usize;
+        distributor.priority[index].set(priority);
+        distributor.route[index].set(route_to(super::current_mpidr()));
+        distributor.set_enable[index / 32].set(1 << (intid % 32));
         Ok(())
     }
 
