@@ -1019,7 +1019,8 @@ const LINUX_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `linux`: Debian's arm64 kernel, unmodified, boots with 2 vCPUs beside a pv-guest
 /// domain, detects Xen, reaches its init, shows 2 CPUs and the Xen event interrupt
-/// counting, and powers off; the kernel log shows no BUG, oops or WARN
+/// counting on each, reads a line typed on the UART (console input through its console
+/// ring to `hvc0`), and powers off; the kernel log shows no BUG, oops or WARN
 /// (`linux::check_console`), pv-guest passes, and both domains shut down cleanly. SKIP
 /// when the Debian packages cannot be fetched (not Debian, not root, no registry).
 fn linux(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
@@ -1032,9 +1033,26 @@ fn linux(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
         }
     };
     let domains = crate::linux::system(images, &linux, true);
-    let outcome = match boot(images, &domains, machine, timeout) {
+    // The Linux domain is the first, so it has the console input focus from the start.
+    let script = [qemu::InputStep::new(
+        &[crate::linux::WAITING_FOR_INPUT],
+        format!("{}\r", crate::linux::TYPED_LINE),
+    )];
+    let outcome = match run::boot_with_input(
+        images,
+        &domains,
+        &[],
+        machine,
+        (false, timeout, false),
+        &script,
+    ) {
         Ok(outcome) => outcome,
-        Err(verdict) => return verdict,
+        Err(error) => {
+            return Verdict::Fail {
+                reason: format!("{error:#}"),
+                output: Vec::new(),
+            }
+        }
     };
     let check = || -> Result<(), String> {
         let prefix = format!("({}) ", crate::linux::DOMAIN_NAME);
