@@ -71,6 +71,8 @@ case " $(cat /proc/cmdline) " in
     ;;
 esac
 echo "hyp-linux: a busybox shell on hvc0; 'poweroff -f' ends the domain"
+# The hypervisor prints whole lines only: end the prompt with a newline so it shows.
+export PS1='linux:$PWD # \n'
 setsid cttyhack sh
 poweroff -f
 "#;
@@ -234,7 +236,7 @@ impl CpioWriter {
     }
 
     fn pad(&mut self) {
-        while self.bytes.len() % 4 != 0 {
+        while !self.bytes.len().is_multiple_of(4) {
             self.bytes.push(0);
         }
     }
@@ -259,7 +261,7 @@ impl CpioWriter {
         self.next_inode = 0;
         self.entry("TRAILER!!!", 0, (0, 0), &[]);
         // The kernel reads the archive in 512-byte blocks' worth; pad as cpio(1) does.
-        while self.bytes.len() % 512 != 0 {
+        while !self.bytes.len().is_multiple_of(512) {
             self.bytes.push(0);
         }
         self.bytes
@@ -324,7 +326,7 @@ pub fn check_console(lines: &[&str]) -> Result<(), String> {
             "no `{read_back}` line: console input did not reach the shell"
         ));
     }
-    if !lines.iter().any(|line| *line == TEST_DONE) {
+    if !lines.contains(&TEST_DONE) {
         return Err(format!("no `{TEST_DONE}` line: init did not finish"));
     }
     let xen = section(lines, "dmesg | grep -i xen");
@@ -395,8 +397,11 @@ fn event_interrupt_counts(interrupts: &[&str]) -> Option<Vec<u64>> {
 mod tests {
     use super::*;
 
-    /// Reads back the (name, mode, rdev, data) entries of a newc archive.
-    fn parse_cpio(bytes: &[u8]) -> Vec<(String, u32, (u32, u32), Vec<u8>)> {
+    /// One entry read back: name, mode, (rdev major, minor), data.
+    type Entry = (String, u32, (u32, u32), Vec<u8>);
+
+    /// Reads back the entries of a newc archive.
+    fn parse_cpio(bytes: &[u8]) -> Vec<Entry> {
         let mut entries = Vec::new();
         let mut at = 0;
         loop {
@@ -418,7 +423,7 @@ mod tests {
             let data = bytes[data_start..data_start + size].to_vec();
             at = (data_start + size).next_multiple_of(4);
             if name == "TRAILER!!!" {
-                assert_eq!(bytes.len() % 512, 0);
+                assert!(bytes.len().is_multiple_of(512));
                 assert!(bytes[at..].iter().all(|b| *b == 0));
                 return entries;
             }
@@ -492,14 +497,14 @@ mod tests {
 
     #[test]
     fn trouble_fails() {
-        for (index, line) in [
-            (3, "[    1.0] WARNING: CPU: 0 PID: 1 at drivers/xen/events/events_base.c:1 x"),
-            (3, "[    1.0] BUG: scheduling while atomic"),
-            (3, "[    1.0] Internal error: Oops: 96000004 [#1] SMP"),
-            (3, "[    1.0] Unable to handle kernel paging request at virtual address 0"),
+        for line in [
+            "[    1.0] WARNING: CPU: 0 PID: 1 at drivers/xen/events/events_base.c:1 x",
+            "[    1.0] BUG: scheduling while atomic",
+            "[    1.0] Internal error: Oops: 96000004 [#1] SMP",
+            "[    1.0] Unable to handle kernel paging request at virtual address 0",
         ] {
             let mut console = good_console();
-            console.insert(index, line);
+            console.insert(3, line);
             assert!(check_console(&console).is_err(), "{line}");
         }
         let without = |text: &str| {
@@ -513,7 +518,9 @@ mod tests {
         assert!(without("test done").is_err());
         assert!(without("read from").unwrap_err().contains("console input"));
         assert!(without("Xen 4.17").unwrap_err().contains("Xen"));
-        assert!(without("processor\t: 1").unwrap_err().contains("processors"));
+        assert!(without("processor\t: 1")
+            .unwrap_err()
+            .contains("processors"));
         assert!(without("events").unwrap_err().contains("events"));
         let mut silent = good_console();
         silent[9] = " 13:          7         0     GICv3  31 Level     events";

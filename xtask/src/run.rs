@@ -282,8 +282,8 @@ pub fn run(run: &args::RunArgs) -> Result<bool> {
         None if run.linux => {
             let linux = crate::linux::prepare()?;
             eprintln!(
-                "xtask: Linux ({}) boots beside {}; type Ctrl-A three times to move the \
-                 console input to it",
+                "xtask: Linux ({}) boots beside {}; console input goes to Linux (Ctrl-A \
+                 three times switches), `poweroff -f` in its shell ends it",
                 linux.kernel.display(),
                 crate::linux::BESIDE_NAME
             );

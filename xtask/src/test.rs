@@ -1027,9 +1027,7 @@ fn linux(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
     let linux = match crate::linux::prepare() {
         Ok(linux) => linux,
         Err(error) => {
-            return Verdict::Skip(format!(
-                "the Linux guest cannot be prepared: {error:#}"
-            ))
+            return Verdict::Skip(format!("the Linux guest cannot be prepared: {error:#}"))
         }
     };
     let domains = crate::linux::system(images, &linux, true);
