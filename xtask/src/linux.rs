@@ -27,10 +27,11 @@ pub const INITRAMFS_NAME: &str = "linux-initramfs";
 /// The kernel command-line word that makes `/init` power off after its commands
 /// (a dotted word: Linux takes it for a module parameter and ignores it quietly).
 pub const TEST_FLAG: &str = "hyp.mode=test";
-/// The kernel command line: the console on `hvc0` (the console ring), and only kernel
+/// The kernel command line: the console on `hvc0` (the console ring), only kernel
 /// messages of level warning or worse on it (a WARN or an oops still shows; the rest is
-/// in `dmesg`, which `/init` greps for Xen).
-pub const CMDLINE: &str = "console=hvc0 loglevel=5";
+/// in `dmesg`, which `/init` greps for Xen), and a reboot at once on a panic (the domain
+/// then ends with `reboot`, so a dead kernel is not mistaken for a slow one).
+pub const CMDLINE: &str = "console=hvc0 loglevel=5 panic=-1";
 /// The first line `/init` prints.
 pub const INIT_REACHED: &str = "hyp-linux: init reached";
 /// `/init` prints this before each command's output.

@@ -1067,5 +1067,21 @@ fn linux(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
         run::check_all_clean(&outcome, domains.len())?;
         Ok(())
     };
-    judge(&outcome, check())
+    match check() {
+        Ok(()) => Verdict::Pass,
+        // Show Linux's and the hypervisor's lines (pv-a's report is long and beside the
+        // point), and say when the run ended by the timeout.
+        Err(reason) => Verdict::Fail {
+            reason: match outcome.check_run() {
+                Err(run) if outcome.timed_out => format!("{reason}; {run}"),
+                _ => reason,
+            },
+            output: outcome
+                .lines
+                .iter()
+                .map(|line| line.render(false))
+                .filter(|line| !line.starts_with(&format!("({}) ", crate::linux::BESIDE_NAME)))
+                .collect(),
+        },
+    }
 }
