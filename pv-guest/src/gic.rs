@@ -30,6 +30,7 @@ pub const FIRST_SPECIAL_INTID: u32 = 1020;
 
 // Distributor (both versions).
 const GICD_CTLR: usize = 0x000;
+const GICD_TYPER: usize = 0x004;
 const GICD_ISENABLER: usize = 0x100;
 const GICD_IPRIORITYR: usize = 0x400;
 const GICD_SGIR: usize = 0xF00;
@@ -265,6 +266,13 @@ pub fn enable_private(intid: u32) -> Result<(), GicError> {
     write(word, value);
     write(base + enable, 1 << intid);
     Ok(())
+}
+
+/// Reads GICD_TYPER (an emulated distributor register on a hypervisor: the
+/// interrupt-controller trap of the `bench` scenario); `None` before [`configure`].
+pub fn distributor_type() -> Option<u32> {
+    configured_version()?;
+    Some(read(DISTRIBUTOR.load(Ordering::Relaxed) + GICD_TYPER))
 }
 
 /// Acknowledges the highest-priority pending interrupt: returns the raw IAR value

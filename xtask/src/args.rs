@@ -160,6 +160,21 @@ pub struct TestArgs {
     pub scenarios: Vec<String>,
 }
 
+/// Options of `cargo xtask bench`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchArgs {
+    /// `bench quick` (fewer repetitions) on our hypervisor only.
+    pub quick: bool,
+    /// Rewrite `bench/baseline.json` instead of comparing with it.
+    pub update_baseline: bool,
+    /// Do not run Xen.
+    pub no_xen: bool,
+    /// The machines (GIC versions) to measure on.
+    pub machines: Vec<Machine>,
+    /// QEMU timeout of each run on our hypervisor.
+    pub timeout: Duration,
+}
+
 /// A parsed `cargo xtask` command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -169,6 +184,8 @@ pub enum Command {
     Run(RunArgs),
     /// `test`.
     Test(TestArgs),
+    /// `bench`.
+    Bench(BenchArgs),
     /// `sdcard DIR [--config FILE]`.
     Sdcard {
         /// Where the boot partition's files go.
@@ -210,6 +227,19 @@ commands:
             --timeout SECONDS    per-scenario QEMU timeout (default 120)
             --scenario NAME      run only this integration scenario, and no host step
                                  (repeatable)
+  bench   micro-benchmarks (pv-guest `bench`) under -icount shift=0,sleep=off, on our
+          hypervisor and as dom0 of Xen 4.17 (run-on-xen), GICv3 and GICv2: prints the
+          table (ns = instructions per operation, ours/Xen, the goals of issue 8), the
+          image size and lines of Rust in hyp/; writes target/bench/results.json and
+          results.svg; fails if a figure is more than 5 % worse than bench/baseline.json
+            --quick              `bench quick` (fewer repetitions), our hypervisor only
+                                 (the CI regression gate; quick figures have their own
+                                 baseline section)
+            --update-baseline    write this run's figures to bench/baseline.json instead
+                                 of comparing
+            --no-xen             our hypervisor only
+            --machine NAME       virt-gicv3 or virt-gicv2 (repeatable; default both)
+            --timeout SECONDS    QEMU timeout per run on our hypervisor (default 300)
   sdcard DIR  write a Raspberry Pi 4 boot partition into DIR: firmware (Debian's
           raspi-firmware), config.txt, bcm2711-rpi-4-b.dtb, the hypervisor and the boot pack
             --config FILE        the system to boot (default: the demo system)
@@ -235,6 +265,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         }
         "run" => parse_run(rest).map(Command::Run),
         "test" => parse_test(rest).map(Command::Test),
+        "bench" => parse_bench(rest).map(Command::Bench),
         "sdcard" => parse_sdcard(rest),
         "help" | "--help" | "-h" => Ok(Command::Help),
         other => bail!("unknown command {other:?}; see `cargo xtask help`"),
@@ -393,6 +424,53 @@ fn parse_test(args: &[String]) -> Result<TestArgs> {
         test.machines = vec![Machine::VirtGicv3, Machine::VirtGicv2, Machine::Raspi4b];
     }
     Ok(test)
+}
+
+/// Default QEMU timeout of each `bench` run on our hypervisor.
+pub const DEFAULT_BENCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn parse_bench(args: &[String]) -> Result<BenchArgs> {
+    let mut bench = BenchArgs {
+        quick: false,
+        update_baseline: false,
+        no_xen: false,
+        machines: Vec::new(),
+        timeout: DEFAULT_BENCH_TIMEOUT,
+    };
+    let mut flags = Flags { args: args.iter() };
+    while let Some((flag, attached)) = flags.next_flag() {
+        match flag {
+            "--quick" => {
+                no_value(flag, attached)?;
+                bench.quick = true;
+            }
+            "--update-baseline" => {
+                no_value(flag, attached)?;
+                bench.update_baseline = true;
+            }
+            "--no-xen" => {
+                no_value(flag, attached)?;
+                bench.no_xen = true;
+            }
+            "--machine" => {
+                let machine = parse_machine(flags.value(flag, attached)?)?;
+                if machine == Machine::Raspi4b {
+                    bail!(
+                        "bench: raspi4b has no Xen to compare with; use virt-gicv3 or virt-gicv2"
+                    );
+                }
+                if !bench.machines.contains(&machine) {
+                    bench.machines.push(machine);
+                }
+            }
+            "--timeout" => bench.timeout = parse_timeout(flags.value(flag, attached)?)?,
+            other => bail!("bench: unknown argument {other:?}; see `cargo xtask help`"),
+        }
+    }
+    if bench.machines.is_empty() {
+        bench.machines = vec![Machine::VirtGicv3, Machine::VirtGicv2];
+    }
+    Ok(bench)
 }
 
 #[cfg(test)]
@@ -587,5 +665,36 @@ mod tests {
             panic!("not test");
         };
         assert_eq!(test.scenarios, ["console-input"]);
+    }
+
+    #[test]
+    fn bench_arguments() {
+        let Command::Bench(bench) = parse(&strings(&["bench"])).unwrap() else {
+            panic!("not bench");
+        };
+        assert!(!bench.quick && !bench.update_baseline && !bench.no_xen);
+        assert_eq!(bench.machines, vec![Machine::VirtGicv3, Machine::VirtGicv2]);
+        assert_eq!(bench.timeout, DEFAULT_BENCH_TIMEOUT);
+        let Command::Bench(bench) = parse(&strings(&[
+            "bench",
+            "--quick",
+            "--update-baseline",
+            "--machine=virt-gicv2",
+            "--timeout",
+            "30",
+        ]))
+        .unwrap() else {
+            panic!("not bench");
+        };
+        assert!(bench.quick && bench.update_baseline);
+        assert_eq!(bench.machines, vec![Machine::VirtGicv2]);
+        assert_eq!(bench.timeout, Duration::from_secs(30));
+        for bad in [
+            &["bench", "--quick=yes"][..],
+            &["bench", "--machine", "raspi4b"],
+            &["bench", "extra"],
+        ] {
+            assert!(parse(&strings(bad)).is_err(), "{bad:?} accepted");
+        }
     }
 }

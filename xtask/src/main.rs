@@ -2,6 +2,7 @@
 //! every test. See `cargo xtask help` and the README.
 
 mod args;
+mod bench;
 mod config;
 mod debian;
 mod images;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         }),
         args::Command::Run(run) => run::run(&run),
         args::Command::Test(test) => test::test(&test),
+        args::Command::Bench(bench) => bench::bench(&bench),
         args::Command::Sdcard { dir, config } => {
             sdcard::sdcard(&dir, config.as_ref()).map(|()| true)
         }

@@ -49,13 +49,17 @@ const SCENARIOS: &[&str] = &[
     "split-driver",
     "weights",
     "linux",
+    "bench-gate",
     "sdcard-layout",
 ];
 
 /// The result of one scenario.
-enum Verdict {
+pub(crate) enum Verdict {
+    /// It passed.
     Pass,
+    /// It failed, for `reason`; `output` is shown (its last lines).
     Fail { reason: String, output: Vec<String> },
+    /// It could not run, for the reason given, and counts neither way.
     Skip(String),
 }
 
@@ -142,6 +146,12 @@ pub fn test(args: &TestArgs) -> Result<bool> {
                     if *scenario == "sdcard-layout" && machine != Machine::Raspi4b {
                         continue;
                     }
+                    if *scenario == "bench-gate" && machine != Machine::VirtGicv3 {
+                        continue;
+                    }
+                    if *scenario == "linux" && machine == Machine::Raspi4b {
+                        continue;
+                    }
                     tally.record(
                         &format!("{prefix}::{scenario}"),
                         Verdict::Fail {
@@ -191,6 +201,9 @@ pub fn test(args: &TestArgs) -> Result<bool> {
                 // The Linux guest needs the virt machines' RAM and PSCI; not on raspi4b.
                 "linux" if machine == Machine::Raspi4b => continue,
                 "linux" => linux(images, machine, timeout.max(LINUX_TIMEOUT)),
+                // The regression gate of `cargo xtask bench --quick`: once, on virt-gicv3.
+                "bench-gate" if machine == Machine::VirtGicv3 => crate::bench::gate(images),
+                "bench-gate" => continue,
                 // The boot partition for a real Pi 4: checked once, beside raspi4b.
                 "sdcard-layout" if machine == Machine::Raspi4b => sdcard_layout(),
                 "sdcard-layout" => continue,
@@ -832,21 +845,26 @@ fn console_input(images: &Images, machine: Machine, timeout: Duration) -> Verdic
 }
 
 /// Output of a captured external command.
-struct Captured {
-    status: Option<std::process::ExitStatus>,
-    timed_out: bool,
-    stdout: Vec<String>,
-    stderr: Vec<String>,
+pub(crate) struct Captured {
+    /// Its exit status (`None` if it could not be collected after a kill).
+    pub status: Option<std::process::ExitStatus>,
+    /// Whether it was killed at the timeout.
+    pub timed_out: bool,
+    /// Its standard output, by line.
+    pub stdout: Vec<String>,
+    /// Its standard error, by line.
+    pub stderr: Vec<String>,
 }
 
 impl Captured {
-    fn all_lines(&self) -> Vec<String> {
+    /// Standard output, then standard error.
+    pub fn all_lines(&self) -> Vec<String> {
         self.stdout.iter().chain(&self.stderr).cloned().collect()
     }
 }
 
 /// Runs `command` with stdin closed, collecting its output, killing it after `timeout`.
-fn capture(command: &mut Command, timeout: Duration) -> std::io::Result<Captured> {
+pub(crate) fn capture(command: &mut Command, timeout: Duration) -> std::io::Result<Captured> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -921,7 +939,7 @@ fn xen_script() -> PathBuf {
 }
 
 /// Installs Xen and its tools (`run-on-xen --setup-only`); `Err` is the reason to skip.
-fn xen_setup(image: &Path) -> Result<PathBuf, String> {
+pub(crate) fn xen_setup(image: &Path) -> Result<PathBuf, String> {
     let script = xen_script();
     if !script.is_file() {
         return Err(format!("{} is missing", script.display()));

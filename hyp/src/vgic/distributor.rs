@@ -189,6 +189,7 @@ impl Vgic {
         }
         self.enable_group0 = group0;
         self.enable_group1 = group1;
+        self.changed();
         self.all_vcpus()
     }
 

@@ -168,20 +168,23 @@ const OVERFLOW_WORDS: usize = NR_INTIDS.div_ceil(64);
 
 /// The LRs whose contents changed since the last [`ListRegisters::write_back`]: yields
 /// `(index, contents)`, `None` meaning "write an invalid (zero) LR".
+///
+/// It borrows the slots rather than copying them: this runs on every guest entry, and a
+/// 320-byte copy there cost more than the rest of the entry.
 #[derive(Clone, Debug)]
-pub struct ChangedLrs {
-    entries: [Option<LrEntry>; MAX_LIST_REGISTERS],
+pub struct ChangedLrs<'a> {
+    entries: &'a [Option<LrEntry>; MAX_LIST_REGISTERS],
     mask: u16,
 }
 
-impl ChangedLrs {
+impl ChangedLrs<'_> {
     /// Bit `n` set = LR `n` must be written.
     pub const fn mask(&self) -> u16 {
         self.mask
     }
 }
 
-impl Iterator for ChangedLrs {
+impl Iterator for ChangedLrs<'_> {
     type Item = (usize, Option<LrEntry>);
 
     fn next(&mut self) -> Option<(usize, Option<LrEntry>)> {
@@ -206,6 +209,11 @@ pub struct ListRegisters {
     /// Bit `n`: LR `n`'s pending state was moved out of the model's latch (or SGI source).
     transferred: u16,
     overflow: [u64; OVERFLOW_WORDS],
+    /// The model's [`Vgic::generation`] when `populate` last chose the slots; `None`
+    /// once anything else changed them. While the generation stays the same and the
+    /// hardware has not been synced back, `populate` would choose the same slots again
+    /// and returns at once (the common case: an exit that did not touch the vGIC).
+    populated_at: Option<u64>,
 }
 
 impl ListRegisters {
@@ -226,6 +234,7 @@ impl ListRegisters {
             folded: true,
             transferred: 0,
             overflow: [0; OVERFLOW_WORDS],
+            populated_at: None,
         }
     }
 
@@ -291,6 +300,7 @@ impl ListRegisters {
 
     /// Marks every LR as needing a write (after another vCPU used this physical CPU's LRs).
     pub fn mark_all_dirty(&mut self) {
+        self.populated_at = None;
         self.dirty = ((1u32 << self.count) - 1) as u16;
     }
 
@@ -304,13 +314,12 @@ impl ListRegisters {
     }
 
     /// Takes the changed LRs to write to the hardware and forgets that they changed.
-    pub fn write_back(&mut self) -> ChangedLrs {
-        let changed = ChangedLrs {
-            entries: self.slots,
-            mask: self.dirty,
-        };
-        self.dirty = 0;
-        changed
+    pub fn write_back(&mut self) -> ChangedLrs<'_> {
+        let mask = core::mem::take(&mut self.dirty);
+        ChangedLrs {
+            entries: &self.slots,
+            mask,
+        }
     }
 
     /// Folds what the hardware did into the model, after the vCPU ran. `read_back[n]` is
@@ -323,6 +332,7 @@ impl ListRegisters {
         vcpu: usize,
         read_back: &[Option<LrEntry>],
     ) -> Effects {
+        self.populated_at = None;
         if self.folded {
             // Nothing was handed to the hardware since the last sync.
             return Effects::NONE;
@@ -380,6 +390,10 @@ impl ListRegisters {
     /// harmless). Then write [`ListRegisters::write_back`]'s LRs and set the underflow
     /// maintenance enable as [`ListRegisters::needs_maintenance`] says.
     pub fn populate(&mut self, vgic: &mut Vgic, vcpu: usize) {
+        if !self.folded && self.populated_at == Some(vgic.generation()) {
+            return;
+        }
+        self.populated_at = None;
         self.fold_unrun(vgic, vcpu);
         self.folded = false;
         self.overflow = [0; OVERFLOW_WORDS];
@@ -454,6 +468,7 @@ impl ListRegisters {
             }
         }
         self.slots = new_slots;
+        self.populated_at = Some(vgic.generation());
     }
 }
 
@@ -680,6 +695,48 @@ mod tests {
             source_cpu: 0,
             eoi_maintenance: false,
         }
+    }
+
+    #[test]
+    fn an_entry_skips_the_rebuild_until_the_model_or_the_hardware_changes() {
+        let mut harness = Harness::new(GicVersion::V3, 1, 4);
+        harness.enable(0, 31, 0xa0);
+        harness.enable(0, 27, 0xa0);
+        harness.enter(0);
+        let idle = harness.lrs[0].populated_at;
+        assert_eq!(idle, Some(harness.vgic.generation()));
+        // A change that changes nothing (an enabled interrupt's priority set to itself
+        // through `touch`) keeps the slots as they are.
+        let _ = harness.vgic.touch(0, 31, |irq| irq.priority = 0xa0);
+        harness.enter(0);
+        assert_eq!(harness.lrs[0].populated_at, idle);
+        assert_eq!(harness.lrs[0].valid_mask(), 0);
+        // A real one does not: the next entry rebuilds and delivers.
+        let _ = harness.vgic.set_pending(0, 31);
+        harness.enter(0);
+        let loaded = harness.lrs[0].populated_at;
+        assert_ne!(loaded, idle);
+        assert!(harness.lrs[0].find(31).is_some());
+        assert!(harness.hardware[0]
+            .iter()
+            .any(|slot| slot.is_some_and(|entry| entry.intid == 31)));
+        // Entered again with the interrupt still pending in its LR (the guest has IRQs
+        // masked): nothing to redo, and what is in the LR stays.
+        harness.enter(0);
+        assert_eq!(harness.lrs[0].populated_at, loaded);
+        assert!(harness.lrs[0].find(31).is_some());
+        // A second interrupt arrives: rebuilt with both.
+        let _ = harness.vgic.set_pending(0, 27);
+        harness.enter(0);
+        assert!(harness.lrs[0].find(31).is_some() && harness.lrs[0].find(27).is_some());
+        // The guest acknowledges and ends one (27: equal priorities, lower INTID first);
+        // the sync after the exit folds that back and the next entry rebuilds.
+        assert_eq!(harness.acknowledge(0).map(|(intid, _)| intid), Some(27));
+        harness.end_of_interrupt(0, 27);
+        let _ = harness.exit(0);
+        assert_eq!(harness.lrs[0].populated_at, None);
+        harness.enter(0);
+        assert!(harness.lrs[0].find(27).is_none() && harness.lrs[0].find(31).is_some());
     }
 
     #[test]

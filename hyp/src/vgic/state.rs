@@ -127,41 +127,36 @@ pub struct Candidate {
 
 /// The deliverable interrupts of a vCPU, highest priority (lowest value) first, ties by the
 /// lower INTID.
+///
+/// A bit set over the INTIDs plus their priorities, so building one on every guest entry
+/// costs a few stores, and iterating picks the best of the (few) members each time.
 #[derive(Clone, Debug)]
 pub struct Deliverable {
-    items: [Candidate; NR_INTIDS],
-    len: usize,
-    position: usize,
+    members: u64,
+    priorities: [u8; NR_INTIDS],
 }
+
+// The member set is one word.
+const _: () = assert!(NR_INTIDS <= 64);
 
 impl Deliverable {
     fn new() -> Deliverable {
         Deliverable {
-            items: [Candidate {
-                intid: 0,
-                priority: 0,
-            }; NR_INTIDS],
-            len: 0,
-            position: 0,
+            members: 0,
+            priorities: [0; NR_INTIDS],
         }
     }
 
     fn push(&mut self, candidate: Candidate) {
-        if let Some(slot) = self.items.get_mut(self.len) {
-            *slot = candidate;
-            self.len += 1;
-        }
-    }
-
-    fn sort(&mut self) {
-        if let Some(items) = self.items.get_mut(..self.len) {
-            items.sort_unstable_by_key(|candidate| (candidate.priority, candidate.intid));
+        if let Some(slot) = self.priorities.get_mut(candidate.intid as usize) {
+            *slot = candidate.priority;
+            self.members |= 1 << candidate.intid;
         }
     }
 
     /// The number of interrupts not yet yielded.
     pub fn remaining(&self) -> usize {
-        self.len.saturating_sub(self.position)
+        self.members.count_ones() as usize
     }
 }
 
@@ -169,12 +164,25 @@ impl Iterator for Deliverable {
     type Item = Candidate;
 
     fn next(&mut self) -> Option<Candidate> {
-        if self.position >= self.len {
-            return None;
+        let mut best: Option<Candidate> = None;
+        let mut rest = self.members;
+        while rest != 0 {
+            let intid = rest.trailing_zeros();
+            rest &= rest - 1;
+            let priority = self
+                .priorities
+                .get(intid as usize)
+                .copied()
+                .unwrap_or(u8::MAX);
+            // Ascending INTIDs: only a strictly better priority replaces the best so far.
+            if best.is_none_or(|best| priority < best.priority) {
+                best = Some(Candidate { intid, priority });
+            }
         }
-        let item = self.items.get(self.position).copied();
-        self.position += 1;
-        item
+        if let Some(best) = best {
+            self.members &= !(1 << best.intid);
+        }
+        best
     }
 }
 
@@ -189,6 +197,11 @@ pub struct Vgic {
     pub(crate) spis: [IrqState; NR_SPIS],
     /// GICv3 `GICR_WAKER.ProcessorSleep` per vCPU.
     pub(crate) processor_sleep: [bool; MAX_VCPUS],
+    /// Bumped by every change that can alter what is deliverable or active (each
+    /// [`Vgic::irq_mut`], a `touch` that changed something, a distributor enable
+    /// change), so a vCPU's list registers need
+    /// not be recomputed on entry when nothing changed since they were.
+    generation: u64,
 }
 
 impl Vgic {
@@ -215,7 +228,18 @@ impl Vgic {
             banked: [bank; MAX_VCPUS],
             spis: [IrqState::reset(SPI_BASE, version); NR_SPIS],
             processor_sleep: [true; MAX_VCPUS],
+            generation: 0,
         }
+    }
+
+    /// The change count (see the field); equal values mean no interrupt state changed.
+    pub const fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Records a change to the distributor-wide state.
+    pub(crate) fn changed(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
     }
 
     /// The GIC version the domain sees.
@@ -255,6 +279,12 @@ impl Vgic {
     }
 
     pub(crate) fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
+        self.changed();
+        self.irq_mut_unrecorded(vcpu, intid)
+    }
+
+    /// [`Vgic::irq_mut`] without counting a change: the caller records one if it makes it.
+    fn irq_mut_unrecorded(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
         if vcpu >= self.vcpus {
             return None;
         }
@@ -327,7 +357,8 @@ impl Vgic {
         change: impl FnOnce(&mut IrqState),
     ) -> Effects {
         let before_set = self.delivery_set(vcpu, intid);
-        let Some(irq) = self.irq_mut(vcpu, intid) else {
+        // Called on most exits (line levels, SGIs): only a real change counts as one.
+        let Some(irq) = self.irq_mut_unrecorded(vcpu, intid) else {
             return Effects::NONE;
         };
         let before = *irq;
@@ -335,6 +366,7 @@ impl Vgic {
         if *irq == before {
             return Effects::NONE;
         }
+        self.changed();
         let after_set = self.delivery_set(vcpu, intid);
         Effects {
             kick: VcpuSet(before_set.0 | after_set.0),
@@ -364,27 +396,40 @@ impl Vgic {
 
     /// The deliverable interrupts of `vcpu`, highest priority first (ties by lower INTID).
     pub fn deliverable(&self, vcpu: usize) -> Deliverable {
-        let mut list = Deliverable::new();
-        for intid in 0..NR_INTIDS as u32 {
-            if self.is_deliverable(vcpu, intid) {
-                let priority = self.irq(vcpu, intid).map_or(0, |irq| irq.priority);
-                list.push(Candidate { intid, priority });
-            }
-        }
-        list.sort();
-        list
+        self.collect(
+            vcpu,
+            |irq| irq.enabled && irq.pending(),
+            Self::is_deliverable,
+        )
     }
 
     /// The active interrupts belonging to `vcpu`, highest priority first.
     pub fn active_on(&self, vcpu: usize) -> Deliverable {
+        self.collect(vcpu, |irq| irq.active, Self::is_active_on)
+    }
+
+    /// The interrupts of `vcpu` for which `test` holds, highest priority first. This runs
+    /// on every guest entry: `quick`, a cheap necessary condition on the state alone,
+    /// skips most INTIDs before the full `test` (which looks up banking and targets).
+    fn collect(
+        &self,
+        vcpu: usize,
+        quick: impl Fn(&IrqState) -> bool,
+        test: impl Fn(&Self, usize, u32) -> bool,
+    ) -> Deliverable {
         let mut list = Deliverable::new();
-        for intid in 0..NR_INTIDS as u32 {
-            if self.is_active_on(vcpu, intid) {
-                let priority = self.irq(vcpu, intid).map_or(0, |irq| irq.priority);
-                list.push(Candidate { intid, priority });
+        let Some(banked) = self.banked.get(vcpu).filter(|_| vcpu < self.vcpus) else {
+            return list;
+        };
+        let states = banked.iter().chain(self.spis.iter());
+        for (intid, irq) in (0u32..).zip(states) {
+            if quick(irq) && test(self, vcpu, intid) {
+                list.push(Candidate {
+                    intid,
+                    priority: irq.priority,
+                });
             }
         }
-        list.sort();
         list
     }
 
@@ -397,7 +442,7 @@ impl Vgic {
     /// sitting in a running vCPU's list registers are not in the model: ask after
     /// [`super::ListRegisters::sync_from_hardware`].
     pub fn has_deliverable(&self, vcpu: usize) -> bool {
-        (0..NR_INTIDS as u32).any(|intid| self.is_deliverable(vcpu, intid))
+        self.deliverable(vcpu).remaining() != 0
     }
 
     /// Sets the level of a virtual input line (PPI of `vcpu`, or SPI). Only level-sensitive

@@ -161,6 +161,24 @@ pub fn counter() -> u64 {
     value
 }
 
+/// Reads the physical counter CNTPCT_EL0 (after an ISB): counter ticks since the
+/// machine started, whatever offset the hypervisor gives the virtual counter. Both our
+/// hypervisor and Xen let EL1 read it (CNTHCTL_EL2.EL1PCTEN).
+pub fn physical_counter() -> u64 {
+    let value: u64;
+    // SAFETY: reading the physical counter has no side effects.
+    unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// Whether an IRQ is pending for this CPU (ISR_EL1.I), masked or not.
+pub fn interrupt_pending() -> bool {
+    let value: u64;
+    // SAFETY: reading ISR_EL1 has no side effects.
+    unsafe { asm!("isb", "mrs {}, isr_el1", out(reg) value, options(nomem, nostack)) };
+    value & (1 << 7) != 0
+}
+
 /// Reads CNTFRQ_EL0: counter ticks per second.
 pub fn counter_frequency() -> u64 {
     let value: u64;

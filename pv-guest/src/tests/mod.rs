@@ -20,6 +20,7 @@
 //! in [`SCENARIOS`].
 
 mod abi;
+mod bench;
 mod blkback;
 mod blkfront;
 mod console_input;
@@ -39,9 +40,10 @@ mod timer;
 
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::abi::errno::Errno;
+use crate::arch::cpu;
 use crate::dt::BootInfo;
 use crate::println;
 
@@ -63,7 +65,12 @@ pub const SCENARIOS: &[Scenario] = &[
     blkback::SCENARIO,
     grant_isolation::SCENARIO,
     console_input::SCENARIO,
+    bench::SCENARIO,
 ];
+
+/// Command-line words that are flags for the scenarios, not scenario names: `quick`
+/// (fewer repetitions in `bench`).
+const FLAGS: &[&str] = &["quick"];
 
 /// Most scenario names honoured on one command line.
 const MAX_SELECTED: usize = 16;
@@ -75,6 +82,12 @@ pub struct Context {
 }
 
 impl Context {
+    /// Whether the flag word `flag` (one of [`FLAGS`]) is on the command line.
+    pub fn flag(&self, flag: &str) -> bool {
+        core::str::from_utf8(self.boot.bootargs)
+            .is_ok_and(|bootargs| bootargs.split_ascii_whitespace().any(|word| word == flag))
+    }
+
     /// The value of the first `KEY=VALUE` word of the command line with this key.
     pub fn parameter(&self, key: &str) -> Option<&'static str> {
         let bootargs = core::str::from_utf8(self.boot.bootargs).ok()?;
@@ -283,7 +296,7 @@ fn select<'a>(bootargs: &'a str, selected: &mut [Option<Selection<'a>>; MAX_SELE
     let names = || {
         bootargs
             .split_ascii_whitespace()
-            .filter(|word| !word.contains('='))
+            .filter(|word| !word.contains('=') && !FLAGS.contains(word))
     };
     for (index, word) in names().enumerate() {
         any = true;
@@ -313,6 +326,9 @@ fn report_failure(scenario: &str, name: &str) {
     println!("test {scenario}::{name} ... FAILED");
 }
 
+/// CNTPCT_EL0 when the first report line was printed (`bench`'s boot time).
+pub static FIRST_LINE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
 /// Runs what the command line selects; returns (passed, failed).
 pub fn run(context: &Context) -> (usize, usize) {
     let bootargs = match core::str::from_utf8(context.boot.bootargs) {
@@ -334,6 +350,7 @@ pub fn run(context: &Context) -> (usize, usize) {
             Selection::Unknown(_) => 1,
         })
         .sum();
+    FIRST_LINE_COUNTER.store(cpu::physical_counter(), Ordering::Relaxed);
     println!("running {total} tests");
 
     let (mut passed, mut failed) = (0, 0);
