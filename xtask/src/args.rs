@@ -140,7 +140,12 @@ pub struct RunArgs {
     pub icount: bool,
     /// QEMU timeout.
     pub timeout: Duration,
+    /// `--linux`: the Linux guest beside a pv-guest domain (`crate::linux::system`).
+    pub linux: bool,
 }
+
+/// Default QEMU timeout of `run --linux`: long enough for an interactive session.
+pub const LINUX_RUN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Options of `cargo xtask test`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,8 +211,13 @@ commands:
             --config FILE        boot the system a TOML file describes (domains and
                                  pre-connected event channels; docs/configuration.md,
                                  examples/systems/); not with --guest
+            --linux              Debian's arm64 Linux kernel (fetched once into HYP_CACHE)
+                                 with a busybox initramfs, 256 MiB and 2 vCPUs, beside a
+                                 pv-guest domain; ends in a shell on hvc0 (type Ctrl-A
+                                 three times to switch the console to it); not with
+                                 --guest or --config (docs/guests/linux.md)
             --icount             deterministic virtual time (-icount shift=0,sleep=off)
-            --timeout SECONDS    kill QEMU after this long (default 120)
+            --timeout SECONDS    kill QEMU after this long (default 120; 3600 with --linux)
           exits 0 only when the hypervisor ends with `halt: all N domains shut down cleanly`
   test    host unit tests, image build, integration scenarios under QEMU, and the
           comparison with real Xen; ends with `N passed, M failed`
@@ -330,11 +340,17 @@ fn parse_run(args: &[String]) -> Result<RunArgs> {
         config: None,
         icount: false,
         timeout: DEFAULT_TIMEOUT,
+        linux: false,
     };
+    let mut timeout = None;
     let mut flags = Flags { args: args.iter() };
     while let Some((flag, attached)) = flags.next_flag() {
         match flag {
             "--machine" => run.machine = parse_machine(flags.value(flag, attached)?)?,
+            "--linux" => {
+                no_value(flag, attached)?;
+                run.linux = true;
+            }
             "--guest" => run
                 .guests
                 .push(GuestSpec::parse(flags.value(flag, attached)?)?),
@@ -352,9 +368,21 @@ fn parse_run(args: &[String]) -> Result<RunArgs> {
                 no_value(flag, attached)?;
                 run.icount = true;
             }
-            "--timeout" => run.timeout = parse_timeout(flags.value(flag, attached)?)?,
+            "--timeout" => timeout = Some(parse_timeout(flags.value(flag, attached)?)?),
             other => bail!("run: unknown argument {other:?}; see `cargo xtask help`"),
         }
+    }
+    run.timeout = match (timeout, run.linux) {
+        (Some(timeout), _) => timeout,
+        (None, true) => LINUX_RUN_TIMEOUT,
+        (None, false) => DEFAULT_TIMEOUT,
+    };
+    if run.linux && (run.config.is_some() || !run.guests.is_empty()) {
+        bail!(
+            "--linux boots its own system (Linux beside pv-guest); to combine Linux with other \
+             domains use --config (examples/systems/linux.toml) or --guest \
+             target/images/linux.img,initrd=target/images/linux-initramfs.cpio,..."
+        );
     }
     if run.config.is_some() && !run.guests.is_empty() {
         bail!(
@@ -595,6 +623,23 @@ mod tests {
         assert!(format!("{twice:#}").contains("given twice"), "{twice:#}");
         assert!(parse(&strings(&["run", "--config"])).is_err());
         assert!(parse(&strings(&["run", "--config="])).is_err());
+    }
+
+    #[test]
+    fn linux_argument() {
+        let Command::Run(run) = parse(&strings(&["run", "--linux"])).unwrap() else {
+            panic!("not run");
+        };
+        assert!(run.linux);
+        assert_eq!(run.timeout, LINUX_RUN_TIMEOUT);
+        let Command::Run(run) = parse(&strings(&["run", "--timeout=30", "--linux"])).unwrap()
+        else {
+            panic!("not run");
+        };
+        assert_eq!(run.timeout, Duration::from_secs(30));
+        assert!(parse(&strings(&["run", "--linux", "--guest", "a.img"])).is_err());
+        assert!(parse(&strings(&["run", "--linux", "--config", "a.toml"])).is_err());
+        assert!(parse(&strings(&["run", "--linux=yes"])).is_err());
     }
 
     #[test]

@@ -26,8 +26,12 @@ pub const DEFAULT_WEIGHT: u16 = bootpack::DEFAULT_WEIGHT;
 /// device tree, and the boot pack, which QEMU loads 128 MiB into RAM (conservative: the
 /// hypervisor may find a little more room than this leaves).
 pub const HYPERVISOR_RESERVE_MIB: u32 = 128;
-/// Image names that mean `target/images/<name>.img`, built by `cargo xtask build`.
-pub const BUILT_IMAGES: [&str; 2] = ["pv-guest", "minimal-guest"];
+/// Image names that mean `target/images/<name>.img`, built by `cargo xtask build`
+/// (`linux`: Debian's kernel, prepared by `run` when a domain uses it).
+pub const BUILT_IMAGES: [&str; 3] = ["pv-guest", "minimal-guest", crate::linux::IMAGE_NAME];
+/// The initrd name that means `target/images/linux-initramfs.cpio`, the Linux guest's
+/// initramfs (written by `run` when a domain uses it).
+pub const BUILT_INITRD: &str = crate::linux::INITRAMFS_NAME;
 /// Characters allowed in a domain name besides ASCII letters and digits.
 const NAME_PUNCTUATION: [char; 3] = ['-', '_', '.'];
 
@@ -457,14 +461,17 @@ fn affinity_mask(cpus: &[i64], limits: MachineLimits) -> Result<u64, String> {
     Ok(mask)
 }
 
-/// `value` as a path: one of [`BUILT_IMAGES`] (for images) in `images_dir`, else relative
-/// to `base_dir`. `None` when empty.
+/// `value` as a path: one of [`BUILT_IMAGES`] (for images) or [`BUILT_INITRD`] (for
+/// initrds) in `images_dir`, else relative to `base_dir`. `None` when empty.
 fn resolve(value: &str, base_dir: &Path, images_dir: &Path, image: bool) -> Option<PathBuf> {
     if value.is_empty() {
         return None;
     }
     if image && BUILT_IMAGES.contains(&value) {
         return Some(images_dir.join(format!("{value}.img")));
+    }
+    if !image && value == BUILT_INITRD {
+        return Some(images_dir.join(format!("{value}.cpio")));
     }
     Some(base_dir.join(value))
 }
@@ -755,6 +762,17 @@ mod tests {
         let (domains, channels) = crate::run::demo_system(&Images::paths());
         assert_eq!(system.domains, domains);
         assert_eq!(system.channels, channels);
+    }
+
+    #[test]
+    fn linux_example_is_the_built_in_linux_system() {
+        let system = load_for(&examples_dir().join("linux.toml"), VIRT).unwrap();
+        let linux = crate::linux::LinuxImages::paths();
+        let domains = crate::linux::system(&Images::paths(), &linux, false);
+        assert_eq!(system.domains, domains);
+        assert!(system.channels.is_empty());
+        assert!(linux.used_by(&system.domains[0]));
+        assert!(!linux.used_by(&system.domains[1]));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Files from Debian bookworm's arm64 packages: the Raspberry Pi 4 device tree (and, for
-//! Linux guests, the kernel) from `linux-image-*-arm64`, the Pi firmware from
-//! `raspi-firmware`.
+//! Files from Debian bookworm's arm64 packages: the Raspberry Pi 4 device tree and the
+//! Linux guest's kernel from `linux-image-*-arm64`, the Linux guest's userland from
+//! `busybox-static`, the Pi firmware from `raspi-firmware`.
 //!
 //! Packages are fetched with `apt-get download` (after `dpkg --add-architecture arm64`;
 //! `raspi-firmware` needs the `non-free-firmware` component, added with the same
@@ -17,6 +17,8 @@ use crate::setup::{is_debian_bookworm, is_root, output_of, run_checked};
 
 /// The metapackage naming bookworm's current arm64 kernel.
 const KERNEL_METAPACKAGE: &str = "linux-image-arm64:arm64";
+/// The static busybox for the Linux guest's initramfs (arm64).
+const BUSYBOX_PACKAGE: &str = "busybox-static:arm64";
 /// The Raspberry Pi 4 Model B device tree inside the kernel package.
 const RASPI4B_DTB: &str = "broadcom/bcm2711-rpi-4-b.dtb";
 /// The Pi firmware package.
@@ -50,9 +52,10 @@ fn require_apt(what: &str) -> Result<()> {
     bail!(
         "{what} comes from Debian bookworm's arm64 packages, fetched automatically only as \
          root on Debian bookworm. Elsewhere, on a Debian machine:\n  \
-         dpkg --add-architecture arm64 && apt-get update && apt-get download {KERNEL_METAPACKAGE}\n\
-         then unpack the versioned linux-image package it depends on with `dpkg-deb -x` into \
-         {}/<package name>/",
+         dpkg --add-architecture arm64 && apt-get update && apt-get download {KERNEL_METAPACKAGE} {BUSYBOX_PACKAGE}\n\
+         then unpack busybox-static and the versioned linux-image package the metapackage \
+         depends on with `dpkg-deb -x` into {}/<package name>/ and create an empty \
+         `.complete` file in each",
         unpacked_dir().display()
     )
 }
@@ -136,6 +139,18 @@ pub fn kernel_package() -> Result<PathBuf> {
         .with_context(|| format!("{KERNEL_METAPACKAGE} names no kernel package"))?
         .to_string();
     fetch_and_unpack(&package)
+}
+
+/// The unpacked `busybox-static` package (arm64): `bin/busybox` is a static executable.
+pub fn busybox_package() -> Result<PathBuf> {
+    let name = BUSYBOX_PACKAGE.split(':').next().unwrap_or(BUSYBOX_PACKAGE);
+    let cached = unpacked_dir().join(name);
+    if cached.join(".complete").exists() {
+        return Ok(cached);
+    }
+    require_apt("busybox-static")?;
+    ensure_arm64_architecture()?;
+    fetch_and_unpack(BUSYBOX_PACKAGE)
 }
 
 /// The Raspberry Pi 4 Model B device tree, `bcm2711-rpi-4-b.dtb`.

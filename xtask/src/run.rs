@@ -266,13 +266,37 @@ pub fn run(run: &args::RunArgs) -> Result<bool> {
         None => None,
     };
     let images = crate::images::build()?;
+    let linux_paths = crate::linux::LinuxImages::paths();
     let (domains, channels) = match system {
         Some(system) => {
+            if system
+                .domains
+                .iter()
+                .any(|domain| linux_paths.used_by(domain))
+            {
+                crate::linux::prepare()?;
+            }
             system.check_images()?;
             (system.domains, system.channels)
         }
+        None if run.linux => {
+            let linux = crate::linux::prepare()?;
+            eprintln!(
+                "xtask: Linux ({}) boots beside {}; console input goes to Linux (Ctrl-A \
+                 three times switches), `poweroff -f` in its shell ends it",
+                linux.kernel.display(),
+                crate::linux::BESIDE_NAME
+            );
+            (crate::linux::system(&images, &linux, false), Vec::new())
+        }
         None if run.guests.is_empty() => demo_system(&images),
-        None => (domains_from_specs(&run.guests)?, Vec::new()),
+        None => {
+            let domains = domains_from_specs(&run.guests)?;
+            if domains.iter().any(|domain| linux_paths.used_by(domain)) {
+                crate::linux::prepare()?;
+            }
+            (domains, Vec::new())
+        }
     };
     for domain in &domains {
         if !domain.image.is_file() {
