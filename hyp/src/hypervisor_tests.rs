@@ -1070,3 +1070,28 @@ fn console_input_wakes_a_domain_blocked_on_an_idle_cpu() {
     assert_eq!(setup.cpu.current.map(|current| current.domain), Some(0));
     assert_eq!(consume_input(&setup, 0), b"k");
 }
+
+#[test]
+fn a_wfi_with_an_interrupt_waiting_in_a_list_register_does_not_block() {
+    let mut setup = setup(&["alpha", "beta"]);
+    enable_upcall(&mut setup, 0);
+    // An event for alpha while it runs: on the way back in, its upcall goes into an LR.
+    setup.hypervisor.raise_upcall(0, 0, 0);
+    setup.hypervisor.enter_guest(&mut setup.cpu);
+    // alpha, IRQs masked, waits for an interrupt without touching the LR; the exit finds
+    // the LR as it was written. The interrupt is still waiting: alpha must not block (it
+    // may yield to beta, as a WFI that returns at once allows).
+    setup.hypervisor.leave_guest(&setup.cpu);
+    let next = setup.hypervisor.handle_exit(
+        &mut setup.cpu,
+        GuestExit::WaitFor {
+            wait_for_event: false,
+        },
+        0,
+    );
+    assert_eq!(next, Next::Resume);
+    assert_ne!(
+        setup.hypervisor.domain(0).unwrap().vcpus[0].state(),
+        RunState::Blocked
+    );
+}

@@ -87,7 +87,6 @@ pub fn exit(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) -> Effects
     }
     let version = vgic.version();
     let mut read_back = [None; MAX_LIST_REGISTERS];
-    let mut unchanged = true;
     for (index, slot) in read_back
         .iter_mut()
         .enumerate()
@@ -95,7 +94,6 @@ pub fn exit(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) -> Effects
     {
         if valid & (1 << index) != 0 {
             *slot = decode(version, arch::read_list_register(index));
-            unchanged &= *slot == state.list_registers.entry(index);
             if slot.is_none() {
                 // Completed by the guest. Zero it now: an invalid LR that still carries its
                 // EOI-maintenance bit keeps EISR (and so the maintenance interrupt) asserted.
@@ -103,11 +101,9 @@ pub fn exit(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) -> Effects
             }
         }
     }
-    if unchanged {
-        // The guest neither acknowledged nor ended anything: the model and the LRs still
-        // agree, and the next entry can keep them as they are.
-        return Effects::NONE;
-    }
+    // Always folded back, even when the guest changed nothing: a pending interrupt
+    // handed to an LR is not in the model until then, and the decisions taken before
+    // the next entry (may a WFI block?) must see it.
     state
         .list_registers
         .sync_from_hardware(vgic, vcpu, &read_back)

@@ -137,14 +137,16 @@ impl Input {
         Ok(count)
     }
 
-    /// Sleeps until `in_prod` moves or `deadline` (counter ticks) passes.
+    /// Sleeps until there is input not yet consumed (`in_prod` != `in_cons`) or
+    /// `deadline` (counter ticks) passes. Compared with `in_cons`, not with `in_prod` as
+    /// read when the wait starts: bytes published between the last `consume` and this
+    /// wait would otherwise count as seen, and sleep until the deadline.
     fn wait(&self, deadline: u64) {
-        let (_, in_prod) = self.indices();
-        let seen = in_prod.load(Ordering::Acquire);
+        let (in_cons, in_prod) = self.indices();
         let now = cpu::counter();
         if now < deadline {
             irq::wait_until(deadline - now, Wait::Sleep, || {
-                in_prod.load(Ordering::Acquire) != seen
+                in_prod.load(Ordering::Acquire) != in_cons.load(Ordering::Relaxed)
             });
         }
     }
