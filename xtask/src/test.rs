@@ -331,6 +331,59 @@ fn boot(
     })
 }
 
+/// Boots the system the file `file` (relative to the workspace) describes, quietly;
+/// returns the system and how the run ended, or on a configuration or runner error the
+/// failure verdict.
+fn boot_system(
+    images: &Images,
+    machine: Machine,
+    timeout: Duration,
+    file: &str,
+    icount: bool,
+) -> Result<(crate::config::System, Outcome), Verdict> {
+    let fail = |error: anyhow::Error| Verdict::Fail {
+        reason: format!("{error:#}"),
+        output: Vec::new(),
+    };
+    let path = setup::workspace_root().join(file);
+    let system = crate::config::load_for(&path, machine).map_err(fail)?;
+    let outcome = run::boot(
+        images,
+        &system.domains,
+        &system.channels,
+        machine,
+        icount,
+        timeout,
+        false,
+    )
+    .map_err(fail)?;
+    Ok((system, outcome))
+}
+
+/// Checks that the run's only crash is the one logged as `crash` (a prefix of the
+/// hypervisor's `domain NAME crashed: CAUSE` line) and that it ends with
+/// `halt: 1 of DOMAINS domains did not shut down cleanly`.
+fn only_crash_then_halt(outcome: &Outcome, crash: &str, domains: usize) -> Result<(), String> {
+    let crashes: Vec<&str> = outcome
+        .hyp_messages()
+        .filter(|message| message.contains(" crashed:"))
+        .collect();
+    if !matches!(crashes.as_slice(), [only] if only.starts_with(crash)) {
+        return Err(format!(
+            "expected exactly one crash, `{crash}...`; got {crashes:?}"
+        ));
+    }
+    let expected = Halt::Unclean {
+        unclean: 1,
+        domains,
+    };
+    match outcome.final_halt() {
+        Some(halt) if halt == expected => Ok(()),
+        Some(halt) => Err(format!("expected `{expected}`, got `{halt}`")),
+        None => Err(format!("no final `{expected}` line")),
+    }
+}
+
 /// The verdict of a scenario whose checks on `outcome` gave `checked`.
 fn judge(outcome: &Outcome, checked: Result<(), String>) -> Verdict {
     match checked {
@@ -554,32 +607,9 @@ fn system_passes(
     file: &str,
     icount: bool,
 ) -> Verdict {
-    let path = setup::workspace_root().join(file);
-    let system = match crate::config::load_for(&path, machine) {
-        Ok(system) => system,
-        Err(error) => {
-            return Verdict::Fail {
-                reason: format!("{error:#}"),
-                output: Vec::new(),
-            }
-        }
-    };
-    let outcome = match run::boot(
-        images,
-        &system.domains,
-        &system.channels,
-        machine,
-        icount,
-        timeout,
-        false,
-    ) {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            return Verdict::Fail {
-                reason: format!("{error:#}"),
-                output: Vec::new(),
-            }
-        }
+    let (system, outcome) = match boot_system(images, machine, timeout, file, icount) {
+        Ok(booted) => booted,
+        Err(verdict) => return verdict,
     };
     let check = || -> Result<(), String> {
         for domain in &system.domains {
@@ -593,38 +623,43 @@ fn system_passes(
 
 /// `grant-isolation`: `examples/systems/grant-isolation.toml`. owner, friend and stranger
 /// pass every test; rogue, which writes through a read-only grant, is ended by the
+/// hypervisor for a stage-2 permission fault, and no other domain is.
+fn grant_isolation(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    let file = "examples/systems/grant-isolation.toml";
+    let outcome = match boot_system(images, machine, timeout, file, false) {
+        Ok((_, outcome)) => outcome,
+        Err(verdict) => return verdict,
+    };
+    let check = || -> Result<(), String> {
+        outcome.check_run()?;
+        for name in ["owner", "friend", "stranger"] {
+            let report = domain_report(&outcome, name)?;
+            if report.results.len() < 6 {
+                return Err(format!(
+                    "domain {name} ran {} tests, expected 6",
+                    report.results.len()
+                ));
+            }
+        }
+        only_crash_then_halt(
+            &outcome,
+            "domain rogue crashed: stage-2 permission fault",
+            4,
+        )
+    };
+    judge(&outcome, check())
+}
+
 /// `split-driver`: the block split driver (`examples/systems/split-block.toml`). The
 /// frontend's six tests pass (connect, bad requests, thousands of checksummed writes and
 /// reads, a full ring, latency, the backend's death seen as an error), it reports its
 /// throughput and latency, and the backend ends by the crash the frontend asked for, the
 /// only crash of the run.
 fn split_driver(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
-    let path = setup::workspace_root().join("examples/systems/split-block.toml");
-    let system = match crate::config::load_for(&path, machine) {
-        Ok(system) => system,
-        Err(error) => {
-            return Verdict::Fail {
-                reason: format!("{error:#}"),
-                output: Vec::new(),
-            }
-        }
-    };
-    let outcome = match run::boot(
-        images,
-        &system.domains,
-        &system.channels,
-        machine,
-        false,
-        timeout,
-        false,
-    ) {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            return Verdict::Fail {
-                reason: format!("{error:#}"),
-                output: Vec::new(),
-            }
-        }
+    let file = "examples/systems/split-block.toml";
+    let outcome = match boot_system(images, machine, timeout, file, false) {
+        Ok((_, outcome)) => outcome,
+        Err(verdict) => return verdict,
     };
     let check = || -> Result<(), String> {
         outcome.check_run()?;
@@ -644,91 +679,7 @@ fn split_driver(images: &Images, machine: Machine, timeout: Duration) -> Verdict
                 return Err(format!("front printed no `{needle}` figure"));
             }
         }
-        let crashes: Vec<&str> = outcome
-            .hyp_messages()
-            .filter(|message| message.contains(" crashed:"))
-            .collect();
-        match crashes.as_slice() {
-            [only] if only.starts_with("domain back crashed:") => {}
-            other => {
-                return Err(format!(
-                    "expected exactly one crash, the backend's; got {other:?}"
-                ))
-            }
-        }
-        let expected = Halt::Unclean {
-            unclean: 1,
-            domains: 2,
-        };
-        match outcome.final_halt() {
-            Some(halt) if halt == expected => Ok(()),
-            Some(halt) => Err(format!("expected `{expected}`, got `{halt}`")),
-            None => Err(format!("no final `{expected}` line")),
-        }
-    };
-    judge(&outcome, check())
-}
-/// hypervisor for a stage-2 permission fault, and no other domain is.
-fn grant_isolation(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
-    let path = setup::workspace_root().join("examples/systems/grant-isolation.toml");
-    let system = match crate::config::load_for(&path, machine) {
-        Ok(system) => system,
-        Err(error) => {
-            return Verdict::Fail {
-                reason: format!("{error:#}"),
-                output: Vec::new(),
-            }
-        }
-    };
-    let outcome = match run::boot(
-        images,
-        &system.domains,
-        &system.channels,
-        machine,
-        false,
-        timeout,
-        false,
-    ) {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            return Verdict::Fail {
-                reason: format!("{error:#}"),
-                output: Vec::new(),
-            }
-        }
-    };
-    let check = || -> Result<(), String> {
-        outcome.check_run()?;
-        for name in ["owner", "friend", "stranger"] {
-            let report = domain_report(&outcome, name)?;
-            if report.results.len() < 6 {
-                return Err(format!(
-                    "domain {name} ran {} tests, expected 6",
-                    report.results.len()
-                ));
-            }
-        }
-        let crashes: Vec<&str> = outcome
-            .hyp_messages()
-            .filter(|message| message.contains(" crashed:"))
-            .collect();
-        match crashes.as_slice() {
-            [only] if only.starts_with("domain rogue crashed: stage-2 permission fault") => {}
-            other => {
-                return Err(format!(
-                    "expected exactly one crash, rogue's stage-2 permission fault; got {other:?}"
-                ))
-            }
-        }
-        let expected = Halt::Unclean {
-            unclean: 1,
-            domains: 4,
-        };
-        match outcome.final_halt() {
-            Some(halt) if halt == expected => Ok(()),
-            Some(halt) => Err(format!("expected `{expected}`, got `{halt}`")),
-            None => Err(format!("no final `{expected}` line")),
-        }
+        only_crash_then_halt(&outcome, "domain back crashed:", 2)
     };
     judge(&outcome, check())
 }
