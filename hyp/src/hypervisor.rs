@@ -311,14 +311,21 @@ impl Hypervisor {
             .console_interface()
             .out_cons
             .store(consumed, Ordering::Release);
+        self.signal_console_port(from_cpu, slot, port);
+    }
+
+    /// Signals domain `slot`'s console port `port` (the hypervisor is the other end) on
+    /// the vCPU the port notifies.
+    fn signal_console_port(&mut self, from_cpu: usize, slot: usize, port: u32) {
+        let port = hypercall_abi::event_channel_op::Port(port);
         let vcpu = self
             .ports
             .get(slot)
-            .and_then(|ports| ports.notify_vcpu(hypercall_abi::event_channel_op::Port(port)));
+            .and_then(|ports| ports.notify_vcpu(port));
         let deliver = crate::event_channel::Deliver {
             domain: slot as u16,
             vcpu: vcpu.unwrap_or(0),
-            port: hypercall_abi::event_channel_op::Port(port),
+            port,
         };
         self.carry_out_event(from_cpu, crate::event_channel::Action::Deliver(deliver));
     }
@@ -421,16 +428,7 @@ impl Hypervisor {
         if moved == 0 || !signal {
             return;
         }
-        let vcpu = self
-            .ports
-            .get(slot)
-            .and_then(|ports| ports.notify_vcpu(hypercall_abi::event_channel_op::Port(port)));
-        let deliver = crate::event_channel::Deliver {
-            domain: slot as u16,
-            vcpu: vcpu.unwrap_or(0),
-            port: hypercall_abi::event_channel_op::Port(port),
-        };
-        self.carry_out_event(from_cpu, crate::event_channel::Action::Deliver(deliver));
+        self.signal_console_port(from_cpu, slot, port);
     }
 
     /// Domain `slot` ended: its waiting input is dropped and, if it had the focus, the
