@@ -75,7 +75,13 @@ impl LrState {
 }
 
 /// A portable description of one valid list register.
+///
+/// Aligned to 8 bytes so that copies of it (several on every interrupt delivery) are
+/// whole-word moves the compiler inlines: at its natural 4-byte alignment, this
+/// strict-alignment target copied it through `memcpy` byte by byte, about 60
+/// instructions a copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(align(8))]
 pub struct LrEntry {
     /// The virtual INTID.
     pub intid: u32,
@@ -399,15 +405,15 @@ impl ListRegisters {
         self.overflow = [0; OVERFLOW_WORDS];
 
         let mut desired = [None::<(LrEntry, bool)>; MAX_LIST_REGISTERS];
-        let mut chosen = 0;
+        let mut taken = 0;
         let actives = vgic.active_on(vcpu);
         let pendings = vgic.deliverable(vcpu);
         for candidate in actives.chain(pendings) {
-            if chosen < self.count {
+            if taken < self.count {
                 if let Some(entry) = take(vgic, vcpu, candidate.intid) {
-                    if let Some(slot) = desired.get_mut(chosen) {
+                    if let Some(slot) = desired.get_mut(taken) {
                         *slot = Some(entry);
-                        chosen += 1;
+                        taken += 1;
                     }
                 }
             } else if let Some(word) = self.overflow.get_mut((candidate.intid / 64) as usize) {
@@ -419,7 +425,7 @@ impl ListRegisters {
         let mut new_slots = [None::<LrEntry>; MAX_LIST_REGISTERS];
         let mut placed = [false; MAX_LIST_REGISTERS];
         let mut transferred = 0u16;
-        for (chosen, placed) in desired.iter().zip(placed.iter_mut()) {
+        for (chosen, placed) in desired.iter().zip(placed.iter_mut()).take(taken) {
             let Some((entry, moved)) = chosen else {
                 continue;
             };
@@ -433,7 +439,7 @@ impl ListRegisters {
                 }
             }
         }
-        for (chosen, placed) in desired.iter().zip(placed.iter()) {
+        for (chosen, placed) in desired.iter().zip(placed.iter()).take(taken) {
             let Some((entry, moved)) = chosen else {
                 continue;
             };
@@ -467,7 +473,11 @@ impl ListRegisters {
                 self.dirty |= 1 << index;
             }
         }
-        self.slots = new_slots;
+        // Only the LRs that exist, element by element: a whole-array assignment is a
+        // 320-byte memcpy, byte by byte on this strict-alignment target when misaligned.
+        for (slot, new) in self.slots.iter_mut().zip(new_slots.iter()).take(self.count) {
+            *slot = *new;
+        }
         self.populated_at = Some(vgic.generation());
     }
 }

@@ -133,6 +133,7 @@ pub struct Candidate {
 /// A bit set over the INTIDs plus their priorities, so building one on every guest entry
 /// costs a few stores, and iterating picks the best of the (few) members each time.
 #[derive(Clone, Debug)]
+#[repr(align(8))] // copied on every delivery: whole-word moves, not a byte-wise memcpy
 pub struct Deliverable {
     members: u64,
     priorities: [u8; NR_INTIDS],
