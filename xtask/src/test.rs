@@ -325,7 +325,26 @@ fn boot(
     machine: Machine,
     timeout: Duration,
 ) -> Result<Outcome, Verdict> {
-    run::boot(images, domains, &[], machine, false, timeout, false).map_err(|error| Verdict::Fail {
+    boot_typing(images, domains, machine, timeout, &[])
+}
+
+/// [`boot`], typing the scripted `input` into the UART.
+fn boot_typing(
+    images: &Images,
+    domains: &[Domain],
+    machine: Machine,
+    timeout: Duration,
+    input: &[qemu::InputStep],
+) -> Result<Outcome, Verdict> {
+    run::boot_with_input(
+        images,
+        domains,
+        &[],
+        machine,
+        (false, timeout, false),
+        input,
+    )
+    .map_err(|error| Verdict::Fail {
         reason: format!("{error:#}"),
         output: Vec::new(),
     })
@@ -751,21 +770,9 @@ fn console_input(images: &Images, machine: Machine, timeout: Duration) -> Verdic
         InputStep::new(&["(input-a) console-input: received"], [1u8, 1, 1]),
         InputStep::new(&[SWITCHED], "B-text\r"),
     ];
-    let outcome = match run::boot_with_input(
-        images,
-        &domains,
-        &[],
-        machine,
-        (false, timeout, false),
-        &script,
-    ) {
+    let outcome = match boot_typing(images, &domains, machine, timeout, &script) {
         Ok(outcome) => outcome,
-        Err(error) => {
-            return Verdict::Fail {
-                reason: format!("{error:#}"),
-                output: Vec::new(),
-            }
-        }
+        Err(verdict) => return verdict,
     };
     let check = || -> Result<(), String> {
         for name in ["input-a", "input-b"] {
@@ -1005,21 +1012,9 @@ fn linux(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
         &[crate::linux::WAITING_FOR_INPUT],
         format!("{}\r", crate::linux::TYPED_LINE),
     )];
-    let outcome = match run::boot_with_input(
-        images,
-        &domains,
-        &[],
-        machine,
-        (false, timeout, false),
-        &script,
-    ) {
+    let outcome = match boot_typing(images, &domains, machine, timeout, &script) {
         Ok(outcome) => outcome,
-        Err(error) => {
-            return Verdict::Fail {
-                reason: format!("{error:#}"),
-                output: Vec::new(),
-            }
-        }
+        Err(verdict) => return verdict,
     };
     let check = || -> Result<(), String> {
         let prefix = format!("({}) ", crate::linux::DOMAIN_NAME);
