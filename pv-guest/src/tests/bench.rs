@@ -16,13 +16,10 @@
 use core::hint::black_box;
 
 use super::{Context, Failure, Scenario, Test, TestResult};
-use crate::abi::guest::{
-    console_write, evtchn_alloc_unbound, evtchn_bind_interdomain, xen_version,
-};
-use crate::abi::shared::DOMID_SELF;
+use crate::abi::guest::{console_write, xen_version};
 use crate::arch::cpu;
 use crate::irq::{self, Wait};
-use crate::{events, gic, platform, println, smp, timer};
+use crate::{gic, platform, println, smp, timer};
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
@@ -230,15 +227,7 @@ fn console_write_64(context: &Context) -> TestResult {
 /// on the same vCPU (CNTVCT before the `hvc` to CNTVCT at the IRQ vector).
 fn evtchn_upcall(context: &Context) -> TestResult {
     platform::ensure(&context.boot)?;
-    let errno =
-        |what: &str, errno| Failure::new(format_args!("{what} -> Ok"), format_args!("-{errno:?}"));
-    let a = evtchn_alloc_unbound(DOMID_SELF)
-        .map_err(|error| errno("EVTCHNOP_alloc_unbound(DOMID_SELF)", error))?;
-    let b = evtchn_bind_interdomain(DOMID_SELF, a)
-        .map_err(|error| errno("EVTCHNOP_bind_interdomain(DOMID_SELF)", error))?;
-    for port in [a, b] {
-        events::unmask(port).map_err(|error| errno("EVTCHNOP_unmask", error))?;
-    }
+    let (a, b) = super::events::open_loopback()?;
     let count = repetitions(context, 2_000);
     let mut total = 0;
     for round in 0..count {

@@ -120,8 +120,10 @@ pub fn send_and_wait(from: Port, to: Port) -> Result<u64, Failure> {
     })
 }
 
-fn loopback(context: &Context) -> TestResult {
-    platform::ensure(&context.boot)?;
+/// Opens a loopback channel (`EVTCHNOP_alloc_unbound(remote DOMID_SELF)` = A,
+/// `EVTCHNOP_bind_interdomain(DOMID_SELF, A)` = B) with both ports unmasked; returns
+/// (A, B). Interrupts and events must be set up (`platform::ensure`).
+pub fn open_loopback() -> Result<(Port, Port), Failure> {
     let a = evtchn_alloc_unbound(DOMID_SELF).map_err(|errno| {
         errno_failure(
             format_args!("EVTCHNOP_alloc_unbound(remote DOMID_SELF)"),
@@ -134,13 +136,19 @@ fn loopback(context: &Context) -> TestResult {
             errno,
         )
     })?;
-    println!("events::loopback: ports {} and {}", a.0, b.0);
-    PORT_A.store(a.0, Ordering::Relaxed);
-    PORT_B.store(b.0, Ordering::Relaxed);
     for port in [a, b] {
         events::unmask(port)
             .map_err(|errno| errno_failure(format_args!("EVTCHNOP_unmask({})", port.0), errno))?;
     }
+    Ok((a, b))
+}
+
+fn loopback(context: &Context) -> TestResult {
+    platform::ensure(&context.boot)?;
+    let (a, b) = open_loopback()?;
+    println!("events::loopback: ports {} and {}", a.0, b.0);
+    PORT_A.store(a.0, Ordering::Relaxed);
+    PORT_B.store(b.0, Ordering::Relaxed);
     send_and_wait(b, a)?;
     send_and_wait(a, b)?;
     Ok(())
