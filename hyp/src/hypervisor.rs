@@ -47,15 +47,72 @@ pub struct Hypervisor {
     console_input: crate::console_input::ConsoleInput,
 }
 
-impl Default for Hypervisor {
-    fn default() -> Self {
-        Self::new()
+/// The one instance. It is large (every domain and vCPU control block lives inside), so it
+/// starts as zeroed memory in .bss, not as a 280 KiB initialised copy in the image, and the
+/// first [`Global::lock`] builds it in place (see [`Hypervisor::initialise_in_place`]).
+pub static HYPERVISOR: Global = Global::new();
+
+/// The lock around the one [`Hypervisor`], which it builds in place on first use.
+pub struct Global {
+    slot: spin::Mutex<Slot>,
+}
+
+/// What [`Global`]'s lock protects: all zero (.bss) until `initialised`.
+struct Slot {
+    initialised: bool,
+    hypervisor: core::mem::MaybeUninit<Hypervisor>,
+}
+
+impl Global {
+    const fn new() -> Self {
+        Self {
+            slot: spin::Mutex::new(Slot {
+                initialised: false,
+                hypervisor: core::mem::MaybeUninit::uninit(),
+            }),
+        }
+    }
+
+    /// Takes the lock (building the empty hypervisor first, the first time).
+    #[inline]
+    pub fn lock(&self) -> Locked<'_> {
+        let mut guard = self.slot.lock();
+        if !guard.initialised {
+            Self::initialise(&mut guard);
+        }
+        Locked { guard }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn initialise(slot: &mut Slot) {
+        Hypervisor::initialise_in_place(&mut slot.hypervisor);
+        slot.initialised = true;
     }
 }
 
-/// The one instance. It is large (every domain and vCPU control block lives inside), so it
-/// is built in place here and never moved through a stack.
-pub static HYPERVISOR: spin::Mutex<Hypervisor> = spin::Mutex::new(Hypervisor::new());
+/// The hypervisor, locked.
+pub struct Locked<'a> {
+    guard: spin::MutexGuard<'a, Slot>,
+}
+
+impl core::ops::Deref for Locked<'_> {
+    type Target = Hypervisor;
+
+    #[inline]
+    fn deref(&self) -> &Hypervisor {
+        // SAFETY: a `Locked` is only made by `Global::lock` after the slot is initialised.
+        unsafe { self.guard.hypervisor.assume_init_ref() }
+    }
+}
+
+impl core::ops::DerefMut for Locked<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Hypervisor {
+        // SAFETY: as in `deref`.
+        unsafe { self.guard.hypervisor.assume_init_mut() }
+    }
+}
 
 /// What to do once an exit has been handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,20 +145,66 @@ impl Default for DomainSchedule {
 }
 
 impl Hypervisor {
-    /// A hypervisor with no memory and no domains yet.
-    pub const fn new() -> Self {
-        Self {
-            domains: [const { None }; MAX_DOMAINS],
-            frames: FrameAllocator::empty(),
-            psci_over_smc: false,
-            started: 0,
-            unclean: 0,
-            scheduler: Scheduler::unconfigured(),
-            vgics: [const { Vgic::new(GicVersion::V3, 1) }; MAX_DOMAINS],
-            ports: [const { PortTable::new() }; MAX_DOMAINS],
-            running: [None; crate::scheduler::MAX_CPUS],
-            console_input: crate::console_input::ConsoleInput::new(),
+    /// Writes a hypervisor with no memory and no domains yet into `slot`, field by field
+    /// and array element by array element: built whole, it would pass through a stack
+    /// (hundreds of KiB) or through a constant copy in the image.
+    pub fn initialise_in_place(slot: &mut core::mem::MaybeUninit<Self>) -> &mut Self {
+        use core::ptr::addr_of_mut;
+        /// Writes `value()` into each element of the array at `array`.
+        ///
+        /// # Safety
+        /// `array` is valid for writes.
+        unsafe fn fill<T, const N: usize>(array: *mut [T; N], value: impl Fn() -> T) {
+            for index in 0..N {
+                // SAFETY: `index < N`, inside the array the caller vouches for.
+                unsafe { array.cast::<T>().add(index).write(value()) };
+            }
         }
+        let this = slot.as_mut_ptr();
+        // SAFETY: `this` points at `slot`, valid for writes and suitably aligned; every field
+        // is written once, none is read, and `fields_of` below fails to compile when a field
+        // is added without being written here.
+        unsafe {
+            fill(addr_of_mut!((*this).domains), || None);
+            addr_of_mut!((*this).frames).write(FrameAllocator::empty());
+            addr_of_mut!((*this).psci_over_smc).write(false);
+            addr_of_mut!((*this).started).write(0);
+            addr_of_mut!((*this).unclean).write(0);
+            addr_of_mut!((*this).scheduler).write(Scheduler::unconfigured());
+            fill(addr_of_mut!((*this).vgics), || Vgic::new(GicVersion::V3, 1));
+            fill(addr_of_mut!((*this).ports), PortTable::new);
+            fill(addr_of_mut!((*this).running), || None);
+            addr_of_mut!((*this).console_input).write(crate::console_input::ConsoleInput::new());
+        }
+        // SAFETY: every field was written above.
+        unsafe { slot.assume_init_mut() }
+    }
+
+    /// Names every field, so that adding one without writing it in
+    /// [`Hypervisor::initialise_in_place`] is a compile error.
+    #[allow(dead_code)]
+    fn fields_of(&self) {
+        let Self {
+            domains: _,
+            frames: _,
+            psci_over_smc: _,
+            started: _,
+            unclean: _,
+            scheduler: _,
+            vgics: _,
+            ports: _,
+            running: _,
+            console_input: _,
+        } = self;
+    }
+
+    /// An empty hypervisor on the heap (host tests).
+    #[cfg(test)]
+    pub fn boxed() -> std::boxed::Box<Self> {
+        let mut slot = std::boxed::Box::new_uninit();
+        Self::initialise_in_place(&mut slot);
+        // SAFETY: initialised just above.
+        unsafe { slot.assume_init() }
     }
 
     /// Hands the hypervisor the physical memory it may give to domains, tells it how to

@@ -36,7 +36,7 @@ fn gic() -> GuestGic {
 }
 
 pub(super) struct Setup {
-    pub(super) hypervisor: Hypervisor,
+    pub(super) hypervisor: std::boxed::Box<Hypervisor>,
     pub(super) cpu: CpuState,
     pub(super) free_before: u64,
     _guard: std::sync::MutexGuard<'static, ()>,
@@ -51,7 +51,7 @@ fn setup_with_vcpus(names: &[&str], vcpus: u32) -> Setup {
     let pool = [AddrRange::new(PhysAddr::new(POOL_BASE), POOL_SIZE)];
     let frames = FrameAllocator::new(&pool, &[]).unwrap();
     let free_before = frames.free_bytes();
-    let mut hypervisor = Hypervisor::new();
+    let mut hypervisor = Hypervisor::boxed();
     hypervisor.set_up(frames, true, 1, 1_000_000).unwrap();
     let bytes = image();
     for (slot, name) in names.iter().enumerate() {

@@ -215,6 +215,11 @@ pub struct ListRegisters {
     /// Bit `n`: LR `n`'s pending state was moved out of the model's latch (or SGI source).
     transferred: u16,
     overflow: [u64; OVERFLOW_WORDS],
+    /// Bit `n`: slot `n` holds an entry. Kept beside the slots (every writer updates it)
+    /// because every exit asks, and most exits have nothing in the LRs.
+    valid: u16,
+    /// Some bit of `overflow` is set (asked on every entry).
+    overflowed: bool,
     /// The model's [`Vgic::generation`] when `populate` last chose the slots; `None`
     /// once anything else changed them. While the generation stays the same and the
     /// hardware has not been synced back, `populate` would choose the same slots again
@@ -240,6 +245,8 @@ impl ListRegisters {
             folded: true,
             transferred: 0,
             overflow: [0; OVERFLOW_WORDS],
+            valid: 0,
+            overflowed: false,
             populated_at: None,
         }
     }
@@ -260,13 +267,18 @@ impl ListRegisters {
 
     /// Bit `n` set = LR `n` holds a valid entry (the LRs to read back on exit).
     pub fn valid_mask(&self) -> u16 {
+        self.valid
+    }
+
+    /// Recomputes [`Self::valid_mask`] after the slots changed.
+    fn update_valid(&mut self) {
         let mut mask = 0;
         for (index, slot) in self.slots.iter().take(self.count).enumerate() {
             if slot.is_some() {
                 mask |= 1 << index;
             }
         }
-        mask
+        self.valid = mask;
     }
 
     /// The LR index holding `intid`, if any.
@@ -301,7 +313,7 @@ impl ListRegisters {
     /// Whether the underflow maintenance interrupt must be enabled (`GICH_HCR.UIE`,
     /// `ICH_HCR_EL2.UIE`): interrupts are waiting that did not fit into the LRs.
     pub fn needs_maintenance(&self) -> bool {
-        self.overflow.iter().any(|bits| *bits != 0)
+        self.overflowed
     }
 
     /// Marks every LR as needing a write (after another vCPU used this physical CPU's LRs).
@@ -315,7 +327,9 @@ impl ListRegisters {
     pub fn clear(&mut self, vgic: &mut Vgic, vcpu: usize) {
         self.fold_unrun(vgic, vcpu);
         self.slots = [None; MAX_LIST_REGISTERS];
+        self.valid = 0;
         self.overflow = [0; OVERFLOW_WORDS];
+        self.overflowed = false;
         self.mark_all_dirty();
     }
 
@@ -371,6 +385,7 @@ impl ListRegisters {
                 }
             }
         }
+        self.update_valid();
         self.folded = true;
         self.transferred = 0;
         effects
@@ -403,6 +418,7 @@ impl ListRegisters {
         self.fold_unrun(vgic, vcpu);
         self.folded = false;
         self.overflow = [0; OVERFLOW_WORDS];
+        self.overflowed = false;
 
         let mut desired = [None::<(LrEntry, bool)>; MAX_LIST_REGISTERS];
         let mut taken = 0;
@@ -418,6 +434,7 @@ impl ListRegisters {
                 }
             } else if let Some(word) = self.overflow.get_mut((candidate.intid / 64) as usize) {
                 *word |= 1 << (candidate.intid % 64);
+                self.overflowed = true;
             }
         }
 
@@ -478,6 +495,7 @@ impl ListRegisters {
         for (slot, new) in self.slots.iter_mut().zip(new_slots.iter()).take(self.count) {
             *slot = *new;
         }
+        self.update_valid();
         self.populated_at = Some(vgic.generation());
     }
 }
@@ -1179,6 +1197,12 @@ mod tests {
     fn check_invariants(harness: &Harness) -> Result<(), TestCaseError> {
         for vcpu in 0..3 {
             let lrs = &harness.lrs[vcpu];
+            // The cached summaries agree with the slots and the overflow set.
+            let valid = (0..lrs.count())
+                .filter(|index| lrs.entry(*index).is_some())
+                .fold(0u16, |mask, index| mask | 1 << index);
+            prop_assert_eq!(lrs.valid_mask(), valid);
+            prop_assert_eq!(lrs.needs_maintenance(), lrs.overflow_len() != 0);
             for index in 0..lrs.count() {
                 let Some(entry) = lrs.entry(index) else {
                     continue;
