@@ -12,7 +12,7 @@
 
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::abi::guest::console_write;
 
@@ -24,11 +24,43 @@ struct LineBuffer {
     length: usize,
 }
 
+/// Base of the SBSA UART the device tree gives us, used instead of `CONSOLEIO_write`;
+/// 0 when there is none.
+static SBSA_UART: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the device tree's SBSA UART (`arm,sbsa-uart`), if any, the console.
+pub fn set_fallback_uart(base: Option<u64>) {
+    SBSA_UART.store(base.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// Writes `bytes` to the SBSA UART at `base` (polled; UARTDR at 0, UARTFR at 0x18 with
+/// TXFF at bit 5). Plain 32-bit loads and stores, which a hypervisor can emulate.
+fn uart_write(base: u64, bytes: &[u8]) {
+    let data = base as *mut u32;
+    let flags = (base + 0x18) as *const u32;
+    for &byte in bytes {
+        // SAFETY: `base` is the device tree's UART, mapped as Device memory below 4 GiB
+        // (`mmu`); its registers are 32 bits wide.
+        unsafe {
+            while flags.read_volatile() & (1 << 5) != 0 {}
+            data.write_volatile(u32::from(byte));
+        }
+    }
+}
+
 impl LineBuffer {
     fn flush(&mut self) {
         if self.length > 0 {
-            // Nothing sensible to do on failure: the console is the error channel.
-            let _ = console_write(&self.bytes[..self.length]);
+            let line = &self.bytes[..self.length];
+            // A UART in our tree is the console we were given (Xen's vpl011 for a dom0less
+            // domU, whose CONSOLEIO_write output Xen filters); otherwise the hypervisor's
+            // console. Failures are ignored: the console is the error channel.
+            match SBSA_UART.load(Ordering::Relaxed) {
+                0 => {
+                    let _ = console_write(line);
+                }
+                base => uart_write(base, line),
+            }
             self.length = 0;
         }
     }

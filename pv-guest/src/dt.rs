@@ -156,6 +156,9 @@ pub struct BootInfo {
     pub virtual_timer_intid: Option<u32>,
     /// INTID of the event-channel upcall (`/hypervisor` `interrupts`).
     pub event_intid: Option<u32>,
+    /// Whether the tree has a `/hypervisor` node at all (Xen gives none to a dom0less
+    /// domU that is not "enhanced").
+    pub hypervisor_node: bool,
     /// MPIDR (`reg`) of each `/cpus/cpu@N` node; index = vCPU id (tree order).
     pub cpus: [u64; MAX_CPUS],
     /// How many entries of `cpus` are valid.
@@ -165,6 +168,9 @@ pub struct BootInfo {
     pub channels: &'static [u8],
     /// `/hypervisor` `hyp,channel-peers`: NUL-separated remote domain names, same order.
     pub channel_peers: &'static [u8],
+    /// Base of an `arm,sbsa-uart` (Xen's vpl011 for a dom0less domU, whose
+    /// `CONSOLEIO_write` Xen refuses), if the tree has one.
+    pub sbsa_uart: Option<u64>,
 }
 
 impl BootInfo {
@@ -370,6 +376,12 @@ fn classify(info: &mut BootInfo, nodes: &[NodeProps; MAX_DEPTH + 1], depth: usiz
         }
         info.gic = Some(gic);
     }
+    if depth == 2 && node.is_compatible(b"arm,sbsa-uart") && cells_ok && info.sbsa_uart.is_none() {
+        let bytes = parent.address_cells * 4;
+        if node.reg.len() >= bytes {
+            info.sbsa_uart = Some(read_cells(&node.reg[..bytes], parent.address_cells));
+        }
+    }
     if depth == 2 && node.is_compatible(b"arm,armv8-timer") {
         info.virtual_timer_intid = interrupt_intid(node.interrupts, 2);
     }
@@ -377,6 +389,7 @@ fn classify(info: &mut BootInfo, nodes: &[NodeProps; MAX_DEPTH + 1], depth: usiz
         info.event_intid = interrupt_intid(node.interrupts, 0);
     }
     if depth == 2 && (node.name == b"hypervisor" || node.name.starts_with(b"hypervisor@")) {
+        info.hypervisor_node = true;
         info.channels = node.channels;
         info.channel_peers = node.channel_peers;
     }
@@ -442,10 +455,12 @@ pub fn parse(tree: &'static [u8]) -> Result<BootInfo, DtError> {
         gic: None,
         virtual_timer_intid: None,
         event_intid: None,
+        hypervisor_node: false,
         cpus: [0; MAX_CPUS],
         cpu_count: 0,
         channels: &[],
         channel_peers: &[],
+        sbsa_uart: None,
     };
     // The node being read at each depth (index = depth), for the interrupt nodes.
     let mut nodes = [NodeProps::EMPTY; MAX_DEPTH + 1];

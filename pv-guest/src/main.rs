@@ -90,6 +90,7 @@ extern "C" fn pv_guest_main(device_tree: u64, load_base: u64, bad_relocations: u
         Ok(info) => info,
         Err(error) => fail_boot(error),
     };
+    console::set_fallback_uart(boot.sbsa_uart);
     if boot.memory_dropped != 0 {
         println!(
             "pv-guest: warning: {} memory ranges beyond the first {} ignored",

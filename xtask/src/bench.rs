@@ -1120,32 +1120,85 @@ fn run_ours(images: &Images, machine: Machine, quick: bool, timeout: Duration) -
     }
 }
 
+/// `bench-pair` or `bench-pair quick`: VM Switch and I/O Latency Out / In.
+fn pair_cmdline(quick: bool) -> &'static str {
+    if quick {
+        "bench-pair quick"
+    } else {
+        "bench-pair"
+    }
+}
+
+/// The two domains of `bench-pair` share this physical CPU (on Xen: the only one).
+const PAIR_CPU: u64 = 1 << 0;
+
+/// Adds `more` to `figures`; a name both hold is an error.
+fn merge_figures(figures: &mut Figures, more: Figures) -> Result<(), String> {
+    for (name, measurement) in more {
+        if figures.insert(name.clone(), measurement).is_some() {
+            return Err(format!("benchmark {name} is reported twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `bench-pair` on our hypervisor: domain 0 (`dom0`) and domain 1 (`vm`) on one
+/// physical CPU, under icount. Both reports must pass; dom0 reports `vm-switch` and
+/// `io-out`, the VM `io-in`.
+fn run_ours_pair(images: &Images, machine: Machine, quick: bool, timeout: Duration) -> RunResult {
+    let settings = hyp::bootpack::DomainSettings {
+        affinity: PAIR_CPU,
+        ..Default::default()
+    };
+    let domains: Vec<Domain> = ["dom0", "vm"]
+        .iter()
+        .map(|name| Domain {
+            settings,
+            ..Domain::new(name, &images.guest_img, pair_cmdline(quick))
+        })
+        .collect();
+    let outcome = match run::boot(images, &domains, &[], machine, true, timeout, false) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            return RunResult {
+                figures: Figures::new(),
+                error: Some(format!("{error:#}")),
+                output: Vec::new(),
+            }
+        }
+    };
+    let mut figures = Figures::new();
+    let mut error = None;
+    for domain in &domains {
+        let lines = report::domain_lines(outcome.console_lines(), &domain.name);
+        let (more, checked) = evaluate(&lines);
+        let merged = merge_figures(&mut figures, more);
+        if let Err(reason) = checked.and(merged) {
+            error.get_or_insert(format!("bench-pair, domain {}: {reason}", domain.name));
+        }
+    }
+    if error.is_none() {
+        error = run::check_all_clean(&outcome, domains.len())
+            .err()
+            .map(|reason| format!("bench-pair: {reason}"));
+    }
+    RunResult {
+        figures,
+        error,
+        output: outcome
+            .lines
+            .iter()
+            .map(|line| line.render(false))
+            .collect(),
+    }
+}
+
 /// Runs the benchmark guest as dom0 of Xen 4.17 with `run-on-xen`, under the same icount
 /// settings as ours (`--icount` gives `shift=0`; `sleep=off` is added through
 /// `XEN_QEMU_EXTRA`, which QEMU merges into the same `-icount` option).
 fn run_xen(script: &Path, images: &Images, machine: Machine, quick: bool) -> RunResult {
-    let gic = machine.gic_version().to_string();
-    let smp = VCPUS.to_string();
-    let timeout = XEN_TIMEOUT_SECONDS.to_string();
-    let extra = match std::env::var("XEN_QEMU_EXTRA") {
-        Ok(extra) if !extra.trim().is_empty() => format!("{extra} -icount sleep=off"),
-        _ => "-icount sleep=off".to_string(),
-    };
-    let mut command = Command::new(script);
-    command
-        .arg(&images.guest_img)
-        .args([
-            "--icount",
-            "--gic",
-            &gic,
-            "--smp",
-            &smp,
-            "--timeout",
-            &timeout,
-        ])
-        .args(["--dom0-args", guest_cmdline(quick)])
-        .env("XEN_QEMU_EXTRA", extra)
-        .current_dir(setup::workspace_root());
+    let mut command = xen_command(script, images, machine, &VCPUS.to_string());
+    command.args(["--dom0-args", guest_cmdline(quick)]);
     let captured = match test::capture(&mut command, XEN_HARD_TIMEOUT) {
         Ok(captured) => captured,
         Err(error) => {
@@ -1179,6 +1232,93 @@ fn run_xen(script: &Path, images: &Images, machine: Machine, quick: bool) -> Run
             .map(|reason| format!("on Xen: {reason} (run-on-xen: {status})")),
         output,
     }
+}
+
+/// `run-on-xen` for the guest image as dom0 under icount, with `smp` CPUs.
+fn xen_command(script: &Path, images: &Images, machine: Machine, smp: &str) -> Command {
+    let gic = machine.gic_version().to_string();
+    let timeout = XEN_TIMEOUT_SECONDS.to_string();
+    let extra = match std::env::var("XEN_QEMU_EXTRA") {
+        Ok(extra) if !extra.trim().is_empty() => format!("{extra} -icount sleep=off"),
+        _ => "-icount sleep=off".to_string(),
+    };
+    let mut command = Command::new(script);
+    command
+        .arg(&images.guest_img)
+        .args([
+            "--icount",
+            "--gic",
+            &gic,
+            "--smp",
+            smp,
+            "--timeout",
+            &timeout,
+        ])
+        .env("XEN_QEMU_EXTRA", extra)
+        .current_dir(setup::workspace_root());
+    command
+}
+
+/// Runs `bench-pair` on Xen 4.17 with one physical CPU: the guest as dom0 and as a
+/// dom0less domU with an emulated PL011 (`vpl011`), whose lines Xen prints as
+/// `DOM1: ...` (a domU's `CONSOLEIO_write` output is filtered by Xen's release build).
+/// Dom0's report must pass; the domU's figures are taken as printed (Xen halts when dom0
+/// powers off, which may cut the domU's last lines).
+fn run_xen_pair(script: &Path, images: &Images, machine: Machine, quick: bool) -> RunResult {
+    let domu = format!(
+        "{},mem={MEMORY_MIB},args={},vpl011",
+        images.guest_img.display(),
+        pair_cmdline(quick)
+    );
+    let mut command = xen_command(script, images, machine, "1");
+    command
+        .args(["--dom0-args", pair_cmdline(quick)])
+        .args(["--domu", &domu]);
+    let captured = match test::capture(&mut command, XEN_HARD_TIMEOUT) {
+        Ok(captured) => captured,
+        Err(error) => {
+            return RunResult {
+                figures: Figures::new(),
+                error: Some(format!("cannot start {}: {error}", script.display())),
+                output: Vec::new(),
+            }
+        }
+    };
+    let output = captured.all_lines();
+    if captured.timed_out {
+        return RunResult {
+            figures: Figures::new(),
+            error: Some(format!(
+                "run-on-xen did not finish in {} s",
+                XEN_HARD_TIMEOUT.as_secs()
+            )),
+            output,
+        };
+    }
+    let (mut figures, mut checked) = evaluate(&dom0_lines(&captured.stdout));
+    let domu_figures = parse_figures(domu_lines(&captured.stdout, 1));
+    checked = checked.and_then(|()| merge_figures(&mut figures, domu_figures?));
+    let status = captured
+        .status
+        .map_or("killed".to_string(), |s| s.to_string());
+    RunResult {
+        figures,
+        error: checked
+            .err()
+            .map(|reason| format!("on Xen, bench-pair: {reason} (run-on-xen: {status})")),
+        output,
+    }
+}
+
+/// The console lines of dom0less domain `id` with a vpl011 in `run-on-xen`'s output:
+/// Xen prints them as `(XEN) DOMn: TEXT`.
+pub fn domu_lines(stdout: &[String], id: u32) -> impl Iterator<Item = &str> {
+    let prefix = format!("DOM{id}: ");
+    stdout.iter().filter_map(move |line| {
+        line.strip_prefix("(XEN) ")
+            .unwrap_or(line)
+            .strip_prefix(prefix.as_str())
+    })
 }
 
 /// Dom0's console lines in `run-on-xen`'s output: Xen's own lines (`(XEN) ...`) and
@@ -1253,10 +1393,23 @@ pub fn bench(args: &BenchArgs) -> Result<bool> {
             "xtask: bench: {gic}: our hypervisor ({machine}, `{}`)",
             guest_cmdline(args.quick)
         );
-        let ours = run_ours(&images, machine, args.quick, args.timeout);
+        let mut ours = run_ours(&images, machine, args.quick, args.timeout);
         if let Some(reason) = &ours.error {
             ok = false;
             print_failure(&format!("{gic} on our hypervisor"), reason, &ours.output);
+        }
+        println!(
+            "xtask: bench: {gic}: our hypervisor, two domains on one CPU (`{}`)",
+            pair_cmdline(args.quick)
+        );
+        let pair = run_ours_pair(&images, machine, args.quick, args.timeout);
+        if let Some(reason) = pair
+            .error
+            .clone()
+            .or_else(|| merge_figures(&mut ours.figures, pair.figures).err())
+        {
+            ok = false;
+            print_failure(&format!("{gic} on our hypervisor"), &reason, &pair.output);
         }
         let mut run = GicRun {
             ours: ours.figures,
@@ -1279,11 +1432,22 @@ pub fn bench(args: &BenchArgs) -> Result<bool> {
                         "xtask: bench: {gic}: Xen 4.17 (run-on-xen --gic {})",
                         machine.gic_version()
                     );
-                    let on_xen = run_xen(&script, &images, machine, args.quick);
+                    let mut on_xen = run_xen(&script, &images, machine, args.quick);
                     if let Some(reason) = &on_xen.error {
                         ok = false;
                         print_failure(&format!("{gic} on Xen"), reason, &on_xen.output);
                         notes.push(format!("{gic}: Xen run failed: {reason}"));
+                    }
+                    println!("xtask: bench: {gic}: Xen 4.17, dom0 and a dom0less domU on one CPU");
+                    let pair = run_xen_pair(&script, &images, machine, args.quick);
+                    if let Some(reason) = pair
+                        .error
+                        .clone()
+                        .or_else(|| merge_figures(&mut on_xen.figures, pair.figures).err())
+                    {
+                        ok = false;
+                        print_failure(&format!("{gic} on Xen"), &reason, &pair.output);
+                        notes.push(format!("{gic}: Xen bench-pair failed: {reason}"));
                     }
                     run.xen = Some(on_xen.figures);
                 }
@@ -1435,11 +1599,22 @@ pub(crate) fn gate(images: &Images) -> Verdict {
     if let Some(dir) = images.bootpack.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let ours = run_ours(&images, machine, true, GATE_TIMEOUT);
+    let mut ours = run_ours(&images, machine, true, GATE_TIMEOUT);
     if let Some(reason) = ours.error {
         return Verdict::Fail {
             reason,
             output: ours.output,
+        };
+    }
+    let pair = run_ours_pair(&images, machine, true, GATE_TIMEOUT);
+    if let Some(reason) = pair
+        .error
+        .clone()
+        .or_else(|| merge_figures(&mut ours.figures, pair.figures).err())
+    {
+        return Verdict::Fail {
+            reason,
+            output: pair.output,
         };
     }
     let current: Runs = [(
@@ -1541,6 +1716,35 @@ test bench::virtual-ipi ... ok
         ];
         let (_, checked) = evaluate(&no_figures);
         assert!(checked.unwrap_err().contains("no `bench:` line"));
+    }
+
+    #[test]
+    fn domu_lines_on_xen() {
+        let stdout: Vec<String> = [
+            "(XEN) DOM1: bench: io-in 6160.0",
+            "(XEN) DOM12: bench: io-in 1.0",
+            "(XEN) Freed 348kB init memory.",
+            "bench: io-out 6160.0",
+            "DOM1: test bench-pair::io_in ... ok",
+        ]
+        .iter()
+        .map(|line| line.to_string())
+        .collect();
+        let lines: Vec<&str> = domu_lines(&stdout, 1).collect();
+        assert_eq!(
+            lines,
+            ["bench: io-in 6160.0", "test bench-pair::io_in ... ok"]
+        );
+        let figures = parse_figures(lines).unwrap();
+        assert_eq!(figures.get("io-in"), Some(&Measurement::Ns(6160.0)));
+    }
+
+    #[test]
+    fn merged_figures_refuse_a_name_twice() {
+        let mut figures = Figures::new();
+        let one = || Figures::from([("io-in".to_string(), Measurement::Ns(1.0))]);
+        assert!(merge_figures(&mut figures, one()).is_ok());
+        assert!(merge_figures(&mut figures, one()).is_err());
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn repetitions(context: &Context, full: u32) -> u32 {
 
 /// Prints `bench: NAME V.v` for `ticks` counter ticks spent on `count` operations,
 /// rounded to a tenth of a nanosecond.
-fn report(name: &str, ticks: u64, count: u64) {
+pub(super) fn report(name: &str, ticks: u64, count: u64) {
     let frequency = u128::from(cpu::counter_frequency().max(1));
     let divisor = frequency * u128::from(count.max(1));
     let tenths = (u128::from(ticks) * 10_000_000_000 + divisor / 2) / divisor;
@@ -96,7 +96,7 @@ fn report(name: &str, ticks: u64, count: u64) {
 }
 
 /// Fails unless `ticks` is a real measurement.
-fn measured(name: &str, ticks: u64) -> TestResult {
+pub(super) fn measured(name: &str, ticks: u64) -> TestResult {
     if ticks == 0 {
         return Err(Failure::new(
             format_args!("{name}: a non-zero time"),

@@ -21,6 +21,7 @@
 
 mod abi;
 mod bench;
+mod bench_pair;
 mod blkback;
 mod blkfront;
 mod console_input;
@@ -66,6 +67,7 @@ pub const SCENARIOS: &[Scenario] = &[
     grant_isolation::SCENARIO,
     console_input::SCENARIO,
     bench::SCENARIO,
+    bench_pair::SCENARIO,
 ];
 
 /// Command-line words that are flags for the scenarios, not scenario names: `quick`

@@ -132,7 +132,7 @@ fn channel_present(context: &Context) -> TestResult {
 /// This domain's id, learnt the way Xen allows: `EVTCHNOP_alloc_unbound(remote
 /// DOMID_SELF)` records the caller's real id as the remote domain, which
 /// `EVTCHNOP_status` of the new (unbound) port reports; the port is closed again.
-fn own_domain_id() -> Result<u32, Errno> {
+pub(super) fn own_domain_id() -> Result<u32, Errno> {
     let probe = evtchn_alloc_unbound(DOMID_SELF)?;
     let status = evtchn_status(probe);
     let _ = evtchn_close(probe);
