@@ -46,6 +46,7 @@ const SCENARIOS: &[&str] = &[
     "console-ring",
     "console-input",
     "grant-isolation",
+    "fuzz-guest",
     "split-driver",
     "weights",
     "linux",
@@ -190,6 +191,7 @@ pub fn test(args: &TestArgs) -> Result<bool> {
                 "console-ring" => console_ring(images, machine, timeout),
                 "console-input" => console_input(images, machine, timeout),
                 "grant-isolation" => grant_isolation(images, machine, timeout),
+                "fuzz-guest" => fuzz_guest(images, machine, timeout),
                 "split-driver" => split_driver(images, machine, timeout),
                 "weights" => system_passes(
                     images,
@@ -667,6 +669,33 @@ fn grant_isolation(images: &Images, machine: Machine, timeout: Duration) -> Verd
         )
     };
     judge(&outcome, check())
+}
+
+/// `fuzz-guest`: a short seed of pv-guest's hypercall fuzzer beside two victims
+/// (`crate::fuzz_guest`: every domain passes, none crashes, clean halt).
+fn fuzz_guest(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    use crate::fuzz_guest::{TEST_ITERATIONS, TEST_SEED};
+    let fail = |error: anyhow::Error| Verdict::Fail {
+        reason: format!("{error:#}"),
+        output: Vec::new(),
+    };
+    let system = match crate::fuzz_guest::system(machine, TEST_SEED, TEST_ITERATIONS, timeout) {
+        Ok(system) => system,
+        Err(error) => return fail(error),
+    };
+    let outcome = match run::boot(
+        images,
+        &system.domains,
+        &system.channels,
+        machine,
+        false,
+        timeout,
+        false,
+    ) {
+        Ok(outcome) => outcome,
+        Err(error) => return fail(error),
+    };
+    judge(&outcome, crate::fuzz_guest::check(&outcome, &system))
 }
 
 /// `split-driver`: the block split driver (`examples/systems/split-block.toml`). The

@@ -28,6 +28,7 @@ mod crash;
 mod errors;
 mod events;
 mod evtchn_ipi;
+mod fuzz;
 mod grant_isolation;
 mod hello;
 mod hog;
@@ -37,6 +38,7 @@ mod ring_console;
 mod spin;
 mod split;
 mod timer;
+mod victim;
 
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
@@ -66,6 +68,8 @@ pub const SCENARIOS: &[Scenario] = &[
     grant_isolation::SCENARIO,
     console_input::SCENARIO,
     bench::SCENARIO,
+    fuzz::SCENARIO,
+    victim::SCENARIO,
 ];
 
 /// Command-line words that are flags for the scenarios, not scenario names: `quick`
