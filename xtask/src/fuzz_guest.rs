@@ -129,6 +129,15 @@ pub fn fuzz_guest(args: &FuzzGuestArgs) -> Result<bool> {
         timeout,
         false,
     )?;
+    // The whole run, for a failure's post-mortem.
+    let log = crate::setup::target_dir().join(format!("fuzz-guest-seed-{}.log", args.seed));
+    let rendered: Vec<String> = outcome
+        .lines
+        .iter()
+        .map(|line| line.render(false))
+        .collect();
+    std::fs::write(&log, rendered.join("\n") + "\n")?;
+    println!("xtask: fuzz-guest: output in {}", log.display());
     for line in summary_lines(&outcome) {
         println!("{line}");
     }
@@ -143,11 +152,7 @@ pub fn fuzz_guest(args: &FuzzGuestArgs) -> Result<bool> {
             Ok(true)
         }
         Err(reason) => {
-            let lines: Vec<String> = outcome
-                .lines
-                .iter()
-                .map(|line| line.render(false))
-                .collect();
+            let lines = rendered;
             for line in &lines[lines.len().saturating_sub(60)..] {
                 println!("  | {line}");
             }

@@ -723,6 +723,13 @@ impl Fuzzer {
             4 => (self.rng.below(8) as u32, self.any_u64()),
             _ => (self.rng.next() as u32, self.any_u64()),
         };
+        // Moving our shared_info page would unmap the page our event code reads: only
+        // the case above may name it.
+        let space = if space == memory_op::XENMAPSPACE_SHARED_INFO {
+            memory_op::XENMAPSPACE_GMFN
+        } else {
+            space
+        };
         if self.rng.chance(4) {
             // Other commands (and command words with extent bits): the argument is a
             // struct whose every word is a safe frame.
@@ -1285,6 +1292,8 @@ fn hypercalls(context: &Context) -> TestResult {
         end,
         own_domain: pingpong_own_id(),
     };
+    // `trace=N`: print every call from iteration N on (to find what a failure followed).
+    let trace_from = parameter(context, "trace", u64::MAX)?;
     let mut stats = Stats::new();
     let mut anomalies = 0u32;
     let mut first_anomaly: Option<(u64, [u64; 5], u64)> = None;
@@ -1319,6 +1328,12 @@ fn hypercalls(context: &Context) -> TestResult {
                 // touches no Rust object.
                 let result = unsafe { hypercall_raw(call.number, call.args) };
                 stats.record(call.number, result);
+                if iteration >= trace_from {
+                    println!(
+                        "fuzz: trace {iteration}: {} {:x?} -> {:#x}",
+                        call.number, call.args, result
+                    );
+                }
                 if call.must_fail && result == 0 {
                     anomalies += 1;
                     first_anomaly.get_or_insert((call.number, call.args, result));

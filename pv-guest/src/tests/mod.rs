@@ -33,6 +33,7 @@ mod grant_isolation;
 mod hello;
 mod hog;
 mod ipi;
+mod isolation;
 mod pingpong;
 mod ring_console;
 mod spin;
@@ -70,6 +71,7 @@ pub const SCENARIOS: &[Scenario] = &[
     bench::SCENARIO,
     fuzz::SCENARIO,
     victim::SCENARIO,
+    isolation::SCENARIO,
 ];
 
 /// Command-line words that are flags for the scenarios, not scenario names: `quick`
