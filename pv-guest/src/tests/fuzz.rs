@@ -1302,6 +1302,9 @@ fn hypercalls(context: &Context) -> TestResult {
     let report_every = (iterations / 10).max(1);
     for iteration in 0..iterations {
         fuzzer.refresh_garbage(16);
+        if iteration >= trace_from {
+            println!("fuzz: trace {iteration}: start");
+        }
         match fuzzer.rng.below(100) {
             0..=3 => {
                 let _ = smccc(&mut fuzzer);
