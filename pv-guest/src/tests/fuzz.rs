@@ -106,6 +106,8 @@ static REENTRANT_CALLS: AtomicU32 = AtomicU32::new(0);
 static HOOK_STATE: AtomicU64 = AtomicU64::new(0);
 /// Set when the hook saw something it should not.
 static HOOK_ANOMALY: AtomicBool = AtomicBool::new(false);
+/// `trace=N` reached: SMCCC calls are printed too.
+static TRACING: AtomicBool = AtomicBool::new(false);
 
 /// splitmix64: small, deterministic, good enough to choose arguments.
 struct Rng(u64);
@@ -343,7 +345,9 @@ impl Fuzzer {
             6 => (self.physmap_base() + self.rng.below(PHYSMAP), Target::Ours),
             7 => (self.ops_base() + self.rng.below(OPS), Target::Ours),
             8 => (self.end - self.rng.below(64), Target::Ours),
-            9 => (0x4008_0000 + self.rng.below(0x100), Target::Ours),
+            // (Never our RAM below the arena, such as IPA 0x4008_0000: a batch with a
+            // huge count would walk from there through our own image.)
+            9 => (self.end - OPS / 2 + self.rng.below(OPS / 2), Target::Ours),
             _ => self.hostile_pointer(),
         }
     }
@@ -1271,7 +1275,11 @@ fn smccc(fuzzer: &mut Fuzzer) -> u64 {
         2 => rng.next() | 0x100,
         _ => rng.next() & !0xff | 0x80,
     };
-    let result = smccc_call(function, [target, rng.next(), rng.next()]);
+    let (entry, context) = (rng.next(), rng.next());
+    if TRACING.load(Ordering::Relaxed) {
+        println!("fuzz: trace: SMCCC {function:#x} [{target:#x}, {entry:#x}, {context:#x}]");
+    }
+    let result = smccc_call(function, [target, entry, context]);
     result[0]
 }
 
@@ -1303,6 +1311,7 @@ fn hypercalls(context: &Context) -> TestResult {
     for iteration in 0..iterations {
         fuzzer.refresh_garbage(16);
         if iteration >= trace_from {
+            TRACING.store(true, Ordering::Relaxed);
             println!("fuzz: trace {iteration}: start");
         }
         match fuzzer.rng.below(100) {
@@ -1326,6 +1335,12 @@ fn hypercalls(context: &Context) -> TestResult {
             }
             _ => {
                 let call = fuzzer.generate();
+                if iteration >= trace_from {
+                    println!(
+                        "fuzz: trace {iteration}: calling {} {:x?}",
+                        call.number, call.args
+                    );
+                }
                 // SAFETY: every argument names our arena, memory that is not ours, or
                 // nothing (see the module docs): whatever the hypervisor does with them
                 // touches no Rust object.
