@@ -21,7 +21,7 @@
 //! ports in it. Counts stay exact; [`handled_by`] tells who handled a port last.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::abi::errno::Errno;
 use crate::abi::event_channel_op::Port;
@@ -67,6 +67,9 @@ static LAST_TIME: AtomicU64 = AtomicU64::new(0);
 static REPLIES: [(AtomicU32, AtomicU32); 2] = [const { (AtomicU32::new(0), AtomicU32::new(0)) }; 2];
 /// Replies that failed.
 static REPLY_ERRORS: AtomicU32 = AtomicU32::new(0);
+/// A function the handler calls for every delivery (0 = none): `fuzz` issues
+/// hypercalls from inside the upcall with it.
+static DELIVERY_HOOK: AtomicUsize = AtomicUsize::new(0);
 
 /// Why event channels could not be set up.
 #[derive(Clone, Copy, Debug)]
@@ -176,6 +179,32 @@ fn deliver(port: Port, cpu: usize, time: u64) {
     if let Some(count) = COUNT.get(slot) {
         count.fetch_add(1, Ordering::Release);
     }
+    let hook = DELIVERY_HOOK.load(Ordering::Acquire);
+    if hook != 0 {
+        // SAFETY: only `set_delivery_hook` stores here, and it stores a `fn(Port)`.
+        let hook: fn(Port) = unsafe { core::mem::transmute::<usize, fn(Port)>(hook) };
+        hook(port);
+    }
+}
+
+/// Makes the handler call `hook` with every port it delivers (after counting it), from
+/// inside the upcall; `None` removes it.
+pub fn set_delivery_hook(hook: Option<fn(Port)>) {
+    DELIVERY_HOOK.store(hook.map_or(0, |hook| hook as usize), Ordering::Release);
+}
+
+/// Whether this vCPU's `vcpu_info` says an upcall is pending (an event is pending and
+/// unmasked): `SCHEDOP_block` then returns at once.
+pub fn upcall_pending() -> bool {
+    vcpu_info(cpu::cpu_index())
+        .evtchn_upcall_pending
+        .load(Ordering::Acquire)
+        != 0
+}
+
+/// The frame number of the shared-info page (its IPA >> 12).
+pub fn shared_info_frame() -> u64 {
+    core::ptr::addr_of!(SHARED_INFO) as u64 >> 12
 }
 
 /// Deliveries of `port` so far.

@@ -49,6 +49,9 @@ static EXPECTED_ADDRESS: AtomicU64 = AtomicU64::new(0);
 static FIRED: AtomicBool = AtomicBool::new(false);
 static RECORDED_SYNDROME: AtomicU64 = AtomicU64::new(0);
 static RECORDED_LINK: AtomicU64 = AtomicU64::new(0);
+/// The expected fault resumes at x30 (the caller's return address) instead of the next
+/// instruction: for a call into memory that cannot be executed.
+static RESUME_AT_RETURN: AtomicBool = AtomicBool::new(false);
 
 /// What an expected fault looked like.
 #[derive(Clone, Copy, Debug)]
@@ -68,8 +71,17 @@ impl FaultRecord {
 
 /// Expects one synchronous exception at `instruction` (see the module docs).
 pub fn arm(instruction: usize) {
+    RESUME_AT_RETURN.store(false, Ordering::SeqCst);
     FIRED.store(false, Ordering::SeqCst);
     EXPECTED_ADDRESS.store(instruction as u64, Ordering::SeqCst);
+}
+
+/// Expects one instruction abort at `target`, reached by a call (`blr`): the handler
+/// records it and resumes at the caller's return address (x30), as if the call had
+/// returned.
+pub fn arm_call(target: usize) {
+    arm(target);
+    RESUME_AT_RETURN.store(true, Ordering::SeqCst);
 }
 
 /// Disarms, and returns the record if the expected fault happened.
@@ -109,7 +121,11 @@ extern "C" fn pv_guest_exception(frame: &mut ExceptionFrame, vector: u64) {
         RECORDED_LINK.store(frame.exception_link, Ordering::SeqCst);
         FIRED.store(true, Ordering::SeqCst);
         EXPECTED_ADDRESS.store(0, Ordering::SeqCst);
-        frame.exception_link = expected + 4;
+        frame.exception_link = if RESUME_AT_RETURN.swap(false, Ordering::SeqCst) {
+            frame.registers[30]
+        } else {
+            expected + 4
+        };
         return;
     }
 

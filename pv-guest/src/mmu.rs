@@ -339,3 +339,34 @@ pub unsafe fn map_shared_pages(address: u64, count: u64) -> Result<(), MapError>
     }
     Ok(())
 }
+
+/// Maps the 1 GiB of virtual addresses at `virtual_address` (1 GiB aligned, above 4 GiB,
+/// where nothing is mapped) to the output address `output` (1 GiB aligned) as Normal
+/// memory: the `isolation` scenario's way to reach IPAs beyond the hypervisor's IPA
+/// size. Returns false if the slot is out of range or already in use.
+///
+/// # Safety
+/// One CPU at a time. Accessing the new range reads or writes whatever `output` is:
+/// only for probes that expect the hypervisor to stop them.
+pub unsafe fn map_gigabyte(virtual_address: u64, output: u64) -> bool {
+    if !(DEVICE_LIMIT..ADDRESS_SPACE).contains(&virtual_address)
+        || !virtual_address.is_multiple_of(BLOCK_1G)
+        || !output.is_multiple_of(BLOCK_1G)
+    {
+        return false;
+    }
+    let slot = (virtual_address / BLOCK_1G) as usize;
+    // SAFETY: the caller keeps other CPUs out; the level-1 table is ours, and the slot
+    // is checked to be empty below before it is written.
+    let tables = unsafe { &mut *core::ptr::addr_of_mut!(TABLES) };
+    let Some(entry) = tables.level1.0.get_mut(slot) else {
+        return false;
+    };
+    if *entry & VALID != 0 {
+        return false;
+    }
+    // SAFETY: an aligned u64 of the live table; volatile so the walker sees it.
+    unsafe { core::ptr::write_volatile(entry, (output & OUTPUT_ADDRESS) | NORMAL_BLOCK) };
+    cpu::publish_translation();
+    true
+}

@@ -175,6 +175,19 @@ pub struct BenchArgs {
     pub timeout: Duration,
 }
 
+/// Options of `cargo xtask fuzz-guest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FuzzGuestArgs {
+    /// The generator's seed.
+    pub seed: u64,
+    /// Hypercalls (iterations) to make.
+    pub iterations: u64,
+    /// Where to run.
+    pub machine: Machine,
+    /// QEMU timeout (`None`: scaled with the iterations).
+    pub timeout: Option<Duration>,
+}
+
 /// A parsed `cargo xtask` command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -186,6 +199,8 @@ pub enum Command {
     Test(TestArgs),
     /// `bench`.
     Bench(BenchArgs),
+    /// `fuzz-guest`.
+    FuzzGuest(FuzzGuestArgs),
     /// `sdcard DIR [--config FILE]`.
     Sdcard {
         /// Where the boot partition's files go.
@@ -240,6 +255,14 @@ commands:
             --no-xen             our hypervisor only
             --machine NAME       virt-gicv3 or virt-gicv2 (repeatable; default both)
             --timeout SECONDS    QEMU timeout per run on our hypervisor (default 300)
+  fuzz-guest  hypercall fuzzing from inside a guest, beside two victim domains
+          (examples/systems/fuzz-guest.toml; docs/security.md); passes when every domain
+          passes and shuts down cleanly
+            --seed N             the fuzzer's seed (default 1)
+            --iterations M       hypercalls to make (default 200000)
+            --machine NAME       virt-gicv3, virt-gicv2 or raspi4b (default virt-gicv3)
+            --timeout SECONDS    kill QEMU after this long (default 120 + 1 s per 2000
+                                 iterations)
   sdcard DIR  write a Raspberry Pi 4 boot partition into DIR: firmware (Debian's
           raspi-firmware), config.txt, bcm2711-rpi-4-b.dtb, the hypervisor and the boot pack
             --config FILE        the system to boot (default: the demo system)
@@ -266,6 +289,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         "run" => parse_run(rest).map(Command::Run),
         "test" => parse_test(rest).map(Command::Test),
         "bench" => parse_bench(rest).map(Command::Bench),
+        "fuzz-guest" => parse_fuzz_guest(rest).map(Command::FuzzGuest),
         "sdcard" => parse_sdcard(rest),
         "help" | "--help" | "-h" => Ok(Command::Help),
         other => bail!("unknown command {other:?}; see `cargo xtask help`"),
@@ -424,6 +448,36 @@ fn parse_test(args: &[String]) -> Result<TestArgs> {
         test.machines = vec![Machine::VirtGicv3, Machine::VirtGicv2, Machine::Raspi4b];
     }
     Ok(test)
+}
+
+fn parse_fuzz_guest(args: &[String]) -> Result<FuzzGuestArgs> {
+    let mut fuzz = FuzzGuestArgs {
+        seed: 1,
+        iterations: 200_000,
+        machine: Machine::VirtGicv3,
+        timeout: None,
+    };
+    let mut flags = Flags { args: args.iter() };
+    while let Some((flag, attached)) = flags.next_flag() {
+        match flag {
+            "--seed" => {
+                let value = flags.value(flag, attached)?;
+                fuzz.seed = value
+                    .parse()
+                    .with_context(|| format!("--seed {value:?} is not a number"))?;
+            }
+            "--iterations" => {
+                let value = flags.value(flag, attached)?;
+                fuzz.iterations = value
+                    .parse()
+                    .with_context(|| format!("--iterations {value:?} is not a number"))?;
+            }
+            "--machine" => fuzz.machine = parse_machine(flags.value(flag, attached)?)?,
+            "--timeout" => fuzz.timeout = Some(parse_timeout(flags.value(flag, attached)?)?),
+            other => bail!("fuzz-guest: unknown argument {other:?}; see `cargo xtask help`"),
+        }
+    }
+    Ok(fuzz)
 }
 
 /// Default QEMU timeout of each `bench` run on our hypervisor.

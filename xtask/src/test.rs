@@ -46,6 +46,8 @@ const SCENARIOS: &[&str] = &[
     "console-ring",
     "console-input",
     "grant-isolation",
+    "fuzz-guest",
+    "stage2-isolation",
     "split-driver",
     "weights",
     "linux",
@@ -190,6 +192,8 @@ pub fn test(args: &TestArgs) -> Result<bool> {
                 "console-ring" => console_ring(images, machine, timeout),
                 "console-input" => console_input(images, machine, timeout),
                 "grant-isolation" => grant_isolation(images, machine, timeout),
+                "fuzz-guest" => fuzz_guest(images, machine, timeout),
+                "stage2-isolation" => stage2_isolation(images, machine, timeout),
                 "split-driver" => split_driver(images, machine, timeout),
                 "weights" => system_passes(
                     images,
@@ -665,6 +669,169 @@ fn grant_isolation(images: &Images, machine: Machine, timeout: Duration) -> Verd
             "domain rogue crashed: stage-2 permission fault",
             4,
         )
+    };
+    judge(&outcome, check())
+}
+
+/// `fuzz-guest`: a short seed of pv-guest's hypercall fuzzer beside two victims
+/// (`crate::fuzz_guest`: every domain passes, none crashes, clean halt).
+fn fuzz_guest(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    use crate::fuzz_guest::{TEST_ITERATIONS, TEST_SEED};
+    let fail = |error: anyhow::Error| Verdict::Fail {
+        reason: format!("{error:#}"),
+        output: Vec::new(),
+    };
+    let system = match crate::fuzz_guest::system(machine, TEST_SEED, TEST_ITERATIONS, timeout) {
+        Ok(system) => system,
+        Err(error) => return fail(error),
+    };
+    let outcome = match run::boot(
+        images,
+        &system.domains,
+        &system.channels,
+        machine,
+        false,
+        timeout,
+        false,
+    ) {
+        Ok(outcome) => outcome,
+        Err(error) => return fail(error),
+    };
+    judge(&outcome, crate::fuzz_guest::check(&outcome, &system))
+}
+
+/// `stage2-isolation`: `examples/systems/stage2-isolation.toml`, with the device
+/// addresses of `machine` (its physical UART, and the GIC's hypervisor interface: GICH
+/// on GICv2, the redistributors on GICv3). Each of the six probes passes its two tests,
+/// then is ended by exactly one `stage-2 ... fault` line of the kind and address
+/// expected; on `virt` the read and write probes' IPA is another domain's physical RAM
+/// (from the boot log); the victims pass every test; `halt: 6 of 8 ...`.
+fn stage2_isolation(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    let (uart, gic) = match machine {
+        Machine::VirtGicv3 => (0x0900_0000u64, 0x080a_0000u64),
+        Machine::VirtGicv2 => (0x0900_0000, 0x0803_0000),
+        Machine::Raspi4b => (0xfe21_5040, 0xff84_4000),
+    };
+    let other_ram = 0x4300_0000u64;
+    let fail = |error: anyhow::Error| Verdict::Fail {
+        reason: format!("{error:#}"),
+        output: Vec::new(),
+    };
+    let path = setup::workspace_root().join("examples/systems/stage2-isolation.toml");
+    let mut system = match crate::config::load_for(&path, machine) {
+        Ok(system) => system,
+        Err(error) => return fail(error),
+    };
+    for domain in &mut system.domains {
+        match domain.name.as_str() {
+            "probe-uart" => domain.cmdline = format!("isolation probe=device address={uart:#x}"),
+            "probe-gic" => domain.cmdline = format!("isolation probe=device address={gic:#x}"),
+            _ => {}
+        }
+    }
+    let outcome = match run::boot(
+        images,
+        &system.domains,
+        &system.channels,
+        machine,
+        false,
+        timeout,
+        false,
+    ) {
+        Ok(outcome) => outcome,
+        Err(error) => return fail(error),
+    };
+    let expected: [(&str, String); 6] = [
+        (
+            "probe-read",
+            format!("translation fault (level/status 2) on read at IPA {other_ram:#x} "),
+        ),
+        (
+            "probe-write",
+            format!("translation fault (level/status 2) on write at IPA {other_ram:#x} "),
+        ),
+        ("probe-uart", format!("on read at IPA {uart:#x} ")),
+        ("probe-gic", format!("on read at IPA {gic:#x} ")),
+        (
+            "probe-beyond-ipa",
+            "translation fault (level/status 0) on read at IPA 0x8000000000 ".into(),
+        ),
+        (
+            "probe-exec-xn",
+            "permission fault (level/status 3) on instruction fetch at IPA ".into(),
+        ),
+    ];
+    let check = || -> Result<(), String> {
+        outcome.check_run()?;
+        for victim in ["ping", "pong"] {
+            let report = domain_report(&outcome, victim)?;
+            if report.results.len() != 5 {
+                return Err(format!(
+                    "domain {victim}: {} tests ran, expected 5",
+                    report.results.len()
+                ));
+            }
+        }
+        let crashes: Vec<&str> = outcome
+            .hyp_messages()
+            .filter(|message| message.contains(" crashed:"))
+            .collect();
+        if crashes.len() != expected.len() {
+            return Err(format!(
+                "expected {} crashes, got {crashes:?}",
+                expected.len()
+            ));
+        }
+        for (name, fault) in &expected {
+            let prefix = format!("domain {name} crashed: stage-2 ");
+            let lines: Vec<&&str> = crashes
+                .iter()
+                .filter(|line| line.starts_with(&prefix))
+                .collect();
+            match lines.as_slice() {
+                [line] if line.contains(fault.as_str()) => {}
+                _ => {
+                    return Err(format!(
+                        "{name}: expected one `{prefix}...{fault}...` line, got {lines:?}"
+                    ))
+                }
+            }
+            for test in ["own_view_of_hypervisor_address", "stage1_execute_never"] {
+                let ok = format!("({name}) test isolation::{test} ... ok");
+                if !outcome.console_lines().any(|line| line == ok) {
+                    return Err(format!("no `{ok}` line"));
+                }
+            }
+        }
+        // On virt, 0x4300_0000 must be where the hypervisor put another domain's RAM.
+        if machine != Machine::Raspi4b {
+            let holder = outcome.hyp_messages().find_map(|message| {
+                let (name, rest) = message.strip_prefix("domain ")?.split_once(": ")?;
+                let (mib, rest) = rest.split_once(" MiB at 0x")?;
+                let base = u64::from_str_radix(rest.split(',').next()?, 16).ok()?;
+                let size = mib.parse::<u64>().ok()? << 20;
+                (base..base + size)
+                    .contains(&other_ram)
+                    .then(|| name.to_string())
+            });
+            match holder {
+                Some(name)
+                    if !name.starts_with("probe-read") && !name.starts_with("probe-write") => {}
+                other => {
+                    return Err(format!(
+                        "physical {other_ram:#x} is not another domain's RAM (held by {other:?})"
+                    ))
+                }
+            }
+        }
+        let halt = Halt::Unclean {
+            unclean: 6,
+            domains: 8,
+        };
+        match outcome.final_halt() {
+            Some(found) if found == halt => Ok(()),
+            found => Err(format!("expected `{halt}`, got {found:?}")),
+        }
     };
     judge(&outcome, check())
 }

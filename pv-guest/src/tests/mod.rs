@@ -29,15 +29,18 @@ mod crash;
 mod errors;
 mod events;
 mod evtchn_ipi;
+mod fuzz;
 mod grant_isolation;
 mod hello;
 mod hog;
 mod ipi;
+mod isolation;
 mod pingpong;
 mod ring_console;
 mod spin;
 mod split;
 mod timer;
+mod victim;
 
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
@@ -68,6 +71,9 @@ pub const SCENARIOS: &[Scenario] = &[
     console_input::SCENARIO,
     bench::SCENARIO,
     bench_pair::SCENARIO,
+    fuzz::SCENARIO,
+    victim::SCENARIO,
+    isolation::SCENARIO,
 ];
 
 /// Command-line words that are flags for the scenarios, not scenario names: `quick`

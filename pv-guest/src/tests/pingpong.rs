@@ -15,7 +15,7 @@
 //! nothing more within [`QUIET_US`] (the initiator listens longer, see
 //! [`quiet_after_last_round`]).
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use super::{Context, Failure, Scenario, Test, TestResult};
 use crate::abi::errno::Errno;
@@ -61,8 +61,26 @@ const LINGER_US: u64 = 50_000;
 static PORT: AtomicU32 = AtomicU32::new(0);
 /// This end starts each round.
 static INITIATOR: AtomicBool = AtomicBool::new(false);
+/// Run after every round when set (`victim` rechecks its memory there).
+static ROUND_HOOK: AtomicUsize = AtomicUsize::new(0);
 
-fn channel_present(context: &Context) -> TestResult {
+/// Makes [`round_trips`] call `hook` after every round (and fail with its failure).
+pub(super) fn set_round_hook(hook: Option<fn() -> TestResult>) {
+    ROUND_HOOK.store(hook.map_or(0, |hook| hook as usize), Ordering::Release);
+}
+
+fn after_round() -> TestResult {
+    match ROUND_HOOK.load(Ordering::Acquire) {
+        0 => Ok(()),
+        hook => {
+            // SAFETY: only `set_round_hook` stores here, and it stores a `fn() -> TestResult`.
+            let hook = unsafe { core::mem::transmute::<usize, fn() -> TestResult>(hook) };
+            hook()
+        }
+    }
+}
+
+pub(super) fn channel_present(context: &Context) -> TestResult {
     let Some(channel) = context.boot.channel(0) else {
         return Err(Failure::new(
             format_args!("a pre-connected channel in /hypervisor hyp,channels"),
@@ -244,7 +262,7 @@ fn quiet_after_last_round(port: Port, rounds: u32, initiator: bool) -> TestResul
     ))
 }
 
-fn round_trips(context: &Context) -> TestResult {
+pub(super) fn round_trips(context: &Context) -> TestResult {
     let port = Port(PORT.load(Ordering::Relaxed));
     if port.0 == 0 {
         return Err(Failure::new(
@@ -281,6 +299,7 @@ fn round_trips(context: &Context) -> TestResult {
             wait_for(port, round, timeout, round)?;
             send(port, round)?;
         }
+        after_round()?;
     }
     let elapsed = cpu::counter() - start;
     quiet_after_last_round(port, rounds, initiator)?;
