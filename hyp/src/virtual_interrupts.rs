@@ -86,20 +86,22 @@ pub fn exit(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) -> Effects
         return Effects::NONE;
     }
     let version = vgic.version();
-    let mut read_back = [None; MAX_LIST_REGISTERS];
-    for (index, slot) in read_back
-        .iter_mut()
-        .enumerate()
-        .take(state.list_registers.count())
-    {
-        if valid & (1 << index) != 0 {
-            *slot = decode(version, arch::read_list_register(index));
-            if slot.is_none() {
+    // Pushed, not a 16-entry array initialised in full on every exit.
+    let mut read_back = heapless::Vec::<Option<LrEntry>, MAX_LIST_REGISTERS>::new();
+    for index in 0..state.list_registers.count() {
+        let entry = if valid & (1 << index) != 0 {
+            let entry = decode(version, arch::read_list_register(index));
+            if entry.is_none() {
                 // Completed by the guest. Zero it now: an invalid LR that still carries its
                 // EOI-maintenance bit keeps EISR (and so the maintenance interrupt) asserted.
                 arch::write_list_register(index, 0);
             }
-        }
+            entry
+        } else {
+            None
+        };
+        // Cannot fail: `count` is at most the capacity.
+        let _ = read_back.push(entry);
     }
     // Always folded back, even when the guest changed nothing: a pending interrupt
     // handed to an LR is not in the model until then, and the decisions taken before

@@ -420,17 +420,16 @@ impl ListRegisters {
         self.overflow = [0; OVERFLOW_WORDS];
         self.overflowed = false;
 
-        let mut desired = [None::<(LrEntry, bool)>; MAX_LIST_REGISTERS];
-        let mut taken = 0;
+        // Built by pushing and indexing: a 16-entry array of options would be initialised
+        // in full on every populate, whatever the LR count (about 130 instructions).
+        let mut desired = heapless::Vec::<(LrEntry, bool), MAX_LIST_REGISTERS>::new();
         let actives = vgic.active_on(vcpu);
         let pendings = vgic.deliverable(vcpu);
         for candidate in actives.chain(pendings) {
-            if taken < self.count {
+            if desired.len() < self.count {
                 if let Some(entry) = take(vgic, vcpu, candidate.intid) {
-                    if let Some(slot) = desired.get_mut(taken) {
-                        *slot = Some(entry);
-                        taken += 1;
-                    }
+                    // Cannot fail: fewer than `count` (at most the capacity) so far.
+                    let _ = desired.push(entry);
                 }
             } else if let Some(word) = self.overflow.get_mut((candidate.intid / 64) as usize) {
                 *word |= 1 << (candidate.intid % 64);
@@ -439,61 +438,54 @@ impl ListRegisters {
         }
 
         // Keep each staying interrupt in its LR; put the newcomers into the free ones.
-        let mut new_slots = [None::<LrEntry>; MAX_LIST_REGISTERS];
-        let mut placed = [false; MAX_LIST_REGISTERS];
+        // `chosen[lr]` is the index in `desired` that LR `lr` gets (FREE: none).
+        const FREE: u8 = u8::MAX;
+        let mut chosen = [FREE; MAX_LIST_REGISTERS];
+        let mut placed = 0u16;
         let mut transferred = 0u16;
-        for (chosen, placed) in desired.iter().zip(placed.iter_mut()).take(taken) {
-            let Some((entry, moved)) = chosen else {
-                continue;
-            };
+        for (which, (entry, moved)) in desired.iter().enumerate() {
             if let Some(index) = self.find(entry.intid) {
-                if let Some(slot) = new_slots.get_mut(index) {
-                    *slot = Some(*entry);
-                    *placed = true;
+                if let Some(slot) = chosen.get_mut(index) {
+                    *slot = which as u8;
+                    placed |= 1 << which;
                     if *moved {
                         transferred |= 1 << index;
                     }
                 }
             }
         }
-        for (chosen, placed) in desired.iter().zip(placed.iter()).take(taken) {
-            let Some((entry, moved)) = chosen else {
-                continue;
-            };
-            if *placed {
+        for (which, (_, moved)) in desired.iter().enumerate() {
+            if placed & (1 << which) != 0 {
                 continue;
             }
+            let free = |index: &usize| chosen.get(*index) == Some(&FREE);
             // Prefer an LR that is invalid in the hardware already.
-            let free = |index: &usize, new_slots: &[Option<LrEntry>]| {
-                new_slots.get(*index).is_some_and(|slot| slot.is_none())
-            };
             let index = (0..self.count)
-                .find(|index| {
-                    free(index, &new_slots) && self.slots.get(*index).is_some_and(|s| s.is_none())
-                })
-                .or_else(|| (0..self.count).find(|index| free(index, &new_slots)));
-            if let Some(index) = index {
-                if let Some(slot) = new_slots.get_mut(index) {
-                    *slot = Some(*entry);
-                    if *moved {
-                        transferred |= 1 << index;
-                    }
+                .find(|index| free(index) && self.slots.get(*index).is_some_and(|s| s.is_none()))
+                .or_else(|| (0..self.count).find(free));
+            let Some(index) = index else { continue };
+            if let Some(slot) = chosen.get_mut(index) {
+                *slot = which as u8;
+                if *moved {
+                    transferred |= 1 << index;
                 }
             }
         }
         self.transferred = transferred;
-        for index in 0..self.count {
-            let (Some(old), Some(new)) = (self.slots.get(index), new_slots.get(index)) else {
-                continue;
-            };
-            if old != new {
-                self.dirty |= 1 << index;
-            }
-        }
         // Only the LRs that exist, element by element: a whole-array assignment is a
         // 320-byte memcpy, byte by byte on this strict-alignment target when misaligned.
-        for (slot, new) in self.slots.iter_mut().zip(new_slots.iter()).take(self.count) {
-            *slot = *new;
+        for (index, (slot, which)) in self
+            .slots
+            .iter_mut()
+            .zip(chosen)
+            .enumerate()
+            .take(self.count)
+        {
+            let new = desired.get(usize::from(which)).map(|(entry, _)| *entry);
+            if *slot != new {
+                self.dirty |= 1 << index;
+                *slot = new;
+            }
         }
         self.update_valid();
         self.populated_at = Some(vgic.generation());
