@@ -45,6 +45,8 @@ pub struct Hypervisor {
     running: [Option<VcpuId>; crate::scheduler::MAX_CPUS],
     /// Console input: which domain has the focus, and input waiting for ring space.
     console_input: crate::console_input::ConsoleInput,
+    /// Crash policy and restarts (`hypervisor_lifecycle.rs`).
+    lifecycle: crate::lifecycle::Lifecycle,
 }
 
 impl Default for Hypervisor {
@@ -101,6 +103,7 @@ impl Hypervisor {
             ports: [const { PortTable::new() }; MAX_DOMAINS],
             running: [None; crate::scheduler::MAX_CPUS],
             console_input: crate::console_input::ConsoleInput::new(),
+            lifecycle: crate::lifecycle::Lifecycle::new(),
         }
     }
 
@@ -132,8 +135,24 @@ impl Hypervisor {
         channels: &crate::domain::Channels<'_>,
     ) -> Result<&Domain, crate::domain::BuildError> {
         use crate::domain::BuildError;
+        // What a restart will need; the restart count goes into its device tree.
+        let plan = self
+            .lifecycle
+            .slots
+            .get_mut(slot)
+            .ok_or(BuildError::Unsupported)?;
+        plan.gic = Some(gic);
+        plan.schedule = settings;
+        let restarts = plan.restarts;
         let entry = self.domains.get_mut(slot).ok_or(BuildError::Unsupported)?;
-        *entry = Some(Domain::build(slot, image, gic, channels, &mut self.frames)?);
+        *entry = Some(Domain::build(
+            slot,
+            image,
+            gic,
+            channels,
+            restarts,
+            &mut self.frames,
+        )?);
         let vcpu_count = entry.as_ref().map_or(0, |domain| domain.vcpus.len());
         let version = match gic {
             crate::domain_dt::GuestGic::V2 { .. } => GicVersion::V2,
@@ -987,9 +1006,11 @@ impl Hypervisor {
         // What it mapped is let go, and what others mapped of it is withdrawn, before its
         // memory can be scrubbed and reused.
         crate::grant_table::release_domain(&mut self.domains, &mut self.frames, slot);
+        // Whether its crash policy builds it again once it is torn down.
+        let restarting = self.plan_restart(slot, state);
         let mut domain_taken = self.domains.get_mut(slot).and_then(Option::take);
         if let Some(domain) = domain_taken.as_mut() {
-            self.retire(domain, state);
+            self.retire(domain, state, restarting);
         }
         if let Some(domain) = domain_taken {
             // Back in its slot, ended: it is torn down by the last CPU to leave it.
@@ -1005,12 +1026,13 @@ impl Hypervisor {
                 *running = None;
             }
         }
-        self.tear_down_if_unused(slot);
+        self.tear_down_if_unused(slot, cpu.index);
         self.schedule(cpu)
     }
 
-    /// Tears an ended domain down once no CPU runs any of its vCPUs any more.
-    fn tear_down_if_unused(&mut self, slot: usize) {
+    /// Tears an ended domain down once no CPU runs any of its vCPUs any more (then, if its
+    /// crash policy says so, builds it again).
+    fn tear_down_if_unused(&mut self, slot: usize, from_cpu: usize) {
         let ended = self
             .domain(slot)
             .is_some_and(|domain| domain.state != DomainState::Alive);
@@ -1022,6 +1044,7 @@ impl Hypervisor {
         if ended && !in_use {
             if let Some(domain) = self.domains.get_mut(slot).and_then(Option::take) {
                 domain.tear_down(&mut self.frames);
+                self.after_teardown(slot, from_cpu);
             }
         }
     }
@@ -1041,12 +1064,13 @@ impl Hypervisor {
         if let Some(running) = self.running.get_mut(cpu.index) {
             *running = None;
         }
-        self.tear_down_if_unused(current.domain);
+        self.tear_down_if_unused(current.domain, cpu.index);
     }
 
     /// Marks a domain ended, flushes its console and logs a clean shutdown (crashes were
-    /// logged with their cause already), and counts it if it did not end cleanly.
-    fn retire(&mut self, domain: &mut Domain, state: DomainState) {
+    /// logged with their cause already), and counts it if it did not end cleanly (unless
+    /// it is `restarting`: then its next incarnation's end is what counts).
+    fn retire(&mut self, domain: &mut Domain, state: DomainState, restarting: bool) {
         domain.end(state);
         let name = &domain.name;
         domain
@@ -1059,7 +1083,7 @@ impl Hypervisor {
                 reason_name(reason)
             );
         }
-        if !domain.state.is_clean() {
+        if !domain.state.is_clean() && !restarting {
             self.unclean += 1;
         }
     }
@@ -1162,9 +1186,14 @@ impl Hypervisor {
             .flat_map(|domain| domain.vcpus.iter())
             .filter_map(|vcpu| vcpu.singleshot)
             .min();
-        match (self.earliest_wake(), singleshot) {
+        let earliest = match (self.earliest_wake(), singleshot) {
             (Some(wake), Some(shot)) => Some(wake.min(shot)),
             (wake, shot) => wake.or(shot),
+        };
+        // Domain watchdogs (hypervisor_lifecycle.rs).
+        match (earliest, self.earliest_watchdog()) {
+            (Some(earliest), Some(watchdog)) => Some(earliest.min(watchdog)),
+            (earliest, watchdog) => earliest.or(watchdog),
         }
     }
 
@@ -1466,6 +1495,7 @@ impl Hypervisor {
                 let now = arch::read_counter();
                 self.wake_expired(cpu.index, now);
                 self.fire_singleshots(cpu.index, now);
+                self.expire_watchdogs(cpu, now);
                 next = self.tick(cpu);
             } else if intid == arch::kick_intid() {
                 // Another CPU changed something this one must act on: reschedule.
@@ -1561,6 +1591,9 @@ pub fn handle_guest_serror(cpu: &mut CpuState, esr: u64) {
 pub fn start(cpu: &mut CpuState, next: Next) {
     finish(cpu, next);
 }
+
+#[path = "hypervisor_lifecycle.rs"]
+mod lifecycle;
 
 #[cfg(test)]
 #[path = "hypervisor_tests.rs"]
