@@ -1602,3 +1602,7 @@ mod tests;
 #[cfg(test)]
 #[path = "grant_table_tests.rs"]
 mod grant_table_tests;
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod lifecycle_tests;

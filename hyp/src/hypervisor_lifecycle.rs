@@ -186,6 +186,14 @@ impl Hypervisor {
             ports: &ports,
             peers: &peers,
         };
+        // CPUs that left its vCPUs may still count them as theirs until they reschedule:
+        // they let go now, so the new vCPUs can take the slots.
+        let released = self.scheduler.release_dead(slot);
+        for other in 0..crate::scheduler::MAX_CPUS {
+            if released & (1 << other) != 0 && other != from_cpu {
+                crate::arch::kick_cpu(other);
+            }
+        }
         match self.build_domain(slot, &entry, schedule, gic, &channels) {
             Ok(_) => {
                 // A restart is not a new domain for the final count.
