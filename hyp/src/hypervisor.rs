@@ -1026,13 +1026,13 @@ impl Hypervisor {
                 *running = None;
             }
         }
-        self.tear_down_if_unused(slot, cpu.index);
+        self.tear_down_if_unused(slot);
         self.schedule(cpu)
     }
 
     /// Tears an ended domain down once no CPU runs any of its vCPUs any more (then, if its
-    /// crash policy says so, builds it again).
-    fn tear_down_if_unused(&mut self, slot: usize, from_cpu: usize) {
+    /// crash policy says so, marks it for rebuilding: see `settle`).
+    fn tear_down_if_unused(&mut self, slot: usize) {
         let ended = self
             .domain(slot)
             .is_some_and(|domain| domain.state != DomainState::Alive);
@@ -1044,7 +1044,7 @@ impl Hypervisor {
         if ended && !in_use {
             if let Some(domain) = self.domains.get_mut(slot).and_then(Option::take) {
                 domain.tear_down(&mut self.frames);
-                self.after_teardown(slot, from_cpu);
+                self.after_teardown(slot);
             }
         }
     }
@@ -1064,7 +1064,7 @@ impl Hypervisor {
         if let Some(running) = self.running.get_mut(cpu.index) {
             *running = None;
         }
-        self.tear_down_if_unused(current.domain, cpu.index);
+        self.tear_down_if_unused(current.domain);
     }
 
     /// Marks a domain ended, flushes its console and logs a clean shutdown (crashes were
@@ -1281,7 +1281,8 @@ impl Hypervisor {
 
     fn idle_or_halt(&mut self, cpu: &mut CpuState) -> Next {
         cpu.current = None;
-        if self.domains.iter().any(Option::is_some) {
+        // A domain torn down for a restart counts as present (`settle` rebuilds it).
+        if self.domains.iter().any(Option::is_some) || self.lifecycle.rebuild_due != 0 {
             Next::Idle
         } else {
             Next::Halt
@@ -1470,6 +1471,7 @@ fn finish(cpu: &mut CpuState, mut next: Next) {
                 arch::wait_for_interrupt();
                 let mut hypervisor = HYPERVISOR.lock();
                 next = hypervisor.take_interrupts(cpu);
+                next = hypervisor.settle(cpu, next);
                 if next == Next::Resume {
                     hypervisor.enter_guest(cpu);
                 }
@@ -1545,6 +1547,7 @@ pub fn handle_guest_exit(cpu: &mut CpuState, exit: GuestExit, esr: u64) {
     let mut hypervisor = HYPERVISOR.lock();
     hypervisor.leave_guest(cpu);
     let next = hypervisor.handle_exit(cpu, exit, esr);
+    let next = hypervisor.settle(cpu, next);
     if next == Next::Resume {
         hypervisor.enter_guest(cpu);
     }
@@ -1557,6 +1560,7 @@ pub fn handle_guest_interrupt(cpu: &mut CpuState) {
     let mut hypervisor = HYPERVISOR.lock();
     hypervisor.leave_guest(cpu);
     let next = hypervisor.take_interrupts(cpu);
+    let next = hypervisor.settle(cpu, next);
     if next == Next::Resume {
         hypervisor.enter_guest(cpu);
     }
@@ -1580,6 +1584,7 @@ pub fn handle_guest_serror(cpu: &mut CpuState, esr: u64) {
         ),
         None => hypervisor.schedule(cpu),
     };
+    let next = hypervisor.settle(cpu, next);
     if next == Next::Resume {
         hypervisor.enter_guest(cpu);
     }

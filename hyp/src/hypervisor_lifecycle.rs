@@ -139,35 +139,75 @@ impl Hypervisor {
         plan.restart_pending
     }
 
-    /// Right after domain `slot` was torn down (its memory scrubbed and returned): builds
-    /// it again if its crash policy said so, or logs that a restartable domain is gone for
-    /// good. `from_cpu` is the CPU doing it (others are kicked for the new vCPU).
-    pub(super) fn after_teardown(&mut self, slot: usize, from_cpu: usize) {
+    /// Right after domain `slot` was torn down (its memory scrubbed and returned): marks
+    /// it for rebuilding if its crash policy said so (see [`Hypervisor::settle`]), or logs
+    /// that a restartable domain is gone for good.
+    pub(super) fn after_teardown(&mut self, slot: usize) {
         let Some(pack) = self.lifecycle.pack else {
             return;
         };
-        let Some(settings) = pack.settings(slot) else {
+        let (Some(settings), Some(entry)) = (pack.settings(slot), pack.domain(slot)) else {
+            return;
+        };
+        let free_after_teardown = self.frames.free_bytes();
+        let Some(plan) = self.lifecycle.slots.get_mut(slot) else {
+            return;
+        };
+        plan.free_after_teardown = free_after_teardown;
+        if plan.restart_pending {
+            plan.restart_pending = false;
+            self.lifecycle.rebuild_due |= 1 << slot;
+        } else if settings.on_crash == OnCrash::Restart {
+            defmt::warn!(
+                "domain {=str} not restarted: {=u32} restart(s) done, max_restarts {=u32}; free bytes {=u64} after teardown",
+                entry.name, plan.restarts, settings.max_restarts, free_after_teardown
+            );
+        }
+    }
+
+    /// Called by every entry from a guest once its exit or interrupt is handled (and by an
+    /// idle CPU after its interrupts), with what to do next: builds again the domains torn
+    /// down for a restart meanwhile, and lets an idle CPU pick up their vCPUs. Cheap when
+    /// there are none.
+    #[inline]
+    pub fn settle(&mut self, cpu: &mut CpuState, next: Next) -> Next {
+        if self.lifecycle.rebuild_due == 0 {
+            return next;
+        }
+        self.rebuild_due_domains(cpu, next)
+    }
+
+    #[inline(never)]
+    fn rebuild_due_domains(&mut self, cpu: &mut CpuState, next: Next) -> Next {
+        for slot in 0..crate::domain::MAX_DOMAINS {
+            if self.lifecycle.rebuild_due & (1 << slot) != 0 {
+                self.lifecycle.rebuild_due &= !(1 << slot);
+                self.rebuild(slot, cpu.index);
+            }
+        }
+        if cpu.current.is_none() {
+            self.schedule(cpu)
+        } else {
+            next
+        }
+    }
+
+    /// Builds domain `slot` again from its boot-pack entry, after a crash: fresh memory,
+    /// the same image, command line, size and settings; its channels re-bound and its
+    /// console attached; one log line with the free memory after its teardown and now.
+    fn rebuild(&mut self, slot: usize, from_cpu: usize) {
+        let Some(pack) = self.lifecycle.pack else {
+            return;
+        };
+        let (Some(settings), Some(entry)) = (pack.settings(slot), pack.domain(slot)) else {
             return;
         };
         let Some(plan) = self.lifecycle.slots.get_mut(slot) else {
             return;
         };
-        let Some(entry) = pack.domain(slot) else {
-            return;
-        };
-        let free_after_teardown = self.frames.free_bytes();
-        if !plan.restart_pending {
-            if settings.on_crash == OnCrash::Restart {
-                defmt::warn!(
-                    "domain {=str} not restarted: {=u32} restart(s) done, max_restarts {=u32}; free bytes {=u64} after teardown",
-                    entry.name, plan.restarts, settings.max_restarts, free_after_teardown
-                );
-            }
-            return;
-        }
-        plan.restart_pending = false;
         plan.restarts = plan.restarts.saturating_add(1);
         let restarts = plan.restarts;
+        let free_after_teardown = plan.free_after_teardown;
         let (Some(gic), schedule) = (plan.gic, plan.schedule) else {
             return;
         };

@@ -97,6 +97,8 @@ pub struct SlotPlan {
     pub restarts: u32,
     /// It ended by a fault and will be built again once torn down.
     pub restart_pending: bool,
+    /// Free bytes right after its last teardown (for the restart's log line).
+    pub free_after_teardown: u64,
 }
 
 impl SlotPlan {
@@ -108,6 +110,7 @@ impl SlotPlan {
         },
         restarts: 0,
         restart_pending: false,
+        free_after_teardown: 0,
     };
 }
 
@@ -119,6 +122,10 @@ pub struct Lifecycle {
     pub pack: Option<BootPack<'static>>,
     /// Per domain slot.
     pub slots: [SlotPlan; MAX_DOMAINS],
+    /// Slots torn down and waiting to be built again (bit n = slot n). The rebuild runs
+    /// once the exit that ended the domain is handled, at the shallow end of the
+    /// hypervisor's stack (a domain control block is large).
+    pub rebuild_due: u8,
 }
 
 impl Lifecycle {
@@ -127,6 +134,7 @@ impl Lifecycle {
         Lifecycle {
             pack: None,
             slots: [SlotPlan::EMPTY; MAX_DOMAINS],
+            rebuild_due: 0,
         }
     }
 }

@@ -95,14 +95,16 @@ fn boot(pack: BootPack<'static>) -> (Booted, Result<(), &'static str>) {
     (booted, built)
 }
 
+/// Handles an exit as `handle_guest_exit` does: the exit, then `settle`.
+fn exit(booted: &mut Booted, exit: GuestExit) -> Next {
+    let next = booted.hypervisor.handle_exit(&mut booted.cpu, exit, 0);
+    booted.hypervisor.settle(&mut booted.cpu, next)
+}
+
 fn hypercall(booted: &mut Booted, call: u64, args: [u64; 5]) -> Next {
     booted.cpu.frame.x[16] = call;
     booted.cpu.frame.x[..5].copy_from_slice(&args);
-    booted.hypervisor.handle_exit(
-        &mut booted.cpu,
-        GuestExit::Hypercall { immediate: 0xea1 },
-        0,
-    )
+    exit(booted, GuestExit::Hypercall { immediate: 0xea1 })
 }
 
 /// Yields until the crasher runs on the CPU.
@@ -134,8 +136,7 @@ fn crash(booted: &mut Booted, kind: usize) {
     run_crasher(booted);
     match kind {
         0 => {
-            let exit = GuestExit::Unhandled { class: 0x3f };
-            booted.hypervisor.handle_exit(&mut booted.cpu, exit, 0);
+            exit(booted, GuestExit::Unhandled { class: 0x3f });
         }
         1 => {
             argument(booted, &3u32.to_le_bytes()); // SHUTDOWN_crash
@@ -155,6 +156,8 @@ fn crash(booted: &mut Booted, kind: usize) {
             booted
                 .hypervisor
                 .expire_watchdogs(&mut booted.cpu, deadline);
+            let next = booted.hypervisor.tick(&mut booted.cpu);
+            booted.hypervisor.settle(&mut booted.cpu, next);
         }
     }
 }
@@ -300,9 +303,8 @@ fn destroy_policy_and_clean_shutdowns_do_not_restart() {
     assert_eq!(booted.hypervisor.restarts(CRASHER), 0);
     // The victim (destroy) crashes: gone, and all memory is back.
     assert_eq!(booted.cpu.current.unwrap().domain, VICTIM);
-    let exit = GuestExit::Unhandled { class: 0x3f };
     assert_eq!(
-        booted.hypervisor.handle_exit(&mut booted.cpu, exit, 0),
+        exit(&mut booted, GuestExit::Unhandled { class: 0x3f }),
         Next::Halt
     );
     assert_eq!(booted.hypervisor.free_bytes(), booted.pool_bytes);
@@ -337,6 +339,13 @@ fn watchdogs_follow_xen_through_the_hypercall() {
     booted
         .hypervisor
         .expire_watchdogs(&mut booted.cpu, deadline);
+    assert_eq!(
+        booted.hypervisor.restarts(CRASHER),
+        0,
+        "rebuilt only when settled"
+    );
+    let next = booted.hypervisor.tick(&mut booted.cpu);
+    booted.hypervisor.settle(&mut booted.cpu, next);
     assert_eq!(booted.hypervisor.restarts(CRASHER), 1);
     assert_eq!(booted.hypervisor.earliest_watchdog(), None);
 }

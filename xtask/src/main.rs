@@ -6,6 +6,7 @@ mod bench;
 mod config;
 mod debian;
 mod images;
+mod lifecycle_test;
 mod linux;
 mod run;
 mod sdcard;

@@ -25,6 +25,7 @@ mod blkback;
 mod blkfront;
 mod console_input;
 mod crash;
+mod crashloop;
 mod errors;
 mod events;
 mod evtchn_ipi;
@@ -53,6 +54,8 @@ pub const SCENARIOS: &[Scenario] = &[
     errors::SCENARIO,
     abi::SCENARIO,
     crash::SCENARIO,
+    crashloop::SCENARIO,
+    crashloop::PEER_SCENARIO,
     spin::SCENARIO,
     events::SCENARIO,
     timer::SCENARIO,
