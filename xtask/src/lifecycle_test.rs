@@ -42,6 +42,149 @@ pub(crate) fn crash_restart(images: &Images, machine: Machine, timeout: Duration
     judge(&outcome, check())
 }
 
+/// One deliberately broken boot pack and the refusal it must cause.
+struct Corruption {
+    /// What is wrong, for messages.
+    what: &'static str,
+    /// The hypervisor's line that must appear.
+    refusal: &'static str,
+}
+
+/// `corrupt-pack`: boot packs the hypervisor must refuse before starting any domain,
+/// written here behind the encoder's back: a flipped payload byte (checksum mismatch), a
+/// second domain that asks for more memory than the machine has, and a second domain
+/// whose kernel claims more memory than the domain has (both valid as packs, refused by
+/// the hypervisor's whole-pack check). Each run logs `boot pack refused: ...` and
+/// `boot refused: ...`, builds no domain (no `domain NAME: N MiB at` line, no guest
+/// output) and powers off without a panic.
+pub(crate) fn corrupt_pack(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
+    let cases = [
+        Corruption {
+            what: "a payload byte flipped",
+            refusal: "boot pack refused: boot pack checksum mismatch",
+        },
+        Corruption {
+            what: "more memory than the machine has",
+            refusal: "boot pack refused: the domains need more memory than the machine has free",
+        },
+        Corruption {
+            what: "a kernel larger than its domain",
+            refusal: "boot pack refused: domain second: image, initrd and device tree do not fit the domain's memory",
+        },
+    ];
+    for (index, case) in cases.iter().enumerate() {
+        let pack = match corrupt_pack_bytes(images, index) {
+            Ok(pack) => pack,
+            Err(error) => {
+                return Verdict::Fail {
+                    reason: format!("writing the pack with {}: {error:#}", case.what),
+                    output: Vec::new(),
+                }
+            }
+        };
+        let path = images.bootpack.with_file_name("corrupt-pack.bin");
+        if let Err(error) = std::fs::write(&path, pack) {
+            return Verdict::Fail {
+                reason: format!("writing {}: {error}", path.display()),
+                output: Vec::new(),
+            };
+        }
+        let outcome = match crate::run::boot_pack_file(
+            images,
+            &path,
+            machine,
+            (false, timeout, false),
+            &[],
+        ) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                return Verdict::Fail {
+                    reason: format!("{error:#}"),
+                    output: Vec::new(),
+                }
+            }
+        };
+        let hyp: Vec<&str> = outcome.hyp_messages().collect();
+        let console: Vec<&str> = outcome.console_lines().collect();
+        let checked = outcome
+            .check_run()
+            .and_then(|()| check_refusal(&hyp, &console, case.refusal))
+            .map_err(|reason| format!("pack with {}: {reason}", case.what));
+        if checked.is_err() {
+            return judge(&outcome, checked);
+        }
+    }
+    Verdict::Pass
+}
+
+/// The boot pack of corruption case `case`: two small `pv-guest` domains, then broken.
+fn corrupt_pack_bytes(images: &Images, case: usize) -> anyhow::Result<Vec<u8>> {
+    use hyp::bootpack::{encode, encoded_size, DomainSettings, DomainSpec};
+    let mut image = std::fs::read(&images.guest_img)?;
+    let mut second_memory = 32;
+    match case {
+        1 => second_memory = 4096,
+        2 => image[16..24].copy_from_slice(&(64u64 << 20).to_le_bytes()), // image_size
+        _ => {}
+    }
+    let good_image = std::fs::read(&images.guest_img)?;
+    let specs = [
+        DomainSpec {
+            name: "first",
+            memory_mib: 32,
+            vcpus: 1,
+            image: &good_image,
+            initrd: &[],
+            cmdline: "hello",
+            settings: DomainSettings::default(),
+        },
+        DomainSpec {
+            name: "second",
+            memory_mib: second_memory,
+            vcpus: 1,
+            image: &image,
+            initrd: &[],
+            cmdline: "hello",
+            settings: DomainSettings::default(),
+        },
+    ];
+    let size = encode_size(encoded_size(&specs, &[]))?;
+    let mut pack = vec![0u8; size];
+    let written =
+        encode(&specs, &[], &mut pack).map_err(|error| anyhow::anyhow!(error.describe()))?;
+    pack.truncate(written);
+    if case == 0 {
+        // Past the header, the entries and the channel table: in the first image.
+        let last = pack.len() - 1;
+        pack[last] ^= 0xff;
+    }
+    Ok(pack)
+}
+
+fn encode_size(size: Result<usize, hyp::bootpack::PackError>) -> anyhow::Result<usize> {
+    size.map_err(|error| anyhow::anyhow!(error.describe()))
+}
+
+/// A boot refused with `refusal` and nothing started.
+pub(crate) fn check_refusal(hyp: &[&str], console: &[&str], refusal: &str) -> Result<(), String> {
+    if !hyp.iter().any(|line| line.starts_with(refusal)) {
+        return Err(format!("no hypervisor line `{refusal}`"));
+    }
+    if !hyp.iter().any(|line| line.starts_with("boot refused: ")) {
+        return Err("no `boot refused: ...` line".to_string());
+    }
+    if let Some(started) = hyp
+        .iter()
+        .find(|line| line.contains(" MiB at ") || line.starts_with("running on "))
+    {
+        return Err(format!("a domain was built or started: `{started}`"));
+    }
+    if let Some(line) = console.first() {
+        return Err(format!("a guest printed `{line}`"));
+    }
+    Ok(())
+}
+
 fn check_halt(outcome: &Outcome, unclean: usize, domains: usize) -> Result<(), String> {
     let expected = Halt::Unclean { unclean, domains };
     match outcome.final_halt() {
@@ -222,6 +365,21 @@ mod tests {
         let hyp: Vec<&str> = hyp.iter().map(String::as_str).collect();
         let console: Vec<&str> = console.iter().map(String::as_str).collect();
         check_restart_log(&hyp, &console, "c", max)
+    }
+
+    #[test]
+    fn refusal_checks() {
+        let refused = ["boot pack refused: x y", "boot refused: z"];
+        assert_eq!(check_refusal(&refused, &[], "boot pack refused: x"), Ok(()));
+        assert!(check_refusal(&refused, &[], "boot pack refused: w").is_err());
+        assert!(check_refusal(&refused[..1], &[], "boot pack refused: x").is_err());
+        let built = [
+            "boot pack refused: x",
+            "domain a: 32 MiB at 0x40000000",
+            "boot refused: z",
+        ];
+        assert!(check_refusal(&built, &[], "boot pack refused: x").is_err());
+        assert!(check_refusal(&refused, &["(a) hello"], "boot pack refused: x").is_err());
     }
 
     #[test]

@@ -39,6 +39,7 @@ const SCENARIOS: &[&str] = &[
     "demo",
     "crash-isolation",
     "crash-restart",
+    "corrupt-pack",
     "guest-cmdline",
     "example-guest",
     "spinner-beside-interactive",
@@ -176,6 +177,7 @@ pub fn test(args: &TestArgs) -> Result<bool> {
                 }
                 "crash-isolation" => crash_isolation(images, machine, timeout),
                 "crash-restart" => crate::lifecycle_test::crash_restart(images, machine, timeout),
+                "corrupt-pack" => crate::lifecycle_test::corrupt_pack(images, machine, timeout),
                 "guest-cmdline" => guest_cmdline(images, machine, timeout),
                 "example-guest" => example_guest(images, machine, timeout),
                 "spinner-beside-interactive" => {
