@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod config;
 mod debian;
+mod dtb;
 mod images;
 mod lifecycle_test;
 mod linux;
