@@ -363,3 +363,64 @@ fn a_pack_that_cannot_start_whole_starts_nothing() {
     assert_eq!(booted.hypervisor.free_bytes(), booted.pool_bytes);
     assert_eq!(booted.hypervisor.started, 0);
 }
+
+#[test]
+fn a_restarted_granter_takes_its_pages_back_and_its_new_memory_is_its_own() {
+    use hypercall_abi::grant_table_op as gnttab;
+    const HOST: u64 = layout::GNTTAB_BASE + 0x10_0000;
+    const GRANTED: u64 = layout::RAM_BASE + 0x30_0000;
+    let (mut booted, built) = boot(pack(1, 8));
+    built.unwrap();
+    booted.hypervisor.schedule(&mut booted.cpu);
+    // The crasher grants the victim a page of its RAM, writable; the victim maps it.
+    booted
+        .hypervisor
+        .domain(CRASHER)
+        .unwrap()
+        .grants
+        .entry(8)
+        .unwrap()
+        .grant(VICTIM as u16, (GRANTED >> 12) as u32, false);
+    let mut op = gnttab::MapGrantRef {
+        host_addr: HOST,
+        flags: gnttab::GNTMAP_HOST_MAP,
+        r#ref: 8,
+        dom: CRASHER as u16,
+        ..Default::default()
+    };
+    let hypervisor = &mut booted.hypervisor;
+    crate::grant_table::map(
+        &mut hypervisor.domains,
+        &mut hypervisor.frames,
+        VICTIM,
+        &mut op,
+    );
+    assert_eq!(op.status, gnttab::GNTST_OKAY);
+    // (The mapping took a stage-2 table page of the victim's.)
+    let free_after_map = booted.hypervisor.free_bytes();
+    let granted = {
+        let crasher = booted.hypervisor.domain(CRASHER).unwrap();
+        crasher.ram.start.add(GRANTED - layout::RAM_BASE)
+    };
+    let victim_view = |booted: &Booted| {
+        booted
+            .hypervisor
+            .domain(VICTIM)
+            .unwrap()
+            .stage2
+            .translate(crate::addr::IntermediatePhysAddr::new(HOST))
+            .unwrap()
+            .0
+    };
+    assert_eq!(victim_view(&booted), granted);
+    // The crasher crashes and is restarted: the victim's mapping now shows its sink page,
+    // not the page the new incarnation owns.
+    crash(&mut booted, 0);
+    assert_eq!(booted.hypervisor.restarts(CRASHER), 1);
+    let victim = booted.hypervisor.domain(VICTIM).unwrap();
+    assert_eq!(victim_view(&booted), victim.grants.sink());
+    assert!(victim.grants.mapping(op.handle).unwrap().withdrawn);
+    let crasher = booted.hypervisor.domain(CRASHER).unwrap();
+    assert!(!crasher.ram.contains(victim_view(&booted)));
+    assert_eq!(booted.hypervisor.free_bytes(), free_after_map);
+}
