@@ -8,10 +8,10 @@
 //! All integers are little-endian. Layout:
 //!
 //! ```text
-//! header (32 bytes): magic "HYPPACK\0", version u32 (2), domain_count u32, total_size u64,
+//! header (32 bytes): magic "HYPPACK\0", version u32 (3), domain_count u32, total_size u64,
 //!                    checksum u32 (CRC-32 of [32, total_size)), reserved u32
 //! entries (104 bytes each): name [u8; 32], memory_mib u32, vcpus u32, weight u16,
-//!                    on_crash u16, reserved u32, affinity u64,
+//!                    on_crash u16, max_restarts u32, affinity u64,
 //!                    image/initrd/cmdline {offset u64, size u64}
 //! channel table: channel_count u32, reserved u32, then per channel
 //!                    {domain_a u32, domain_b u32} (indices of entries)
@@ -26,7 +26,7 @@ use crate::crc32::crc32;
 /// The first eight bytes of every boot pack.
 pub const MAGIC: [u8; 8] = *b"HYPPACK\0";
 /// The format version this code reads and writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Size of the pack header in bytes.
 pub const HEADER_SIZE: usize = 32;
 /// Size of one domain entry in bytes.
@@ -66,7 +66,7 @@ const MEMORY_OFFSET: usize = 32;
 const VCPUS_OFFSET: usize = 36;
 const WEIGHT_OFFSET: usize = 40;
 const ON_CRASH_OFFSET: usize = 42;
-const ENTRY_RESERVED_OFFSET: usize = 44;
+const MAX_RESTARTS_OFFSET: usize = 44;
 const AFFINITY_OFFSET: usize = 48;
 const IMAGE_OFFSET: usize = 56;
 const INITRD_OFFSET: usize = 72;
@@ -78,13 +78,18 @@ pub enum OnCrash {
     /// Tear the domain down and return its memory; the others keep running (code 0).
     #[default]
     Destroy,
+    /// Tear the domain down, then build it again from its entry: same image, command line,
+    /// memory size and channels, fresh memory (code 1). At most
+    /// [`DomainSettings::max_restarts`] times (0: no limit); after that, destroy.
+    Restart,
 }
 
 impl OnCrash {
-    /// The code stored in the entry. Code 1 is reserved for "restart".
+    /// The code stored in the entry.
     pub fn code(self) -> u16 {
         match self {
             OnCrash::Destroy => 0,
+            OnCrash::Restart => 1,
         }
     }
 
@@ -92,6 +97,7 @@ impl OnCrash {
     pub fn from_code(code: u16) -> Option<OnCrash> {
         match code {
             0 => Some(OnCrash::Destroy),
+            1 => Some(OnCrash::Restart),
             _ => None,
         }
     }
@@ -100,6 +106,7 @@ impl OnCrash {
     pub fn name(self) -> &'static str {
         match self {
             OnCrash::Destroy => "destroy",
+            OnCrash::Restart => "restart",
         }
     }
 }
@@ -116,6 +123,9 @@ pub struct DomainSettings {
     pub affinity: u64,
     /// What happens when the domain crashes.
     pub on_crash: OnCrash,
+    /// With [`OnCrash::Restart`]: how many restarts at most (0: no limit); the crash after
+    /// the last one destroys the domain. Always 0 with [`OnCrash::Destroy`].
+    pub max_restarts: u32,
 }
 
 impl Default for DomainSettings {
@@ -125,6 +135,7 @@ impl Default for DomainSettings {
             weight: DEFAULT_WEIGHT,
             affinity: u64::MAX,
             on_crash: OnCrash::Destroy,
+            max_restarts: 0,
         }
     }
 }
@@ -216,13 +227,14 @@ pub enum DomainProblem {
         /// The value found.
         vcpus: u32,
     },
-    /// The entry's `reserved` field is not zero.
-    ReservedNotZero,
+    /// `max_restarts` is not zero although `on_crash` is not restart.
+    MaxRestartsWithoutRestart,
     /// The scheduling weight is zero.
     BadWeight,
     /// The affinity mask names no CPU.
     EmptyAffinity,
-    /// `on_crash` holds a code this version does not know (1, "restart", is reserved).
+    /// `on_crash` holds a code this version does not know (0 destroy and 1 restart are
+    /// known).
     BadOnCrash {
         /// The code found.
         code: u16,
@@ -266,7 +278,9 @@ impl DomainProblem {
             DomainProblem::DuplicateName { .. } => "domain name is used twice",
             DomainProblem::BadMemorySize => "domain memory size is zero or too large",
             DomainProblem::BadVcpuCount { .. } => "domain vCPU count is not in 1..=8",
-            DomainProblem::ReservedNotZero => "domain reserved field is not zero",
+            DomainProblem::MaxRestartsWithoutRestart => {
+                "domain max_restarts is set but on_crash is not restart"
+            }
             DomainProblem::BadWeight => "domain weight is zero",
             DomainProblem::EmptyAffinity => "domain affinity names no CPU",
             DomainProblem::BadOnCrash { .. } => "domain on_crash policy is unknown",
@@ -511,6 +525,17 @@ fn check_settings(
     Ok(())
 }
 
+fn check_crash_policy(index: usize, code: u16, max_restarts: u32) -> Result<(), PackError> {
+    match OnCrash::from_code(code) {
+        None => Err(domain_error(index, DomainProblem::BadOnCrash { code })),
+        Some(OnCrash::Destroy) if max_restarts != 0 => Err(domain_error(
+            index,
+            DomainProblem::MaxRestartsWithoutRestart,
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 fn check_channel(index: usize, a: u64, b: u64, domain_count: usize) -> Result<(), PackError> {
     for domain in [a, b] {
         if domain >= domain_count as u64 {
@@ -717,18 +742,10 @@ impl<'a> BootPack<'a> {
             let vcpus = read_u32(entry, VCPUS_OFFSET).ok_or(truncated(area_start))?;
             let weight = read_u16(entry, WEIGHT_OFFSET).ok_or(truncated(area_start))?;
             let on_crash = read_u16(entry, ON_CRASH_OFFSET).ok_or(truncated(area_start))?;
-            let reserved = read_u32(entry, ENTRY_RESERVED_OFFSET).ok_or(truncated(area_start))?;
+            let max_restarts = read_u32(entry, MAX_RESTARTS_OFFSET).ok_or(truncated(area_start))?;
             let affinity = read_u64(entry, AFFINITY_OFFSET).ok_or(truncated(area_start))?;
-            if reserved != 0 {
-                return Err(domain_error(index, DomainProblem::ReservedNotZero));
-            }
             check_settings(index, memory_mib, vcpus, weight, affinity)?;
-            if OnCrash::from_code(on_crash).is_none() {
-                return Err(domain_error(
-                    index,
-                    DomainProblem::BadOnCrash { code: on_crash },
-                ));
-            }
+            check_crash_policy(index, on_crash, max_restarts)?;
             let domain_spans = spans.get_mut(index).ok_or(truncated(area_start))?;
             for (payload, span) in Payload::ALL.iter().zip(domain_spans.iter_mut()) {
                 *span = read_span(entry, *payload).ok_or(truncated(area_start))?;
@@ -762,6 +779,7 @@ impl<'a> BootPack<'a> {
             weight: read_u16(entry, WEIGHT_OFFSET)?,
             affinity: read_u64(entry, AFFINITY_OFFSET)?,
             on_crash: OnCrash::from_code(read_u16(entry, ON_CRASH_OFFSET)?)?,
+            max_restarts: read_u32(entry, MAX_RESTARTS_OFFSET)?,
         })
     }
 
@@ -925,6 +943,7 @@ fn plan(
             settings.weight,
             settings.affinity,
         )?;
+        check_crash_policy(index, settings.on_crash.code(), settings.max_restarts)?;
         check_image(index, domain.image)?;
         check_cmdline(index, domain.cmdline.as_bytes())?;
         let domain_spans = spans.get_mut(index).ok_or(overflow)?;
@@ -990,6 +1009,11 @@ pub fn encode(
             pack,
             entry + ON_CRASH_OFFSET,
             &settings.on_crash.code().to_le_bytes(),
+        )?;
+        write_bytes(
+            pack,
+            entry + MAX_RESTARTS_OFFSET,
+            &settings.max_restarts.to_le_bytes(),
         )?;
         write_bytes(
             pack,
@@ -1084,6 +1108,7 @@ mod tests {
         weight: 65535,
         affinity: 0b1010,
         on_crash: OnCrash::Destroy,
+        max_restarts: 0,
     };
 
     /// Offset of the channel table of [`two_domains_pack`].
@@ -1139,12 +1164,12 @@ mod tests {
     fn header_fields_match_the_format() {
         let pack = two_domains_pack();
         assert_eq!(&pack[0..8], b"HYPPACK\0");
-        assert_eq!(read_u32(&pack, 8), Some(2));
+        assert_eq!(read_u32(&pack, 8), Some(3));
         assert_eq!(read_u32(&pack, 12), Some(2));
         assert_eq!(read_u64(&pack, 16), Some(pack.len() as u64));
         assert_eq!(read_u32(&pack, 24), Some(crc32(&pack[32..])));
         assert_eq!(&pack[32..36], b"dom0");
-        // Entry 1: weight 65535 at 40, on_crash 0 at 42, reserved at 44, affinity at 48.
+        // Entry 1: weight 65535 at 40, on_crash 0 at 42, max_restarts at 44, affinity at 48.
         assert_eq!(&pack[ENTRY1 + 40..ENTRY1 + 42], &[0xFF, 0xFF]);
         assert_eq!(&pack[ENTRY1 + 42..ENTRY1 + 48], &[0; 6]);
         assert_eq!(read_u64(&pack, ENTRY1 + 48), Some(0b1010));
@@ -1178,7 +1203,7 @@ mod tests {
         let mut pack = two_domains_pack();
         pack[0] = b'X';
         assert_eq!(BootPack::parse(&pack).unwrap_err(), PackError::BadMagic);
-        for version in [1u8, 3] {
+        for version in [2u8, 4] {
             let mut pack = two_domains_pack();
             pack[8] = version;
             assert_eq!(
@@ -1363,18 +1388,29 @@ mod tests {
         );
         let zero_weight = tamper(&|pack| pack[entry1 + 40..entry1 + 42].fill(0));
         assert_eq!(zero_weight, domain_error(1, DomainProblem::BadWeight));
-        let restart = tamper(&|pack| pack[entry1 + 42] = 1);
+        let unknown = tamper(&|pack| pack[entry1 + 42] = 2);
         assert_eq!(
-            restart,
-            domain_error(1, DomainProblem::BadOnCrash { code: 1 })
+            unknown,
+            domain_error(1, DomainProblem::BadOnCrash { code: 2 })
         );
         let high_on_crash = tamper(&|pack| pack[entry1 + 43] = 0x80);
         assert_eq!(
             high_on_crash,
             domain_error(1, DomainProblem::BadOnCrash { code: 0x8000 })
         );
-        let reserved = tamper(&|pack| pack[entry1 + 47] = 1);
-        assert_eq!(reserved, domain_error(1, DomainProblem::ReservedNotZero));
+        let limit_without_restart = tamper(&|pack| pack[entry1 + 47] = 1);
+        assert_eq!(
+            limit_without_restart,
+            domain_error(1, DomainProblem::MaxRestartsWithoutRestart)
+        );
+        // Restart, with or without a limit, is a policy the pack carries.
+        let mut restart = two_domains_pack();
+        restart[entry1 + 42] = 1;
+        restart[entry1 + 44] = 100;
+        reseal(&mut restart);
+        let settings = BootPack::parse(&restart).unwrap().settings(1).unwrap();
+        assert_eq!(settings.on_crash, OnCrash::Restart);
+        assert_eq!(settings.max_restarts, 100);
         let no_cpu = tamper(&|pack| pack[entry1 + 48..entry1 + 56].fill(0));
         assert_eq!(no_cpu, domain_error(1, DomainProblem::EmptyAffinity));
         let image_offset = read_u64(&two_domains_pack(), entry1 + IMAGE_OFFSET).unwrap() as usize;
@@ -1418,6 +1454,7 @@ mod tests {
             weight,
             affinity,
             on_crash: OnCrash::Destroy,
+            max_restarts: 0,
         };
         let cases: [(DomainSpec, DomainProblem); 9] = [
             (
@@ -1576,7 +1613,7 @@ mod tests {
                 image: &image,
                 initrd: &initrd,
                 cmdline: &cmdline,
-                settings: DomainSettings { weight, affinity, on_crash: OnCrash::Destroy },
+                settings: DomainSettings { weight, affinity, on_crash: OnCrash::Destroy, max_restarts: 0 },
             };
             let pack = encode_to_vec(&[spec], &[]).unwrap();
             let parsed = BootPack::parse(&pack).unwrap();
@@ -1699,9 +1736,12 @@ mod tests {
     #[test]
     fn on_crash_codes() {
         assert_eq!(OnCrash::from_code(0), Some(OnCrash::Destroy));
-        assert_eq!(OnCrash::from_code(1), None, "1 is reserved for restart");
+        assert_eq!(OnCrash::from_code(1), Some(OnCrash::Restart));
+        assert_eq!(OnCrash::from_code(2), None);
         assert_eq!(OnCrash::Destroy.code(), 0);
+        assert_eq!(OnCrash::Restart.code(), 1);
         assert_eq!(OnCrash::Destroy.name(), "destroy");
+        assert_eq!(OnCrash::Restart.name(), "restart");
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct Domain {
     pub console_port: Option<u32>,
     /// Its grant table and the grants it has mapped.
     pub grants: crate::grant_table::GrantTable,
+    /// Its watchdogs (SCHEDOP_watchdog): the counter value at which each one in use
+    /// expires; index = id - 1.
+    pub watchdogs: [Option<u64>; crate::lifecycle::WATCHDOGS],
 }
 
 /// Why a domain could not be built. Nothing is left allocated when this is returned.
@@ -173,12 +176,14 @@ fn copy_to_physical(destination: PhysAddr, bytes: &[u8]) {
 impl Domain {
     /// Builds a domain from its boot-pack entry: allocates and zeroes its RAM, loads the
     /// kernel and initrd, writes its device tree, builds its stage-2 tables and readies
-    /// vCPU 0 at the kernel entry with x0 = the device tree's IPA.
+    /// vCPU 0 at the kernel entry with x0 = the device tree's IPA. `restarts` (how many
+    /// times it was restarted after a crash) goes into its device tree.
     pub fn build(
         slot: usize,
         image: &DomainImage<'_>,
         gic: GuestGic,
         channels: &Channels<'_>,
+        restarts: u32,
         frames: &mut FrameAllocator,
     ) -> Result<Domain, BuildError> {
         let vcpu_count = image.vcpus as usize;
@@ -199,7 +204,7 @@ impl Domain {
         let ram = frames
             .allocate_zeroed(memory_size, TWO_MIB)
             .map_err(|_| BuildError::OutOfMemory)?;
-        match Self::populate(slot, image, gic, channels, plan, ram, frames) {
+        match Self::populate(slot, image, gic, channels, restarts, plan, ram, frames) {
             Ok(domain) => Ok(domain),
             Err(error) => {
                 // SAFETY: `ram` came from `frames` just now and no domain ever ran in it.
@@ -209,11 +214,13 @@ impl Domain {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn populate(
         slot: usize,
         image: &DomainImage<'_>,
         gic: GuestGic,
         channels: &Channels<'_>,
+        restarts: u32,
         plan: BootLayout,
         ram: AddrRange<PhysAddr>,
         frames: &mut FrameAllocator,
@@ -239,6 +246,7 @@ impl Domain {
             timer_ppis: [29, 30, 27, 26],
             channels: channels.ports,
             channel_peers: channels.peers,
+            restarts,
         };
         let tree_size = layout::DT_OFFSET_FROM_END as usize;
         // SAFETY: the device-tree area lies inside the domain's fresh RAM (plan_layout
@@ -378,6 +386,7 @@ impl Domain {
             console_ring,
             console_port: None,
             grants,
+            watchdogs: [None; crate::lifecycle::WATCHDOGS],
         })
     }
 

@@ -145,6 +145,9 @@ pub struct DomainDtParams<'a> {
     pub channels: &'a [(u32, u32)],
     /// The remote domains' names, same order: `hyp,channel-peers`.
     pub channel_peers: &'a [&'a str],
+    /// How many times the hypervisor has restarted this domain after a crash (`on_crash =
+    /// "restart"`): `/hypervisor` `hyp,restarts`, 0 on the first boot.
+    pub restarts: u32,
 }
 
 impl<'a> DomainDtParams<'a> {
@@ -179,6 +182,7 @@ impl<'a> DomainDtParams<'a> {
             timer_ppis: layout::TIMER_INTIDS,
             channels: &[],
             channel_peers: &[],
+            restarts: 0,
         }
     }
 }
@@ -342,6 +346,7 @@ pub fn write_domain_dt(buffer: &mut [u8], params: &DomainDtParams) -> Result<usi
         writer.property_cells("hyp,channels", used)?;
         writer.property_string_list("hyp,channel-peers", params.channel_peers)?;
     }
+    writer.property_u32("hyp,restarts", params.restarts)?;
     writer.end_node()?;
 
     writer.end_node()?;
@@ -521,6 +526,14 @@ mod tests {
         assert_eq!(cells, [1, 2, 2, 0]);
         let peers: Vec<&str> = node.property_strings("hyp,channel-peers").collect();
         assert_eq!(peers, ["pong", "control"]);
+        assert_eq!(node.property_u32("hyp,restarts"), Some(0));
+        let restarted = write(&DomainDtParams {
+            restarts: 7,
+            ..params
+        });
+        let fdt = Fdt::new(&restarted).unwrap();
+        let node = fdt.find_node("/hypervisor").unwrap();
+        assert_eq!(node.property_u32("hyp,restarts"), Some(7));
         // Without channels, neither property appears.
         let bytes = write(&DomainDtParams::standard(64 << 20, 1, 3, "x", None));
         let fdt = Fdt::new(&bytes).unwrap();

@@ -45,6 +45,8 @@ pub struct Hypervisor {
     running: [Option<VcpuId>; crate::scheduler::MAX_CPUS],
     /// Console input: which domain has the focus, and input waiting for ring space.
     console_input: crate::console_input::ConsoleInput,
+    /// Crash policy and restarts (`hypervisor_lifecycle.rs`).
+    lifecycle: crate::lifecycle::Lifecycle,
 }
 
 /// The one instance. It is large (every domain and vCPU control block lives inside), so it
@@ -175,6 +177,7 @@ impl Hypervisor {
             fill(addr_of_mut!((*this).ports), PortTable::new);
             fill(addr_of_mut!((*this).running), || None);
             addr_of_mut!((*this).console_input).write(crate::console_input::ConsoleInput::new());
+            addr_of_mut!((*this).lifecycle).write(crate::lifecycle::Lifecycle::new());
         }
         // SAFETY: every field was written above.
         unsafe { slot.assume_init_mut() }
@@ -195,6 +198,7 @@ impl Hypervisor {
             ports: _,
             running: _,
             console_input: _,
+            lifecycle: _,
         } = self;
     }
 
@@ -235,8 +239,24 @@ impl Hypervisor {
         channels: &crate::domain::Channels<'_>,
     ) -> Result<&Domain, crate::domain::BuildError> {
         use crate::domain::BuildError;
+        // What a restart will need; the restart count goes into its device tree.
+        let plan = self
+            .lifecycle
+            .slots
+            .get_mut(slot)
+            .ok_or(BuildError::Unsupported)?;
+        plan.gic = Some(gic);
+        plan.schedule = settings;
+        let restarts = plan.restarts;
         let entry = self.domains.get_mut(slot).ok_or(BuildError::Unsupported)?;
-        *entry = Some(Domain::build(slot, image, gic, channels, &mut self.frames)?);
+        *entry = Some(Domain::build(
+            slot,
+            image,
+            gic,
+            channels,
+            restarts,
+            &mut self.frames,
+        )?);
         let vcpu_count = entry.as_ref().map_or(0, |domain| domain.vcpus.len());
         let version = match gic {
             crate::domain_dt::GuestGic::V2 { .. } => GicVersion::V2,
@@ -1090,9 +1110,11 @@ impl Hypervisor {
         // What it mapped is let go, and what others mapped of it is withdrawn, before its
         // memory can be scrubbed and reused.
         crate::grant_table::release_domain(&mut self.domains, &mut self.frames, slot);
+        // Whether its crash policy builds it again once it is torn down.
+        let restarting = self.plan_restart(slot, state);
         let mut domain_taken = self.domains.get_mut(slot).and_then(Option::take);
         if let Some(domain) = domain_taken.as_mut() {
-            self.retire(domain, state);
+            self.retire(domain, state, restarting);
         }
         if let Some(domain) = domain_taken {
             // Back in its slot, ended: it is torn down by the last CPU to leave it.
@@ -1112,7 +1134,8 @@ impl Hypervisor {
         self.schedule(cpu)
     }
 
-    /// Tears an ended domain down once no CPU runs any of its vCPUs any more.
+    /// Tears an ended domain down once no CPU runs any of its vCPUs any more (then, if its
+    /// crash policy says so, marks it for rebuilding: see `settle`).
     fn tear_down_if_unused(&mut self, slot: usize) {
         let ended = self
             .domain(slot)
@@ -1125,6 +1148,7 @@ impl Hypervisor {
         if ended && !in_use {
             if let Some(domain) = self.domains.get_mut(slot).and_then(Option::take) {
                 domain.tear_down(&mut self.frames);
+                self.after_teardown(slot);
             }
         }
     }
@@ -1148,8 +1172,9 @@ impl Hypervisor {
     }
 
     /// Marks a domain ended, flushes its console and logs a clean shutdown (crashes were
-    /// logged with their cause already), and counts it if it did not end cleanly.
-    fn retire(&mut self, domain: &mut Domain, state: DomainState) {
+    /// logged with their cause already), and counts it if it did not end cleanly (unless
+    /// it is `restarting`: then its next incarnation's end is what counts).
+    fn retire(&mut self, domain: &mut Domain, state: DomainState, restarting: bool) {
         domain.end(state);
         let name = &domain.name;
         domain
@@ -1162,7 +1187,7 @@ impl Hypervisor {
                 reason_name(reason)
             );
         }
-        if !domain.state.is_clean() {
+        if !domain.state.is_clean() && !restarting {
             self.unclean += 1;
         }
     }
@@ -1265,9 +1290,14 @@ impl Hypervisor {
             .flat_map(|domain| domain.vcpus.iter())
             .filter_map(|vcpu| vcpu.singleshot)
             .min();
-        match (self.earliest_wake(), singleshot) {
+        let earliest = match (self.earliest_wake(), singleshot) {
             (Some(wake), Some(shot)) => Some(wake.min(shot)),
             (wake, shot) => wake.or(shot),
+        };
+        // Domain watchdogs (hypervisor_lifecycle.rs).
+        match (earliest, self.earliest_watchdog()) {
+            (Some(earliest), Some(watchdog)) => Some(earliest.min(watchdog)),
+            (earliest, watchdog) => earliest.or(watchdog),
         }
     }
 
@@ -1355,7 +1385,8 @@ impl Hypervisor {
 
     fn idle_or_halt(&mut self, cpu: &mut CpuState) -> Next {
         cpu.current = None;
-        if self.domains.iter().any(Option::is_some) {
+        // A domain torn down for a restart counts as present (`settle` rebuilds it).
+        if self.domains.iter().any(Option::is_some) || self.lifecycle.rebuild_due != 0 {
             Next::Idle
         } else {
             Next::Halt
@@ -1544,6 +1575,7 @@ fn finish(cpu: &mut CpuState, mut next: Next) {
                 arch::wait_for_interrupt();
                 let mut hypervisor = HYPERVISOR.lock();
                 next = hypervisor.take_interrupts(cpu);
+                next = hypervisor.settle(cpu, next);
                 if next == Next::Resume {
                     hypervisor.enter_guest(cpu);
                 }
@@ -1569,6 +1601,7 @@ impl Hypervisor {
                 let now = arch::read_counter();
                 self.wake_expired(cpu.index, now);
                 self.fire_singleshots(cpu.index, now);
+                self.expire_watchdogs(cpu, now);
                 next = self.tick(cpu);
             } else if intid == arch::kick_intid() {
                 // Another CPU changed something this one must act on: reschedule.
@@ -1618,6 +1651,7 @@ pub fn handle_guest_exit(cpu: &mut CpuState, exit: GuestExit, esr: u64) {
     let mut hypervisor = HYPERVISOR.lock();
     hypervisor.leave_guest(cpu);
     let next = hypervisor.handle_exit(cpu, exit, esr);
+    let next = hypervisor.settle(cpu, next);
     if next == Next::Resume {
         hypervisor.enter_guest(cpu);
     }
@@ -1630,6 +1664,7 @@ pub fn handle_guest_interrupt(cpu: &mut CpuState) {
     let mut hypervisor = HYPERVISOR.lock();
     hypervisor.leave_guest(cpu);
     let next = hypervisor.take_interrupts(cpu);
+    let next = hypervisor.settle(cpu, next);
     if next == Next::Resume {
         hypervisor.enter_guest(cpu);
     }
@@ -1653,6 +1688,7 @@ pub fn handle_guest_serror(cpu: &mut CpuState, esr: u64) {
         ),
         None => hypervisor.schedule(cpu),
     };
+    let next = hypervisor.settle(cpu, next);
     if next == Next::Resume {
         hypervisor.enter_guest(cpu);
     }
@@ -1665,6 +1701,9 @@ pub fn start(cpu: &mut CpuState, next: Next) {
     finish(cpu, next);
 }
 
+#[path = "hypervisor_lifecycle.rs"]
+mod lifecycle;
+
 #[cfg(test)]
 #[path = "hypervisor_tests.rs"]
 mod tests;
@@ -1672,3 +1711,7 @@ mod tests;
 #[cfg(test)]
 #[path = "grant_table_tests.rs"]
 mod grant_table_tests;
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod lifecycle_tests;

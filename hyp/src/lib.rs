@@ -21,6 +21,7 @@ pub mod grant_table;
 pub mod guest_memory;
 pub mod hypercall;
 pub mod hypervisor;
+pub mod lifecycle;
 pub mod mm;
 pub mod platform;
 pub mod scheduler;

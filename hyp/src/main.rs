@@ -23,7 +23,7 @@ mod target {
     use hyp::drivers::pl011::Pl011;
     use hyp::drivers::ConsoleUart;
     use hyp::dt::Fdt;
-    use hyp::hypervisor::{DomainSchedule, HYPERVISOR};
+    use hyp::hypervisor::HYPERVISOR;
     use hyp::mm::{self, El2Attributes, El2Tables, FrameAllocator};
     use hyp::platform::{GicVersion, Platform, UartKind};
     use hyp::serial;
@@ -211,83 +211,38 @@ mod target {
 
         // SAFETY: the loader placed the boot pack at the initrd range named in /chosen,
         // which is reserved above so nothing overwrites it.
-        let pack_bytes = unsafe {
+        let pack_bytes: &'static [u8] = unsafe {
             core::slice::from_raw_parts(
                 pack_range.start.raw() as *const u8,
                 pack_range.size as usize,
             )
         };
-        let pack = BootPack::parse(pack_bytes).map_err(|error| error.describe())?;
+        let pack = match BootPack::parse(pack_bytes) {
+            Ok(pack) => pack,
+            Err(error) => {
+                match error.domain_index() {
+                    Some(index) => defmt::error!(
+                        "boot pack refused: domain entry {=usize}: {=str}",
+                        index,
+                        error.describe()
+                    ),
+                    None => defmt::error!("boot pack refused: {=str}", error.describe()),
+                }
+                return Err("the boot pack is malformed; no domain started");
+            }
+        };
 
         let mut hypervisor = HYPERVISOR.lock();
         // Every CPU that came up; slices of 10 ms of whatever the counter frequency is.
         let slice_ticks = (cpu::read_counter_frequency() / SLICES_PER_SECOND).max(1);
         hypervisor.set_up(frames, platform.psci_over_smc(), cpu_count, slice_ticks)?;
-        for (slot, entry) in pack.domains().enumerate() {
-            let settings = pack
-                .settings(slot)
-                .map_or_else(DomainSchedule::default, |settings| DomainSchedule {
-                    weight: settings.weight,
-                    affinity: settings.affinity,
-                });
-            let gic = guest_gic(platform.gic.version, entry.vcpus);
-            // The pre-connected channels this domain will have, as its device tree says.
-            let pairs = || pack.channels().map(|channel| (channel.a, channel.b));
-            let ports = hyp::hypervisor::plan_channel_ports(pairs(), slot);
-            let mut peers: heapless::Vec<&str, { hyp::domain_dt::MAX_CHANNEL_CELLS }> =
-                heapless::Vec::new();
-            for (_, remote) in ports.iter() {
-                let name = pack
-                    .domain(*remote as usize)
-                    .map_or("", |remote| remote.name);
-                let _ = peers.push(name);
-            }
-            let channels = hyp::domain::Channels {
-                ports: &ports,
-                peers: &peers,
-            };
-            match hypervisor.build_domain(slot, &entry, settings, gic, &channels) {
-                Ok(domain) => {
-                    defmt::info!(
-                        "domain {=str}: {=u32} MiB at {=u64:#x}, {=u32} vCPU(s), cmdline \"{=str}\"",
-                        entry.name, entry.memory_mib, domain.ram.start.raw(), entry.vcpus, entry.cmdline
-                    );
-                }
-                Err(error) => {
-                    defmt::error!("domain {=str}: {=str}", entry.name, error.describe());
-                    return Err("a domain could not be built; none started");
-                }
-            }
-        }
-        // Pre-connected channels, bound now, on exactly the ports the device trees promise.
-        for channel in pack.channels() {
-            let (port_a, port_b) = hypervisor
-                .connect_channel(channel.a, channel.b)
-                .map_err(|_| "a pre-connected channel could not be bound")?;
-            let planned_a =
-                hyp::hypervisor::plan_channel_ports(pack.channels().map(|c| (c.a, c.b)), channel.a);
-            let planned_b =
-                hyp::hypervisor::plan_channel_ports(pack.channels().map(|c| (c.a, c.b)), channel.b);
-            if !planned_a.contains(&(port_a, channel.b as u32))
-                || !planned_b.contains(&(port_b, channel.a as u32))
-            {
-                return Err("a pre-connected channel got another port than its device tree says");
-            }
-            defmt::info!(
-                "channel: domain {=usize} port {=u32} <-> domain {=usize} port {=u32}",
-                channel.a,
-                port_a,
-                channel.b,
-                port_b
-            );
-        }
-        // Each domain's console ring channel, after the pre-connected ones (their port
-        // numbers were promised in the device trees).
-        for slot in 0..pack.domain_count() {
-            hypervisor
-                .attach_console(slot)
-                .map_err(|_| "a console channel could not be attached")?;
-        }
+        // Every domain is checked against the machine before any is built; the pack stays
+        // (reserved memory) for restarts.
+        hypervisor.build_pack(
+            pack,
+            |vcpus| guest_gic(platform.gic.version, vcpus),
+            cpu_count,
+        )?;
         // Keystrokes on the UART go to one domain's console ring (Ctrl-A x3 switches).
         hypervisor.start_console_input(platform.uart.intid);
         // SAFETY: only the address of the boot CPU's slot is taken.

@@ -407,6 +407,29 @@ impl Scheduler {
         Ok(removed)
     }
 
+    /// Lets every CPU forget a Dead vCPU of `domain` it still counts as running (its
+    /// domain was torn down while that CPU had already left the vCPU), so the domain's
+    /// slots can be reused at once, for a restart. Those CPUs reschedule with nothing
+    /// switched out. Returns them (bit n = CPU n).
+    pub fn release_dead(&mut self, domain: usize) -> CpuMask {
+        let mut released: CpuMask = 0;
+        for cpu in 0..self.cpu_count {
+            let Some(slot) = self.queues.get(cpu).and_then(|queue| queue.current) else {
+                continue;
+            };
+            let dead_here = slot / MAX_VCPUS == domain
+                && self
+                    .entity(slot)
+                    .is_some_and(|entity| entity.state == RunState::Dead);
+            if let (true, Some(queue)) = (dead_here, self.queues.get_mut(cpu)) {
+                queue.current = None;
+                queue.need_resched = true;
+                released |= 1 << cpu;
+            }
+        }
+        released
+    }
+
     /// Changes the CPUs a vCPU may run on. A queued vCPU moves if its CPU is no longer
     /// allowed or a newly allowed CPU is idle; a running one on a CPU no longer allowed
     /// must leave. The returned CPU must call [`Scheduler::schedule`] (the CPU the vCPU
@@ -1313,6 +1336,36 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_releases_dead_vcpus_still_counted_as_running() {
+        let mut scheduler = scheduler(2);
+        for domain in 0..2 {
+            scheduler
+                .add_vcpu(id(domain, 0), DEFAULT_WEIGHT, 0b01 << domain)
+                .unwrap();
+            scheduler.wake(id(domain, 0), 0).unwrap();
+        }
+        for cpu in 0..2 {
+            scheduler.schedule(cpu, 0).unwrap();
+        }
+        assert_eq!(scheduler.current(1), Some(id(1, 0)));
+        scheduler.remove_domain(1).unwrap();
+        assert_eq!(
+            scheduler.add_vcpu(id(1, 0), DEFAULT_WEIGHT, ALL),
+            Err(SchedError::StillRunning)
+        );
+        assert_eq!(scheduler.release_dead(0), 0, "nothing of domain 0 is dead");
+        assert_eq!(scheduler.release_dead(1), 0b10);
+        assert_eq!(scheduler.current(1), None);
+        assert_eq!(scheduler.current(0), Some(id(0, 0)));
+        scheduler.add_vcpu(id(1, 0), DEFAULT_WEIGHT, 0b10).unwrap();
+        scheduler.wake(id(1, 0), 5).unwrap();
+        let decision = scheduler.schedule(1, 5).unwrap();
+        assert_eq!(decision.switched_out, None, "the dead vCPU is not reported");
+        assert_eq!(decision.next, Some(id(1, 0)));
+        check_invariants(&scheduler).unwrap();
+    }
+
+    #[test]
     fn yield_switches_to_another_ready_vcpu_and_alone_continues() {
         // (d) With one other Ready vCPU, yield switches to it...
         let mut scheduler = scheduler(1);
@@ -1402,6 +1455,7 @@ mod tests {
             Err(SchedError::StillRunning)
         );
         check_invariants(&scheduler).unwrap();
+
         // CPU 0 reschedules (the timer would do as well): the Dead vCPU leaves.
         let decision = scheduler.tick(0, 10).unwrap();
         mirror.decision(&decision);

@@ -94,6 +94,12 @@ pub enum Call {
         /// Address of the [`sched_op::SchedPoll`].
         arg: GuestPtr,
     },
+    /// `sched_op(SCHEDOP_watchdog, arg)`: read a [`sched_op::SchedWatchdog`]; id 0 creates
+    /// one (result: its id), otherwise timeout 0 destroys and a timeout re-arms it.
+    SchedWatchdog {
+        /// Address of the [`sched_op::SchedWatchdog`].
+        arg: GuestPtr,
+    },
     /// `memory_op(cmd, arg)`; `cmd` is one of [`memory_op::INCREASE_RESERVATION`],
     /// [`memory_op::DECREASE_RESERVATION`], [`memory_op::POPULATE_PHYSMAP`]
     /// (argument [`memory_op::MemoryReservation`]), [`memory_op::ADD_TO_PHYSMAP`]
@@ -231,14 +237,15 @@ fn decode_console_io(cmd: u32, count: u32, buffer: GuestPtr) -> Result<Call, Err
 }
 
 /// `do_sched_op` (`xen/common/sched/core.c`): unknown commands are `-ENOSYS`.
-/// `remote_shutdown`, `shutdown_code`, `watchdog` and `pin_override` are not modelled
-/// and are answered `-ENOSYS` too.
+/// `remote_shutdown`, `shutdown_code` and `pin_override` are not modelled and are
+/// answered `-ENOSYS` too.
 fn decode_sched_op(cmd: u32, arg: GuestPtr) -> Result<Call, Errno> {
     match cmd {
         sched_op::YIELD => Ok(Call::SchedYield),
         sched_op::BLOCK => Ok(Call::SchedBlock),
         sched_op::SHUTDOWN => Ok(Call::SchedShutdown { arg }),
         sched_op::POLL => Ok(Call::SchedPoll { arg }),
+        sched_op::WATCHDOG => Ok(Call::SchedWatchdog { arg }),
         _ => Err(Errno::ENOSYS),
     }
 }
@@ -585,7 +592,13 @@ mod tests {
                 arg: GuestPtr(0x3000)
             })
         );
-        for cmd in [4, 5, 6, 7, 8, u32::MAX as u64] {
+        assert_eq!(
+            call(s, [6, 0x4000, 0, 0, 0]),
+            Ok(Call::SchedWatchdog {
+                arg: GuestPtr(0x4000)
+            })
+        );
+        for cmd in [4, 5, 7, 8, u32::MAX as u64] {
             assert_eq!(call(s, [cmd, 0, 0, 0, 0]), Err(Errno::ENOSYS), "cmd {cmd}");
         }
     }
@@ -886,7 +899,11 @@ mod tests {
                 Ok(Call::VmAssist { cmd, kind }) => assert!(cmd <= 1 && kind == 5),
                 Ok(Call::Unsupported(e)) => assert_eq!(e, Errno::ENOSYS),
                 Ok(Call::SchedYield | Call::SchedBlock)
-                | Ok(Call::SchedShutdown { .. } | Call::SchedPoll { .. }) => {
+                | Ok(
+                    Call::SchedShutdown { .. }
+                    | Call::SchedPoll { .. }
+                    | Call::SchedWatchdog { .. },
+                ) => {
                     assert_eq!(number, hypercall::SCHED_OP)
                 }
             }

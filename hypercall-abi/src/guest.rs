@@ -193,6 +193,17 @@ pub fn sched_shutdown(reason: ShutdownReason) -> Errno {
     }
 }
 
+/// `SCHEDOP_watchdog`: with `id` 0 creates a watchdog armed for `timeout_seconds` and
+/// returns its id; with a nonzero `id` re-arms it (or destroys it when `timeout_seconds`
+/// is 0) and returns 0.
+pub fn sched_watchdog(id: u32, timeout_seconds: u32) -> Result<u32, Errno> {
+    let mut arg = sched_op::SchedWatchdog {
+        id,
+        timeout: timeout_seconds,
+    };
+    call_with(nr::SCHED_OP, sched_op::WATCHDOG as u64, &mut arg).map(|value| value as u32)
+}
+
 /// `EVTCHNOP_send`: signals the remote end of `port`.
 pub fn evtchn_send(port: Port) -> Result<(), Errno> {
     let mut arg = evtchn::Send { port };

@@ -18,8 +18,15 @@ pub const POLL: u32 = 3;
 pub const REMOTE_SHUTDOWN: u32 = 4;
 /// `SCHEDOP_shutdown_code`: record a shutdown reason without shutting down.
 pub const SHUTDOWN_CODE: u32 = 5;
-/// `SCHEDOP_watchdog`: create, pet or destroy a domain watchdog.
+/// `SCHEDOP_watchdog`: create, pet or destroy a domain watchdog, argument
+/// [`SchedWatchdog`]. With `id` 0 a new watchdog is created and armed for `timeout`
+/// seconds, and its id (1..=[`NR_DOMAIN_WATCHDOG_TIMERS`]) returned (`-ENOSPC` when all
+/// are in use); with a nonzero `id`, `timeout` 0 destroys it and any other timeout re-arms
+/// it (`-EINVAL` for an id not in use). When one expires the domain shuts down with
+/// [`ShutdownReason::Watchdog`].
 pub const WATCHDOG: u32 = 6;
+/// Watchdogs per domain (Xen's `NR_DOMAIN_WATCHDOG_TIMERS`).
+pub const NR_DOMAIN_WATCHDOG_TIMERS: u32 = 2;
 /// `SCHEDOP_pin_override`: temporarily pin a vCPU (hardware domain only).
 pub const PIN_OVERRIDE: u32 = 7;
 

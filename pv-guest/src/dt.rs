@@ -169,8 +169,11 @@ pub struct BootInfo {
     /// `/hypervisor` `hyp,channel-peers`: NUL-separated remote domain names, same order.
     pub channel_peers: &'static [u8],
     /// Base of an `arm,sbsa-uart` (Xen's vpl011 for a dom0less domU, whose
-    /// `CONSOLEIO_write` Xen refuses), if the tree has one.
+    /// `CONSOLEIO_write` output Xen's release build filters), if the tree has one.
     pub sbsa_uart: Option<u64>,
+    /// `/hypervisor` `hyp,restarts`: how many times the hypervisor restarted this domain
+    /// after a crash (`None` when absent, as on Xen).
+    pub restarts: Option<u32>,
 }
 
 impl BootInfo {
@@ -290,6 +293,7 @@ struct NodeProps {
     interrupts: &'static [u8],
     channels: &'static [u8],
     channel_peers: &'static [u8],
+    restarts: Option<u32>,
     redistributor_regions: u32,
     /// This node's `#address-cells` / `#size-cells` (for its children's `reg`).
     address_cells: usize,
@@ -305,6 +309,7 @@ impl NodeProps {
         interrupts: &[],
         channels: &[],
         channel_peers: &[],
+        restarts: None,
         redistributor_regions: 1,
         address_cells: 2,
         size_cells: 1,
@@ -318,6 +323,9 @@ impl NodeProps {
             b"interrupts" => self.interrupts = value,
             b"hyp,channels" => self.channels = value,
             b"hyp,channel-peers" => self.channel_peers = value,
+            b"hyp,restarts" if value.len() == 4 => {
+                self.restarts = Some(read_cells(value, 1) as u32)
+            }
             b"#redistributor-regions" => self.redistributor_regions = read_cells(value, 1) as u32,
             b"#address-cells" => self.address_cells = read_cells(value, 1) as usize,
             b"#size-cells" => self.size_cells = read_cells(value, 1) as usize,
@@ -392,6 +400,7 @@ fn classify(info: &mut BootInfo, nodes: &[NodeProps; MAX_DEPTH + 1], depth: usiz
         info.hypervisor_node = true;
         info.channels = node.channels;
         info.channel_peers = node.channel_peers;
+        info.restarts = node.restarts;
     }
     let is_cpu = node.device_type.split(|&byte| byte == 0).next() == Some(b"cpu".as_slice());
     if depth == 3 && parent.name == b"cpus" && is_cpu && cells_ok {
@@ -461,6 +470,7 @@ pub fn parse(tree: &'static [u8]) -> Result<BootInfo, DtError> {
         channels: &[],
         channel_peers: &[],
         sbsa_uart: None,
+        restarts: None,
     };
     // The node being read at each depth (index = depth), for the interrupt nodes.
     let mut nodes = [NodeProps::EMPTY; MAX_DEPTH + 1];

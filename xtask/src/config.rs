@@ -38,7 +38,7 @@ const NAME_PUNCTUATION: [char; 3] = ['-', '_', '.'];
 /// Keys of the top level.
 const TOP_KEYS: [&str; 2] = ["domain", "channel"];
 /// Keys of a `[[domain]]` table.
-const DOMAIN_KEYS: [&str; 9] = [
+const DOMAIN_KEYS: [&str; 10] = [
     "name",
     "image",
     "initrd",
@@ -48,6 +48,7 @@ const DOMAIN_KEYS: [&str; 9] = [
     "weight",
     "affinity",
     "on_crash",
+    "max_restarts",
 ];
 /// Keys of a `[[channel]]` table.
 const CHANNEL_KEYS: [&str; 1] = ["between"];
@@ -106,6 +107,7 @@ struct RawDomain {
     affinity: Option<Vec<i64>>,
     #[serde(default = "default_on_crash")]
     on_crash: String,
+    max_restarts: Option<i64>,
 }
 
 fn default_memory() -> i64 {
@@ -361,19 +363,30 @@ fn check_domain(
     };
     let on_crash = match raw.on_crash.as_str() {
         "destroy" => OnCrash::Destroy,
-        "restart" => {
+        "restart" => OnCrash::Restart,
+        other => {
+            return Err(format!(
+                "on_crash = {other:?} is not a crash policy; use on_crash = \"destroy\" or \
+                 \"restart\""
+            ))
+        }
+    };
+    let max_restarts = match (on_crash, raw.max_restarts) {
+        (_, None) => 0,
+        (OnCrash::Destroy, Some(_)) => {
             return Err(
-                "on_crash = \"restart\" is reserved and not implemented yet; use on_crash = \
-                 \"destroy\" (or leave it out)"
+                "max_restarts is set but on_crash is \"destroy\"; set on_crash = \"restart\" \
+                 or remove max_restarts"
                     .to_string(),
             )
         }
-        other => {
+        (OnCrash::Restart, Some(limit)) if limit < 0 || limit > i64::from(u32::MAX) => {
             return Err(format!(
-                "on_crash = {other:?} is not a crash policy; use on_crash = \"destroy\" (the \
-                 only one so far; \"restart\" is reserved)"
+                "max_restarts = {limit} is outside 0..={}; 0 means no limit",
+                u32::MAX
             ))
         }
+        (OnCrash::Restart, Some(limit)) => limit as u32,
     };
     if raw.cmdline.contains('\0') {
         return Err("cmdline contains a NUL character; remove it".to_string());
@@ -399,6 +412,7 @@ fn check_domain(
             weight: u16::try_from(raw.weight).map_err(|error| error.to_string())?,
             affinity,
             on_crash,
+            max_restarts,
         },
     })
 }
@@ -1020,16 +1034,25 @@ mod tests {
 
     #[test]
     fn on_crash_and_cmdline() {
+        let system = parse(&one("on_crash = \"restart\"\nmax_restarts = 100")).unwrap();
+        assert_eq!(system.domains[0].settings.on_crash, OnCrash::Restart);
+        assert_eq!(system.domains[0].settings.max_restarts, 100);
+        let system = parse(&one("on_crash = \"restart\"")).unwrap();
+        assert_eq!(system.domains[0].settings.max_restarts, 0, "no limit");
         refused(
-            &one("on_crash = \"restart\""),
-            &[
-                "domain \"a\": on_crash = \"restart\" is reserved and not implemented yet",
-                "use on_crash = \"destroy\"",
-            ],
+            &one("max_restarts = 3"),
+            &["domain \"a\": max_restarts is set but on_crash is \"destroy\""],
+        );
+        refused(
+            &one("on_crash = \"restart\"\nmax_restarts = -1"),
+            &["domain \"a\": max_restarts = -1 is outside 0..=4294967295"],
         );
         refused(
             &one("on_crash = \"reboot\""),
-            &["domain \"a\": on_crash = \"reboot\" is not a crash policy"],
+            &[
+                "domain \"a\": on_crash = \"reboot\" is not a crash policy",
+                "use on_crash = \"destroy\" or \"restart\"",
+            ],
         );
         refused(
             &one("cmdline = \"a\\u0000b\""),

@@ -168,10 +168,13 @@ pub fn raspi4b_dtb() -> Result<PathBuf> {
 
 /// Sets `RASPI4B_DTB` for the `raspi4b` machine profile unless the user did.
 pub fn provide_raspi4b_dtb() -> Result<()> {
-    if std::env::var_os(qemu::machine::RASPI4B_DTB_ENV).is_some() {
-        return Ok(());
+    if let Some(path) = std::env::var_os(qemu::machine::RASPI4B_DTB_ENV) {
+        return crate::dtb::check_file(Path::new(&path)).with_context(|| {
+            format!("{} names a bad device tree", qemu::machine::RASPI4B_DTB_ENV)
+        });
     }
     let dtb = raspi4b_dtb()?;
+    crate::dtb::check_file(&dtb)?;
     std::env::set_var(qemu::machine::RASPI4B_DTB_ENV, dtb);
     Ok(())
 }

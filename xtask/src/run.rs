@@ -167,6 +167,15 @@ pub fn log_decoder(images: &Images) -> Option<LogDecoder> {
     }
 }
 
+/// The hypervisor's last line: the final `halt:` line, or `boot refused: ...` (it then
+/// powers off, or parks where it cannot).
+fn ends_the_run(line: &Line) -> bool {
+    line.halt().is_some()
+        || line
+            .hyp_message()
+            .is_some_and(|message| message.starts_with("boot refused: "))
+}
+
 /// What the runner should do after `line` on `machine`: kill QEMU at a hypervisor panic,
 /// give it [`HALT_GRACE`] to power off after the `halt:` line (a moment, on a machine the
 /// hypervisor cannot power off: it only parks its CPUs).
@@ -174,9 +183,9 @@ pub fn control_for(line: &Line, machine: Machine) -> Control {
     if line.is_panic() {
         // Let the rest of the panic message arrive.
         Control::StopAfter(Duration::from_secs(1))
-    } else if line.halt().is_some() && machine.can_power_off() {
+    } else if ends_the_run(line) && machine.can_power_off() {
         Control::StopAfter(HALT_GRACE)
-    } else if line.halt().is_some() {
+    } else if ends_the_run(line) {
         Control::StopAfter(Duration::from_secs(1))
     } else {
         Control::Continue
@@ -216,10 +225,28 @@ pub fn boot_with_input(
     input: &[qemu::InputStep],
 ) -> Result<Outcome> {
     write_bootpack(domains, channels, &images.bootpack)?;
+    boot_pack_file(
+        images,
+        &images.bootpack,
+        machine,
+        (icount, timeout, echo),
+        input,
+    )
+}
+
+/// Boots the hypervisor with the boot pack already written at `pack` (which may be a
+/// deliberately broken one, for the tests), as [`boot_with_input`] does.
+pub fn boot_pack_file(
+    images: &Images,
+    pack: &Path,
+    machine: Machine,
+    (icount, timeout, echo): (bool, Duration, bool),
+    input: &[qemu::InputStep],
+) -> Result<Outcome> {
     crate::setup::ensure_qemu()?;
     let decoder = log_decoder(images);
     let mut config = RunConfig::new(machine, &images.hyp_img);
-    config.initrd = Some(images.bootpack.clone());
+    config.initrd = Some(pack.to_path_buf());
     config.icount = icount;
     config.timeout = timeout;
     config.forward_stdin = echo;

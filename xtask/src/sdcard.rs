@@ -96,6 +96,7 @@ pub fn sdcard(dir: &Path, config: Option<&PathBuf>) -> Result<()> {
     };
     let firmware = crate::debian::raspi_firmware()?;
     let device_tree = crate::debian::raspi4b_dtb()?;
+    crate::dtb::check_file(&device_tree)?;
     let images = crate::images::build()?;
     let (domains, channels) = match system {
         Some(system) => {

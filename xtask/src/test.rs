@@ -38,6 +38,8 @@ const XEN_SETUP_TIMEOUT: Duration = Duration::from_secs(600);
 const SCENARIOS: &[&str] = &[
     "demo",
     "crash-isolation",
+    "crash-restart",
+    "corrupt-pack",
     "guest-cmdline",
     "example-guest",
     "spinner-beside-interactive",
@@ -176,6 +178,8 @@ pub fn test(args: &TestArgs) -> Result<bool> {
                     verdict
                 }
                 "crash-isolation" => crash_isolation(images, machine, timeout),
+                "crash-restart" => crate::lifecycle_test::crash_restart(images, machine, timeout),
+                "corrupt-pack" => crate::lifecycle_test::corrupt_pack(images, machine, timeout),
                 "guest-cmdline" => guest_cmdline(images, machine, timeout),
                 "example-guest" => example_guest(images, machine, timeout),
                 "spinner-beside-interactive" => {
@@ -357,7 +361,7 @@ fn boot_typing(
 /// Boots the system the file `file` (relative to the workspace) describes, quietly;
 /// returns the system and how the run ended, or on a configuration or runner error the
 /// failure verdict.
-fn boot_system(
+pub(crate) fn boot_system(
     images: &Images,
     machine: Machine,
     timeout: Duration,
@@ -408,7 +412,7 @@ fn only_crash_then_halt(outcome: &Outcome, crash: &str, domains: usize) -> Resul
 }
 
 /// The verdict of a scenario whose checks on `outcome` gave `checked`.
-fn judge(outcome: &Outcome, checked: Result<(), String>) -> Verdict {
+pub(crate) fn judge(outcome: &Outcome, checked: Result<(), String>) -> Verdict {
     match checked {
         Ok(()) => Verdict::Pass,
         Err(reason) => fail(outcome, reason),
@@ -423,7 +427,7 @@ fn rendered(outcome: &Outcome) -> Vec<String> {
         .collect()
 }
 
-fn fail(outcome: &Outcome, reason: String) -> Verdict {
+pub(crate) fn fail(outcome: &Outcome, reason: String) -> Verdict {
     Verdict::Fail {
         reason,
         output: rendered(outcome),
@@ -431,7 +435,7 @@ fn fail(outcome: &Outcome, reason: String) -> Verdict {
 }
 
 /// The report of domain `name`, checked.
-fn domain_report(outcome: &Outcome, name: &str) -> Result<Report, String> {
+pub(crate) fn domain_report(outcome: &Outcome, name: &str) -> Result<Report, String> {
     let report = Report::parse(report::domain_lines(outcome.console_lines(), name));
     report
         .check()

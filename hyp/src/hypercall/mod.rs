@@ -129,6 +129,30 @@ pub fn dispatch(
                 },
             }
         }
+        Call::SchedWatchdog { arg } => {
+            match memory
+                .read_value::<hypercall_abi::sched_op::SchedWatchdog>(GuestVirtAddr::new(arg.0))
+            {
+                Err(error) => errno(error),
+                Ok(request) => match crate::lifecycle::watchdog(
+                    &mut domain.watchdogs,
+                    request.id,
+                    request.timeout,
+                    crate::arch::read_counter(),
+                    crate::arch::read_counter_frequency(),
+                ) {
+                    Ok(id) => {
+                        // This CPU's EL2 timer covers the new deadline; the others see it
+                        // when they next arm theirs.
+                        if let Some(deadline) = domain.watchdogs.iter().flatten().min() {
+                            crate::arch::arm_timer_before(*deadline);
+                        }
+                        Outcome::Return(u64::from(id))
+                    }
+                    Err(error) => errno(error),
+                },
+            }
+        }
         Call::EventChannelOp { cmd, arg } => Outcome::EventChannel {
             cmd,
             arg: GuestVirtAddr::new(arg.0),
@@ -258,5 +282,7 @@ fn console_write(
 unsafe impl crate::guest_memory::Pod for xen_version::FeatureInfo {}
 // SAFETY: as above.
 unsafe impl crate::guest_memory::Pod for hypercall_abi::sched_op::SchedShutdown {}
+// SAFETY: two u32s, no padding; every bit pattern is valid.
+unsafe impl crate::guest_memory::Pod for hypercall_abi::sched_op::SchedWatchdog {}
 // SAFETY: a port number, plain u32.
 unsafe impl crate::guest_memory::Pod for u32 {}

@@ -26,6 +26,7 @@ mod blkback;
 mod blkfront;
 mod console_input;
 mod crash;
+mod crashloop;
 mod errors;
 mod events;
 mod evtchn_ipi;
@@ -57,6 +58,8 @@ pub const SCENARIOS: &[Scenario] = &[
     errors::SCENARIO,
     abi::SCENARIO,
     crash::SCENARIO,
+    crashloop::SCENARIO,
+    crashloop::PEER_SCENARIO,
     spin::SCENARIO,
     events::SCENARIO,
     timer::SCENARIO,
