@@ -81,6 +81,8 @@ pub struct Domain {
     /// Its watchdogs (SCHEDOP_watchdog): the counter value at which each one in use
     /// expires; index = id - 1.
     pub watchdogs: [Option<u64>; crate::lifecycle::WATCHDOGS],
+    /// The earliest of `watchdogs` (kept with them: every scheduling decision asks).
+    pub watchdog_deadline: Option<u64>,
 }
 
 /// Why a domain could not be built. Nothing is left allocated when this is returned.
@@ -387,6 +389,7 @@ impl Domain {
             console_port: None,
             grants,
             watchdogs: [None; crate::lifecycle::WATCHDOGS],
+            watchdog_deadline: None,
         })
     }
 

@@ -360,8 +360,7 @@ impl Hypervisor {
             .iter()
             .flatten()
             .filter(|domain| domain.state == DomainState::Alive)
-            .flat_map(|domain| domain.watchdogs.iter().flatten())
-            .copied()
+            .filter_map(|domain| domain.watchdog_deadline)
             .min()
     }
 
@@ -380,6 +379,7 @@ impl Hypervisor {
                 continue;
             };
             domain.watchdogs = [None; lifecycle::WATCHDOGS];
+            domain.watchdog_deadline = None;
             defmt::warn!(
                 "domain {=str}: watchdog {=u32} expired",
                 domain.name.as_str(),

@@ -142,10 +142,11 @@ pub fn dispatch(
                     crate::arch::read_counter_frequency(),
                 ) {
                     Ok(id) => {
+                        domain.watchdog_deadline = domain.watchdogs.iter().flatten().min().copied();
                         // This CPU's EL2 timer covers the new deadline; the others see it
                         // when they next arm theirs.
-                        if let Some(deadline) = domain.watchdogs.iter().flatten().min() {
-                            crate::arch::arm_timer_before(*deadline);
+                        if let Some(deadline) = domain.watchdog_deadline {
+                            crate::arch::arm_timer_before(deadline);
                         }
                         Outcome::Return(u64::from(id))
                     }
