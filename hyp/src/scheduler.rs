@@ -779,7 +779,10 @@ impl Scheduler {
     /// Moves one Ready vCPU that may run on `cpu` from another CPU's queue to `cpu`'s, if
     /// `cpu` has nothing (`own_load == 0`) or the move makes the two CPUs' weighted loads
     /// strictly closer (its weight is below their difference, so vCPUs never ping-pong).
-    /// Takes from the most loaded CPU the vCPU with the least lag.
+    /// Takes from the most loaded CPU the vCPU with the least lag. Never from an idle CPU:
+    /// a vCPU queued there was just woken onto it and the CPU kicked, so it is about to
+    /// run it; taking it would move a vCPU away from a free CPU onto a busy one (a
+    /// virtual IPI between two vCPUs would then always find both on one CPU).
     fn steal(&mut self, cpu: usize, own_load: u64) {
         let mut best: Option<(u64, u128, usize, usize)> = None; // (load, lag, slot, from)
         for other in (0..self.cpu_count).filter(|&other| other != cpu) {
@@ -788,6 +791,9 @@ impl Scheduler {
             let Some(queue) = self.queues.get(other) else {
                 continue;
             };
+            if queue.current.is_none() {
+                continue;
+            }
             for &slot in &queue.ready {
                 let slot = usize::from(slot);
                 let evens_out = self.weight(slot) < load.saturating_sub(own_load);
@@ -1191,6 +1197,26 @@ mod tests {
         assert_eq!(scheduler.current(7), None);
         assert_eq!(scheduler.queued(7).count(), 0);
         assert_eq!(scheduler.load(100), 0);
+    }
+
+    #[test]
+    fn a_cpu_that_blocks_leaves_a_vcpu_woken_onto_an_idle_cpu_alone() {
+        // vCPU 0 runs on CPU 0, vCPU 1 ran on CPU 1 and blocked there: CPU 1 is idle.
+        let mut scheduler = scheduler(2);
+        scheduler.add_vcpu(id(0, 0), DEFAULT_WEIGHT, ALL).unwrap();
+        scheduler.add_vcpu(id(0, 1), DEFAULT_WEIGHT, ALL).unwrap();
+        scheduler.wake(id(0, 0), 0).unwrap();
+        assert_eq!(scheduler.schedule(0, 0).unwrap().next, Some(id(0, 0)));
+        scheduler.wake(id(0, 1), 0).unwrap();
+        assert_eq!(scheduler.schedule(1, 0).unwrap().next, Some(id(0, 1)));
+        assert_eq!(scheduler.block(1, 10).unwrap().next, None);
+        // vCPU 0 sends vCPU 1 an IPI (it wakes onto idle CPU 1, which is kicked), then
+        // blocks itself before CPU 1 has run: CPU 0 must not take vCPU 1.
+        let wake = scheduler.wake(id(0, 1), 20).unwrap();
+        assert_eq!((wake.cpu, wake.cpu_to_kick), (1, Some(1)));
+        assert_eq!(scheduler.block(0, 30).unwrap().next, None);
+        assert_eq!(scheduler.schedule(1, 40).unwrap().next, Some(id(0, 1)));
+        check_invariants(&scheduler).unwrap();
     }
 
     #[test]
