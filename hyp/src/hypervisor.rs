@@ -658,6 +658,12 @@ impl Hypervisor {
                         cpu.frame.x[0] = self.event_channel_op(cpu.index, current, cmd, arg);
                         Next::Resume
                     }
+                    Outcome::Continue { x1, x2 } => {
+                        cpu.frame.x[1] = x1;
+                        cpu.frame.x[2] = x2;
+                        cpu.frame.pc = cpu.frame.pc.wrapping_sub(4);
+                        Next::Resume
+                    }
                     Outcome::GrantTable { cmd, arg, count } => {
                         use crate::hypercall::grant_table::{grant_table_op, GrantOutcome};
                         let Self {

@@ -161,6 +161,38 @@ fn console_write_prints_prefixed_lines() {
 }
 
 #[test]
+fn a_long_console_write_continues_in_parts_of_128_bytes() {
+    let mut setup = setup(&["alpha"]);
+    let ram = map_first_page(&setup);
+    let text = [b'x'; 300];
+    // SAFETY: the first RAM page of the test domain, in fake RAM.
+    unsafe { core::ptr::copy_nonoverlapping(text.as_ptr(), arch::phys_to_virt(ram), 300) };
+    let pc = setup.cpu.frame.pc;
+    hypercall(&mut setup, number::CONSOLE_IO, [0, 300, 0x1000, 0, 0]);
+    // 128 bytes written; the vCPU issues the call again for the other 172.
+    assert_eq!(setup.cpu.frame.pc, pc - 4);
+    assert_eq!(setup.cpu.frame.x[1], 172);
+    assert_eq!(setup.cpu.frame.x[2], 0x1000 + 128);
+    setup.cpu.frame.pc = pc;
+    hypercall(&mut setup, number::CONSOLE_IO, [0, 172, 0x1000 + 128, 0, 0]);
+    assert_eq!(
+        (setup.cpu.frame.x[1], setup.cpu.frame.x[2]),
+        (44, 0x1000 + 256)
+    );
+    setup.cpu.frame.pc = pc;
+    hypercall(&mut setup, number::CONSOLE_IO, [0, 44, 0x1000 + 256, 0, 0]);
+    assert_eq!((setup.cpu.frame.pc, setup.cpu.frame.x[0]), (pc, 0));
+    // A count running off the mapped page is refused before anything is written.
+    hypercall(
+        &mut setup,
+        number::CONSOLE_IO,
+        [0, 0x7fff_ffff, 0x1fc0, 0, 0],
+    );
+    assert_eq!(setup.cpu.frame.x[0], Errno::EFAULT.to_return());
+    let _ = serial::take_console_lines();
+}
+
+#[test]
 fn errors_come_back_as_xen_errno_values() {
     let mut setup = setup(&["alpha"]);
     map_first_page(&setup);

@@ -58,6 +58,15 @@ pub enum Outcome {
         /// Its argument struct.
         arg: GuestVirtAddr,
     },
+    /// Part of the call was done: the vCPU issues it again (its `pc` steps back onto the
+    /// HVC) with x1 and x2 replaced, for the rest. Xen's hypercall continuation: other
+    /// vCPUs and interrupts get their turn between the parts.
+    Continue {
+        /// The new x1.
+        x1: u64,
+        /// The new x2.
+        x2: u64,
+    },
     /// A grant-table operation: it involves other domains' tables and stage 2, so the
     /// hypervisor carries it out ([`grant_table::grant_table_op`]).
     GrantTable {
@@ -250,16 +259,22 @@ fn xen_version_call(memory: &GuestMemory<'_>, cmd: u32, arg: GuestVirtAddr) -> O
     }
 }
 
+/// Writes the first [`CONSOLE_CHUNK`] bytes of `count` at `buffer` and continues with
+/// the rest ([`Outcome::Continue`]): the hypervisor is not held for as long as a guest
+/// asks (a write of all its RAM), and the UART is shared fairly (Xen, too, writes 128
+/// bytes at a time and preempts between them).
 fn console_write(
     domain: &mut Domain,
     memory: &GuestMemory<'_>,
     buffer: GuestVirtAddr,
-    count: usize,
+    total: usize,
 ) -> Outcome {
-    // Check the whole buffer first so a bad pointer prints nothing.
-    if let Err(error) = memory.check_readable(buffer, count) {
+    // All that is left is checked first, so a bad pointer prints nothing (a check walks
+    // at most the domain's own RAM, one translation per page).
+    if let Err(error) = memory.check_readable(buffer, total) {
         return errno(error);
     }
+    let count = total.min(CONSOLE_CHUNK);
     let mut chunk = [0u8; CONSOLE_CHUNK];
     let mut done = 0usize;
     while done < count {
@@ -275,6 +290,12 @@ fn console_write(
             .console
             .push(piece, |line| serial::write_console_line(name, line));
         done += length;
+    }
+    if total > count {
+        return Outcome::Continue {
+            x1: (total - count) as u64,
+            x2: buffer.add(count as u64).raw(),
+        };
     }
     Outcome::Return(0)
 }
