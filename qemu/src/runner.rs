@@ -146,6 +146,11 @@ impl RunConfig {
             args.push("shift=0,sleep=off".into());
         }
         args.extend(self.extra_args.iter().cloned());
+        // For profiling and debugging (docs/performance.md): extra QEMU options such as
+        // `-d exec,nochain -dfilter ...` or `-d int`, split at whitespace.
+        if let Ok(extra) = std::env::var("HYP_QEMU_EXTRA") {
+            args.extend(extra.split_whitespace().map(str::to_string));
+        }
         Ok(args)
     }
 }
