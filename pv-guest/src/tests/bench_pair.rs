@@ -265,6 +265,14 @@ fn vm_switch(context: &Context) -> TestResult {
             }
         }
         println!("bench-pair: {yields} yields");
+        // Each of dom0's yields must have let us run once: otherwise its figure timed
+        // yields that switched nothing.
+        if yields < u64::from(rounds) {
+            return Err(Failure::new(
+                format_args!("at least {rounds} yields (one per yield of dom0)"),
+                format_args!("{yields}"),
+            ));
+        }
         return Ok(());
     }
     // The VM is still finishing io-in: let it reach its loop first.
