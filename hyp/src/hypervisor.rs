@@ -1007,14 +1007,20 @@ impl Hypervisor {
         if effects.is_empty() {
             return;
         }
-        let now = arch::read_counter();
+        let mut now = None;
         for vcpu in effects.kick.iter() {
             let id = VcpuId { domain, vcpu };
+            // The vCPU this CPU runs sees its interrupts on the way back in (the common
+            // case: an event or timer for the caller itself).
+            if self.running.get(from_cpu) == Some(&Some(id)) {
+                continue;
+            }
             let wakeable = self
                 .domain(domain)
                 .and_then(|domain| domain.vcpus.get(vcpu))
                 .is_some_and(|vcpu| vcpu.is_online() && vcpu.state() == RunState::Blocked);
             if wakeable {
+                let now = *now.get_or_insert_with(arch::read_counter);
                 let _ = self.wake(id, now, from_cpu);
             } else if let Some(elsewhere) = self.cpu_running(id).filter(|cpu| *cpu != from_cpu) {
                 arch::kick_cpu(elsewhere);
