@@ -423,16 +423,31 @@ impl ListRegisters {
         // Built by pushing and indexing: a 16-entry array of options would be initialised
         // in full on every populate, whatever the LR count (about 130 instructions).
         let mut desired = heapless::Vec::<(LrEntry, bool), MAX_LIST_REGISTERS>::new();
-        let actives = vgic.active_on(vcpu);
-        let pendings = vgic.deliverable(vcpu);
-        for candidate in actives.chain(pendings) {
-            if desired.len() < self.count {
-                if let Some(entry) = take(vgic, vcpu, candidate.intid) {
-                    // Cannot fail: fewer than `count` (at most the capacity) so far.
-                    let _ = desired.push(entry);
-                }
-            } else if let Some(word) = self.overflow.get_mut((candidate.intid / 64) as usize) {
-                *word |= 1 << (candidate.intid % 64);
+        // The active interrupts first, then the deliverable ones, each highest priority
+        // first, until the LRs are full.
+        let (mut actives, mut pendings) = vgic.candidate_sets(vcpu);
+        while desired.len() < self.count {
+            let set = if actives != 0 {
+                &mut actives
+            } else if pendings != 0 {
+                &mut pendings
+            } else {
+                break;
+            };
+            let Some(intid) = vgic.first_of(vcpu, *set) else {
+                break;
+            };
+            *set &= !(1 << intid);
+            if let Some(entry) = take(vgic, vcpu, intid) {
+                // Cannot fail: fewer than `count` (at most the capacity) so far.
+                let _ = desired.push(entry);
+            }
+        }
+        // What did not fit waits in the overflow set (INTIDs below 64: its first word).
+        let waiting = actives | pendings;
+        if waiting != 0 {
+            if let Some(word) = self.overflow.first_mut() {
+                *word |= waiting;
                 self.overflowed = true;
             }
         }

@@ -436,11 +436,62 @@ impl Vgic {
         test: impl Fn(&Self, usize, u32) -> bool,
     ) -> Deliverable {
         let mut list = Deliverable::new();
+        self.collect_with(vcpu, quick, test, |candidate| list.push(candidate));
+        list
+    }
+
+    /// The INTIDs (bit n = INTID n) of the active interrupts belonging to `vcpu`, and of
+    /// its deliverable ones: what [`Vgic::active_on`] and [`Vgic::deliverable`] hold,
+    /// without their priorities. Two words to return, where those are 72-byte values
+    /// built and copied on every guest entry that delivers something.
+    pub fn candidate_sets(&self, vcpu: usize) -> (u64, u64) {
+        let mut active = 0u64;
+        self.collect_with(
+            vcpu,
+            |irq| irq.active,
+            Self::is_active_on,
+            |candidate| active |= 1 << candidate.intid,
+        );
+        let mut deliverable = 0u64;
+        self.collect_with(
+            vcpu,
+            |irq| irq.enabled && irq.pending(),
+            Self::is_deliverable,
+            |candidate| deliverable |= 1 << candidate.intid,
+        );
+        (active, deliverable)
+    }
+
+    /// The member of `set` (bit n = INTID n of `vcpu`) to deliver first: the highest
+    /// priority (lowest value), the lowest INTID among equals, as [`Deliverable`] yields.
+    pub fn first_of(&self, vcpu: usize, set: u64) -> Option<u32> {
+        let mut best: Option<(u8, u32)> = None;
+        let mut rest = set;
+        while rest != 0 {
+            let intid = rest.trailing_zeros();
+            rest &= rest - 1;
+            let priority = self.irq(vcpu, intid).map_or(u8::MAX, |irq| irq.priority);
+            if best.is_none_or(|(best, _)| priority < best) {
+                best = Some((priority, intid));
+            }
+        }
+        best.map(|(_, intid)| intid)
+    }
+
+    /// Calls `push` with each interrupt of `vcpu` for which `quick` and `test` hold (see
+    /// [`Vgic::collect`]), dropping the may-be-live bits of interrupts found idle.
+    fn collect_with(
+        &self,
+        vcpu: usize,
+        quick: impl Fn(&IrqState) -> bool,
+        test: impl Fn(&Self, usize, u32) -> bool,
+        mut push: impl FnMut(Candidate),
+    ) {
         let (Some(banked), Some(banked_live)) = (
             self.banked.get(vcpu).filter(|_| vcpu < self.vcpus),
             self.banked_maybe_live.get(vcpu),
         ) else {
-            return list;
+            return;
         };
         // Whether the interrupt may be live; if not, its bit can go until it is touched.
         let live = |irq: &IrqState| (irq.enabled && irq.pending()) || irq.active;
@@ -455,7 +506,7 @@ impl Vgic {
             if !live(irq) {
                 bits &= !(1 << intid);
             } else if quick(irq) && test(self, vcpu, intid) {
-                list.push(Candidate {
+                push(Candidate {
                     intid,
                     priority: irq.priority,
                 });
@@ -474,14 +525,13 @@ impl Vgic {
             if !live(irq) {
                 bits &= !(1 << index);
             } else if quick(irq) && test(self, vcpu, intid) {
-                list.push(Candidate {
+                push(Candidate {
                     intid,
                     priority: irq.priority,
                 });
             }
         }
         self.spis_maybe_live.set(bits);
-        list
     }
 
     /// The highest-priority deliverable interrupt of `vcpu`.
