@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod config;
 mod debian;
+mod fuzz;
 mod images;
 mod linux;
 mod run;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         args::Command::Run(run) => run::run(&run),
         args::Command::Test(test) => test::test(&test),
         args::Command::Bench(bench) => bench::bench(&bench),
+        args::Command::FuzzHost(fuzz) => fuzz::fuzz_host(&fuzz),
         args::Command::Sdcard { dir, config } => {
             sdcard::sdcard(&dir, config.as_ref()).map(|()| true)
         }
