@@ -21,6 +21,8 @@ pub mod grant_table;
 pub mod guest_memory;
 pub mod hypercall;
 pub mod hypervisor;
+#[cfg(test)]
+mod isolation_tests;
 pub mod mm;
 pub mod platform;
 pub mod scheduler;
