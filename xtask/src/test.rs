@@ -249,7 +249,7 @@ fn host_steps(tally: &mut Tally) {
 
     // House rules, enforced: rustfmt and clippy (warnings are errors) on the host crates
     // and on the bare-metal ones for their real target.
-    let lints: [(&str, &[&str]); 4] = [
+    let lints: [(&str, &[&str]); 5] = [
         ("host::rustfmt", &["fmt", "--all", "--", "--check"]),
         (
             "host::rustfmt-fuzz",
@@ -264,6 +264,18 @@ fn host_steps(tally: &mut Tally) {
                 "pv-guest",
                 "--exclude",
                 "minimal-guest",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        (
+            "host::clippy-fuzz",
+            &[
+                "clippy",
+                "--manifest-path",
+                "fuzz/Cargo.toml",
                 "--all-targets",
                 "--",
                 "-D",
