@@ -106,12 +106,19 @@ pub fn run(target: &str, seconds: u64) -> Result<RunReport> {
                     .map(|(_, path)| path)
             })
             .unwrap_or("(none written)");
+        // The panic (the broken invariant) and libFuzzer's summary.
         let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(30)..].join("\n  | ");
+        let panic = lines
+            .iter()
+            .position(|line| line.contains("panicked at"))
+            .map_or(&[][..], |start| &lines[start..(start + 4).min(lines.len())]);
+        let tail = &lines[lines.len().saturating_sub(12)..];
+        let shown: Vec<&str> = panic.iter().chain(tail).copied().collect();
         bail!(
             "fuzz target {target} failed ({}); crash input: {crash}; reproduce with \
-             `cargo xtask fuzz-host --target {target} --reproduce FILE`\n  | {tail}",
-            output.status
+             `cargo xtask fuzz-host --target {target} --reproduce FILE`\n  | {}",
+            output.status,
+            shown.join("\n  | ")
         );
     }
     let executions = text
