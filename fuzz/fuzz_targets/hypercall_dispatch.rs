@@ -7,15 +7,16 @@
 //! read-only, one uncached), or anywhere.
 //!
 //! Invariants: nothing panics; every Xen hypercall that comes back to the same vCPU
-//! answers a result or a valid errno in x0; and when the domains can be shut down at the
-//! end, every frame they held is back in the pool.
+//! answers a result or a valid errno in x0; guest memory that no pointer of the calls can
+//! reach is never written (in either domain); and when the domains can be shut down at
+//! the end, every frame they held is back in the pool.
 #![no_main]
 
 use hyp::addr::{AddrRange, PhysAddr};
 use hyp::arch::fake;
 use hyp::bootpack::DomainImage;
 use hyp::cpu::{CpuState, VcpuId};
-use hyp::domain_dt::GuestGic;
+use hyp::domain_dt::{layout, GuestGic};
 use hyp::esr::{self, GuestExit};
 use hyp::hypervisor::{DomainSchedule, Hypervisor, Next};
 use hyp::mm::frames::FrameAllocator;
@@ -144,6 +145,31 @@ fn write_guest(ram: PhysAddr, offset: u64, bytes: &[u8]) {
     }
 }
 
+/// Parts of a domain's RAM that no guest pointer of this target can reach (the fake
+/// stage 1 maps only RAM pages 0, 1 and 3): the rest of the first 64 KiB, the kernel's
+/// first page, the first 16 KiB of the device tree. The hypervisor must never write
+/// there, whichever domain makes the calls.
+fn unreachable_ranges(ram: PhysAddr) -> [(PhysAddr, usize); 4] {
+    const MIB: u64 = 1024 * 1024;
+    [
+        (ram.add(0x2000), 0x1000),
+        (ram.add(0x4000), 0xc000),
+        (ram.add(layout::KERNEL_OFFSET), 0x1000),
+        (ram.add(8 * MIB - layout::DT_OFFSET_FROM_END), 0x4000),
+    ]
+}
+
+fn snapshot(ram: PhysAddr) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for (start, size) in unreachable_ranges(ram) {
+        // SAFETY: inside the domain's RAM in fake RAM; nothing writes it meanwhile.
+        bytes.extend_from_slice(unsafe {
+            core::slice::from_raw_parts(fake::phys_to_virt(start), size)
+        });
+    }
+    bytes
+}
+
 fn hypervisor_slot() -> &'static mut Hypervisor {
     // The model is large: keep one, rebuilt in place for each input.
     static mut HYPERVISOR: Hypervisor = Hypervisor::new();
@@ -186,6 +212,10 @@ fuzz_target!(|input: Input| {
             )
             .expect("the domains fit");
     }
+    let rams: Vec<PhysAddr> = (0..2)
+        .filter_map(|slot| hypervisor.domain(slot).map(|domain| domain.ram.start))
+        .collect();
+    let before: Vec<Vec<u8>> = rams.iter().map(|&ram| snapshot(ram)).collect();
     let mut cpu = CpuState::new(0);
     assert_eq!(hypervisor.schedule(&mut cpu), Next::Resume);
     if let Some(ram) = cpu
@@ -270,6 +300,13 @@ fuzz_target!(|input: Input| {
                 }
             }
         }
+    }
+
+    for (ram, before) in rams.iter().zip(&before) {
+        assert!(
+            snapshot(*ram) == *before,
+            "guest memory no pointer reaches was written"
+        );
     }
 
     // Shut every domain down; then nothing may be left allocated.
