@@ -337,8 +337,7 @@ pub fn write_domain_dt(buffer: &mut [u8], params: &DomainDtParams) -> Result<usi
     if !params.channels.is_empty() {
         let mut cells = [0u32; 2 * MAX_CHANNEL_CELLS];
         for (slot, (port, remote)) in cells.chunks_exact_mut(2).zip(params.channels) {
-            slot[0] = *port;
-            slot[1] = *remote;
+            slot.copy_from_slice(&[*port, *remote]);
         }
         let used = cells
             .get(..2 * params.channels.len())

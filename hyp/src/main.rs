@@ -9,6 +9,8 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// No `unwrap`, `expect` or `panic!` (see lib.rs); boot-time exceptions carry an `#[allow]`.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[cfg(target_os = "none")]
 mod target {

@@ -16,6 +16,9 @@
 //! `false` and changes nothing) so that a hostile port number can never index out of
 //! the bitmaps.
 
+// Port numbers come from guests: no indexing that could panic (see `locate`).
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use crate::event_channel_op::Port;
@@ -26,15 +29,15 @@ pub const BITS_PER_WORD: u32 = 64;
 /// Number of ports of the 2-level ABI (`EVTCHN_2L_NR_CHANNELS`): 64 words of 64 bits.
 pub const NR_PORTS: u32 = EVTCHN_WORDS as u32 * BITS_PER_WORD;
 
-/// The word index and bit mask of a port, or `None` when it is out of range.
-fn locate(port: Port) -> Option<(usize, u64)> {
+/// The word of `words` (a bitmap of the shared-info page) that holds `port`'s bit, the
+/// word's index and the bit, or `None` when the port is out of range.
+fn locate(words: &[AtomicU64], port: Port) -> Option<(&AtomicU64, u32, u64)> {
     if port.0 >= NR_PORTS {
         return None;
     }
-    Some((
-        (port.0 / BITS_PER_WORD) as usize,
-        1u64 << (port.0 % BITS_PER_WORD),
-    ))
+    let index = port.0 / BITS_PER_WORD;
+    let word = words.get(usize::try_from(index).ok()?)?;
+    Some((word, index, 1u64 << (port.0 % BITS_PER_WORD)))
 }
 
 /// Atomically sets a bit; returns whether it was set before.
@@ -51,24 +54,24 @@ fn test_and_clear(word: &AtomicU64, bit: u64) -> bool {
 ///
 /// This is only the bit; a hypervisor delivering an event uses [`mark_pending`].
 pub fn set_pending(shared: &SharedInfo, port: Port) -> bool {
-    match locate(port) {
-        Some((w, bit)) => !test_and_set(&shared.evtchn_pending[w], bit),
+    match locate(&shared.evtchn_pending, port) {
+        Some((word, _, bit)) => !test_and_set(word, bit),
         None => false,
     }
 }
 
 /// Clears the pending bit of `port` (the guest's "ack"). Returns whether it was set.
 pub fn clear_pending(shared: &SharedInfo, port: Port) -> bool {
-    match locate(port) {
-        Some((w, bit)) => test_and_clear(&shared.evtchn_pending[w], bit),
+    match locate(&shared.evtchn_pending, port) {
+        Some((word, _, bit)) => test_and_clear(word, bit),
         None => false,
     }
 }
 
 /// Whether `port` is pending.
 pub fn test_pending(shared: &SharedInfo, port: Port) -> bool {
-    match locate(port) {
-        Some((w, bit)) => shared.evtchn_pending[w].load(SeqCst) & bit != 0,
+    match locate(&shared.evtchn_pending, port) {
+        Some((word, _, bit)) => word.load(SeqCst) & bit != 0,
         None => false,
     }
 }
@@ -77,8 +80,8 @@ pub fn test_pending(shared: &SharedInfo, port: Port) -> bool {
 ///
 /// Guests mask locally, with no hypercall.
 pub fn set_mask(shared: &SharedInfo, port: Port) -> bool {
-    match locate(port) {
-        Some((w, bit)) => !test_and_set(&shared.evtchn_mask[w], bit),
+    match locate(&shared.evtchn_mask, port) {
+        Some((word, _, bit)) => !test_and_set(word, bit),
         None => false,
     }
 }
@@ -89,16 +92,16 @@ pub fn set_mask(shared: &SharedInfo, port: Port) -> bool {
 /// [`test_pending`] and, if set, re-mask and call `EVTCHNOP_unmask` so that the
 /// hypervisor raises the upcall (Linux's sequence; see [`unmask_and_notify`]).
 pub fn clear_mask(shared: &SharedInfo, port: Port) -> bool {
-    match locate(port) {
-        Some((w, bit)) => test_and_clear(&shared.evtchn_mask[w], bit),
+    match locate(&shared.evtchn_mask, port) {
+        Some((word, _, bit)) => test_and_clear(word, bit),
         None => false,
     }
 }
 
 /// Whether `port` is masked.
 pub fn test_mask(shared: &SharedInfo, port: Port) -> bool {
-    match locate(port) {
-        Some((w, bit)) => shared.evtchn_mask[w].load(SeqCst) & bit != 0,
+    match locate(&shared.evtchn_mask, port) {
+        Some((word, _, bit)) => word.load(SeqCst) & bit != 0,
         None => false,
     }
 }
@@ -119,13 +122,16 @@ pub fn mark_events_pending(vcpu_info: &VcpuInfo) -> bool {
 /// Returns `true` when the caller must inject the event PPI into that vCPU: the
 /// 0 -> 1 transition of `evtchn_upcall_pending`.
 pub fn mark_pending(shared: &SharedInfo, vcpu_info: &VcpuInfo, port: Port) -> bool {
-    let Some((w, bit)) = locate(port) else {
+    let (Some((pending, w, bit)), Some((mask, _, _))) = (
+        locate(&shared.evtchn_pending, port),
+        locate(&shared.evtchn_mask, port),
+    ) else {
         return false;
     };
-    if test_and_set(&shared.evtchn_pending[w], bit) {
+    if test_and_set(pending, bit) {
         return false;
     }
-    if shared.evtchn_mask[w].load(SeqCst) & bit != 0 {
+    if mask.load(SeqCst) & bit != 0 {
         return false;
     }
     if test_and_set(&vcpu_info.evtchn_pending_sel, 1 << w) {
@@ -140,13 +146,16 @@ pub fn mark_pending(shared: &SharedInfo, vcpu_info: &VcpuInfo, port: Port) -> bo
 /// was clear, sets the selector bit and marks events pending. Returns `true` when the
 /// caller must inject the event PPI.
 pub fn unmask_and_notify(shared: &SharedInfo, vcpu_info: &VcpuInfo, port: Port) -> bool {
-    let Some((w, bit)) = locate(port) else {
+    let (Some((pending, w, bit)), Some((mask, _, _))) = (
+        locate(&shared.evtchn_pending, port),
+        locate(&shared.evtchn_mask, port),
+    ) else {
         return false;
     };
-    if !test_and_clear(&shared.evtchn_mask[w], bit) {
+    if !test_and_clear(mask, bit) {
         return false;
     }
-    if shared.evtchn_pending[w].load(SeqCst) & bit == 0 {
+    if pending.load(SeqCst) & bit == 0 {
         return false;
     }
     if test_and_set(&vcpu_info.evtchn_pending_sel, 1 << w) {
@@ -190,13 +199,18 @@ pub fn for_each_pending<F: FnMut(Port)>(
             let w = selector.trailing_zeros();
             selector &= selector - 1;
             let word = w as usize;
-            let mut ready =
-                shared.evtchn_pending[word].load(SeqCst) & !shared.evtchn_mask[word].load(SeqCst);
+            let (Some(pending), Some(mask)) = (
+                shared.evtchn_pending.get(word),
+                shared.evtchn_mask.get(word),
+            ) else {
+                continue;
+            };
+            let mut ready = pending.load(SeqCst) & !mask.load(SeqCst);
             while ready != 0 {
                 let b = ready.trailing_zeros();
                 ready &= ready - 1;
                 let bit = 1u64 << b;
-                if test_and_clear(&shared.evtchn_pending[word], bit) {
+                if test_and_clear(pending, bit) {
                     handle(Port(w * BITS_PER_WORD + b));
                     handled += 1;
                 }

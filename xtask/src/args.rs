@@ -188,6 +188,20 @@ pub struct FuzzGuestArgs {
     pub timeout: Option<Duration>,
 }
 
+/// Options of `cargo xtask fuzz-host`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FuzzHostArgs {
+    /// The fuzz targets to run (empty: all of them, one after the other).
+    pub targets: Vec<String>,
+    /// Run time of each target.
+    pub seconds: u64,
+    /// Run the target once on this input (a crash file) instead of fuzzing.
+    pub reproduce: Option<PathBuf>,
+}
+
+/// Default run time of each target under `cargo xtask fuzz-host`.
+pub const DEFAULT_FUZZ_SECONDS: u64 = 600;
+
 /// A parsed `cargo xtask` command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -208,6 +222,8 @@ pub enum Command {
         /// The system to put on it (the demo system without one).
         config: Option<PathBuf>,
     },
+    /// `fuzz-host`.
+    FuzzHost(FuzzHostArgs),
     /// `help`, `--help`, `-h`.
     Help,
 }
@@ -266,6 +282,14 @@ commands:
   sdcard DIR  write a Raspberry Pi 4 boot partition into DIR: firmware (Debian's
           raspi-firmware), config.txt, bcm2711-rpi-4-b.dtb, the hypervisor and the boot pack
             --config FILE        the system to boot (default: the demo system)
+  fuzz-host  host fuzzing with cargo-fuzz (libFuzzer; installed when missing) of the
+          parsers and models that take untrusted input (docs/testing.md); new corpus
+          entries go to target/fuzz-corpus/TARGET, crashes to fuzz/artifacts/TARGET
+            --target NAME        only this target (repeatable; default all: esr,
+                                 hypercall_decode, hypercall_dispatch, vgic, dt_reader,
+                                 bootpack, system_config)
+            --seconds N          run time per target (default 600)
+            --reproduce FILE     run one --target once on FILE (a crash input)
   help    this text
 
 environment:
@@ -291,6 +315,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         "bench" => parse_bench(rest).map(Command::Bench),
         "fuzz-guest" => parse_fuzz_guest(rest).map(Command::FuzzGuest),
         "sdcard" => parse_sdcard(rest),
+        "fuzz-host" => parse_fuzz_host(rest).map(Command::FuzzHost),
         "help" | "--help" | "-h" => Ok(Command::Help),
         other => bail!("unknown command {other:?}; see `cargo xtask help`"),
     }
@@ -339,6 +364,42 @@ fn parse_timeout(value: &str) -> Result<Duration> {
 
 fn parse_machine(value: &str) -> Result<Machine> {
     value.parse::<Machine>().map_err(anyhow::Error::msg)
+}
+
+fn parse_fuzz_host(args: &[String]) -> Result<FuzzHostArgs> {
+    let mut fuzz = FuzzHostArgs {
+        targets: Vec::new(),
+        seconds: DEFAULT_FUZZ_SECONDS,
+        reproduce: None,
+    };
+    let mut flags = Flags { args: args.iter() };
+    while let Some((flag, attached)) = flags.next_flag() {
+        match flag {
+            "--target" => {
+                let target = flags.value(flag, attached)?;
+                if !crate::fuzz::TARGETS.contains(&target) {
+                    bail!(
+                        "fuzz-host: unknown target {target:?}; the targets are {}",
+                        crate::fuzz::TARGETS.join(" ")
+                    );
+                }
+                fuzz.targets.push(target.to_string());
+            }
+            "--seconds" => {
+                let value = flags.value(flag, attached)?;
+                fuzz.seconds = match value.parse::<u64>() {
+                    Ok(seconds) if seconds > 0 => seconds,
+                    _ => bail!("--seconds {value:?}: expected a positive number of seconds"),
+                };
+            }
+            "--reproduce" => fuzz.reproduce = Some(PathBuf::from(flags.value(flag, attached)?)),
+            other => bail!("fuzz-host: unknown argument {other:?}; see `cargo xtask help`"),
+        }
+    }
+    if fuzz.reproduce.is_some() && fuzz.targets.len() != 1 {
+        bail!("fuzz-host: --reproduce needs exactly one --target");
+    }
+    Ok(fuzz)
 }
 
 fn parse_sdcard(args: &[String]) -> Result<Command> {
@@ -750,5 +811,31 @@ mod tests {
         ] {
             assert!(parse(&strings(bad)).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn fuzz_host_arguments() {
+        let Command::FuzzHost(fuzz) = parse(&strings(&["fuzz-host"])).unwrap() else {
+            panic!("not fuzz-host");
+        };
+        assert!(fuzz.targets.is_empty() && fuzz.reproduce.is_none());
+        assert_eq!(fuzz.seconds, DEFAULT_FUZZ_SECONDS);
+        let Command::FuzzHost(fuzz) = parse(&strings(&[
+            "fuzz-host",
+            "--target",
+            "vgic",
+            "--seconds=30",
+            "--reproduce",
+            "crash-1",
+        ]))
+        .unwrap() else {
+            panic!("not fuzz-host");
+        };
+        assert_eq!(fuzz.targets, ["vgic"]);
+        assert_eq!(fuzz.seconds, 30);
+        assert_eq!(fuzz.reproduce, Some(PathBuf::from("crash-1")));
+        assert!(parse(&strings(&["fuzz-host", "--target", "nope"])).is_err());
+        assert!(parse(&strings(&["fuzz-host", "--seconds", "0"])).is_err());
+        assert!(parse(&strings(&["fuzz-host", "--reproduce", "x"])).is_err());
     }
 }

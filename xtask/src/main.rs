@@ -6,6 +6,7 @@ mod bench;
 mod config;
 mod debian;
 mod dtb;
+mod fuzz;
 mod fuzz_guest;
 mod images;
 mod lifecycle_test;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         args::Command::Test(test) => test::test(&test),
         args::Command::Bench(bench) => bench::bench(&bench),
         args::Command::FuzzGuest(fuzz) => fuzz_guest::fuzz_guest(&fuzz),
+        args::Command::FuzzHost(fuzz) => fuzz::fuzz_host(&fuzz),
         args::Command::Sdcard { dir, config } => {
             sdcard::sdcard(&dir, config.as_ref()).map(|()| true)
         }

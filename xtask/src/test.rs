@@ -257,8 +257,12 @@ fn host_steps(tally: &mut Tally) {
 
     // House rules, enforced: rustfmt and clippy (warnings are errors) on the host crates
     // and on the bare-metal ones for their real target.
-    let lints: [(&str, &[&str]); 3] = [
+    let lints: [(&str, &[&str]); 5] = [
         ("host::rustfmt", &["fmt", "--all", "--", "--check"]),
+        (
+            "host::rustfmt-fuzz",
+            &["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"],
+        ),
         (
             "host::clippy",
             &[
@@ -268,6 +272,18 @@ fn host_steps(tally: &mut Tally) {
                 "pv-guest",
                 "--exclude",
                 "minimal-guest",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        (
+            "host::clippy-fuzz",
+            &[
+                "clippy",
+                "--manifest-path",
+                "fuzz/Cargo.toml",
                 "--all-targets",
                 "--",
                 "-D",
@@ -310,6 +326,22 @@ fn host_steps(tally: &mut Tally) {
             },
         );
     }
+    // Host fuzzing: every target of fuzz/ for a bounded time (docs/testing.md).
+    println!(
+        "xtask: host::fuzz: cargo fuzz run, {} s per target",
+        crate::fuzz::TEST_SECONDS
+    );
+    let fuzz = crate::fuzz::run_all(&crate::fuzz::TARGETS, crate::fuzz::TEST_SECONDS);
+    tally.record(
+        "host::fuzz",
+        match fuzz {
+            Ok(()) => Verdict::Pass,
+            Err(error) => Verdict::Fail {
+                reason: format!("{error:#}"),
+                output: Vec::new(),
+            },
+        },
+    );
 }
 
 /// `sdcard-layout`: `cargo xtask sdcard` writes a complete Raspberry Pi 4 boot partition

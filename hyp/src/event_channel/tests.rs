@@ -841,6 +841,8 @@ fn ping_pong_over_shared_info() {
 mod properties {
     use super::super::in_memory::InMemoryDomains;
     use super::super::*;
+    use hypercall_abi::evtchn2l;
+    use hypercall_abi::shared::{SharedInfo, VcpuInfo};
     use proptest::prelude::*;
 
     #[derive(Clone, Debug)]
@@ -1018,8 +1020,11 @@ mod properties {
         d.tables.iter().map(|t| (**t).clone()).collect()
     }
 
-    fn run(d: &mut InMemoryDomains, op: &Op) -> Result<(), TestCaseError> {
+    /// Runs `op`, checks what it did and the invariants, and returns the shared-info work
+    /// it asks for (its [`Action`], or the notifications of a domain's peers).
+    fn run(d: &mut InMemoryDomains, op: &Op) -> Result<Vec<Action>, TestCaseError> {
         let before = snapshot(d);
+        let mut notifications = Vec::new();
         let result = match *op {
             Op::AllocUnbound {
                 caller,
@@ -1108,7 +1113,37 @@ mod properties {
                 }
                 result
             }
-            Op::Close { caller, port } => close(d, caller, &Close { port: Port(port) }),
+            Op::Close { caller, port } => {
+                let peer = d
+                    .tables
+                    .get(usize::from(caller))
+                    .and_then(|table| table.state(Port(port)));
+                let result = close(d, caller, &Close { port: Port(port) });
+                if result.is_ok() {
+                    // A closed port is free; an interdomain peer is left unbound, waiting
+                    // for this domain again.
+                    prop_assert_eq!(
+                        d.tables[usize::from(caller)].state(Port(port)),
+                        Some(PortState::Free)
+                    );
+                    if let Some(PortState::Interdomain {
+                        remote_domain,
+                        remote_port,
+                    }) = peer
+                    {
+                        if (remote_domain, u32::from(remote_port)) != (caller, port) {
+                            prop_assert_eq!(
+                                d.tables[usize::from(remote_domain)]
+                                    .state(Port(u32::from(remote_port))),
+                                Some(PortState::Unbound {
+                                    remote_domain: caller
+                                })
+                            );
+                        }
+                    }
+                }
+                result
+            }
             Op::Unmask { caller, port } => unmask(d, caller, &Unmask { port: Port(port) }),
             Op::Status { caller, dom, port } => {
                 let mut args = Status {
@@ -1146,6 +1181,7 @@ mod properties {
             }
             Op::CloseAll { dom } => {
                 let peers: Vec<Deliver> = close_all(d, dom).collect();
+                notifications.extend(peers.iter().copied().map(Action::Deliver));
                 for peer in &peers {
                     prop_assert_ne!(peer.domain, dom);
                     prop_assert_eq!(
@@ -1173,7 +1209,69 @@ mod properties {
         if result.is_err() {
             prop_assert!(snapshot(d) == before, "a failed {:?} changed state", op);
         }
-        check(d)
+        check(d)?;
+        notifications.extend(result.ok().flatten());
+        Ok(notifications)
+    }
+
+    /// Each domain's shared-info page and its vCPUs' `vcpu_info`, as the hypervisor keeps
+    /// them, with the actions of the operations applied.
+    struct Pages {
+        shared: Vec<SharedInfo>,
+        vcpu_info: Vec<Vec<VcpuInfo>>,
+    }
+
+    impl Pages {
+        fn new(vcpus: &[u32]) -> Pages {
+            Pages {
+                shared: vcpus.iter().map(|_| SharedInfo::new()).collect(),
+                vcpu_info: vcpus
+                    .iter()
+                    .map(|&count| (0..count).map(|_| VcpuInfo::new()).collect())
+                    .collect(),
+            }
+        }
+
+        fn apply(&self, d: &InMemoryDomains, action: &Action) -> Result<(), TestCaseError> {
+            let domain = usize::from(action.domain());
+            prop_assert!(domain < d.tables.len(), "{:?} names no domain", action);
+            let vcpu_info = match action.vcpu() {
+                Some(vcpu) => {
+                    prop_assert!(vcpu < d.vcpus[domain], "{:?} names no vCPU", action);
+                    self.vcpu_info[domain].get(vcpu as usize)
+                }
+                None => None,
+            };
+            action.apply(&self.shared[domain], vcpu_info);
+            Ok(())
+        }
+
+        /// Pending bits only on ports in use (a dying domain's own bits are left as Xen
+        /// leaves them); a selector bit only where a word holds a pending unmasked port.
+        fn check(&self, d: &InMemoryDomains) -> Result<(), TestCaseError> {
+            for (index, table) in d.tables.iter().enumerate() {
+                if table.is_dying() {
+                    continue;
+                }
+                let shared = &self.shared[index];
+                for (word, bits) in shared.evtchn_pending.iter().enumerate() {
+                    let mut bits = bits.load(core::sync::atomic::Ordering::Relaxed);
+                    while bits != 0 {
+                        let p = word as u32 * 64 + bits.trailing_zeros();
+                        bits &= bits - 1;
+                        prop_assert!(evtchn2l::test_pending(shared, Port(p)));
+                        prop_assert_ne!(
+                            table.state(Port(p)),
+                            Some(PortState::Free),
+                            "dom {} port {} pending but free",
+                            index,
+                            p
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
     }
 
     /// The generator reaches the interesting states: a fixed-seed run of the same
@@ -1222,7 +1320,9 @@ mod properties {
                             bound += 1;
                         }
                     }
-                    other => run(&mut d, &other).unwrap(),
+                    other => {
+                        run(&mut d, &other).unwrap();
+                    }
                 }
             }
             check(&d).unwrap();
@@ -1244,6 +1344,29 @@ mod properties {
             for op in &ops {
                 // Operations naming a domain beyond this run's count hit -ESRCH paths.
                 run(&mut d, op)?;
+            }
+        }
+    }
+
+    proptest! {
+        // Applying every action costs more per case; fewer cases keep `cargo test` quick.
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// The same sequences with every action applied to the domains' shared-info pages
+        /// (as `Hypervisor::carry_out_event` does): events land only on ports in use, at
+        /// existing vCPUs, and a closed port's stale pending bit is gone.
+        #[test]
+        fn pending_bits_stay_on_live_ports(
+            vcpus in prop::collection::vec(1u32..4, 2..=3),
+            ops in prop::collection::vec(op(), 1..120),
+        ) {
+            let mut d = InMemoryDomains::new(&vcpus);
+            let pages = Pages::new(&vcpus);
+            for op in &ops {
+                for action in run(&mut d, op)? {
+                    pages.apply(&d, &action)?;
+                }
+                pages.check(&d)?;
             }
         }
     }

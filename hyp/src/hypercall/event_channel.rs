@@ -53,13 +53,15 @@ impl EventChannelDomains for EventTables<'_> {
 fn u16_at(bytes: &[u8], offset: usize) -> u16 {
     bytes
         .get(offset..offset + 2)
-        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u16::from_le_bytes)
 }
 
 fn u32_at(bytes: &[u8], offset: usize) -> u32 {
     bytes
         .get(offset..offset + 4)
-        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
 }
 
 fn put_u32(bytes: &mut [u8], offset: usize, value: u32) {

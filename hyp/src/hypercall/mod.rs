@@ -202,9 +202,10 @@ fn poll(
     let mut bytes = [0u8; 24];
     memory.read(arg, &mut bytes)?;
     let word = |offset: usize| {
-        bytes.get(offset..offset + 8).map_or(0, |b| {
-            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-        })
+        bytes
+            .get(offset..offset + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
     };
     let ports = GuestVirtAddr::new(word(0));
     let count = (word(8) & 0xffff_ffff) as usize;

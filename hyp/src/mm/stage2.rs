@@ -1091,4 +1091,157 @@ mod tests {
             check(&stage2, &model, &probe_points(start, size))?;
         }
     }
+
+    /// The IPA window of the page-by-page property below: 24 MiB, with blocks at its
+    /// 2 MiB boundaries, placed across a 1 GiB boundary so that level-1 tables split too.
+    const PAGE_WINDOW_BASE: u64 = GIB - 8 * MIB;
+    const PAGE_WINDOW_PAGES: u64 = 24 * MIB / PAGE_SIZE;
+
+    /// One request of the page-by-page property: map or unmap `pages` pages at window
+    /// page `page` (rounded to 2 MiB when `block_aligned`, so blocks are used).
+    #[derive(Clone, Debug)]
+    struct PageRequest {
+        unmap: bool,
+        page: u64,
+        pages: u64,
+        block_aligned: bool,
+        output_page: u64,
+        attributes: Stage2Attributes,
+    }
+
+    fn page_request() -> impl Strategy<Value = PageRequest> {
+        (
+            any::<bool>(),
+            0..PAGE_WINDOW_PAGES,
+            1u64..1600,
+            any::<bool>(),
+            0u64..(1 << 20),
+            attributes(),
+        )
+            .prop_map(
+                |(unmap, page, pages, block_aligned, output_page, attributes)| PageRequest {
+                    unmap,
+                    page,
+                    pages,
+                    block_aligned,
+                    output_page,
+                    attributes,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Every page of the window translates exactly as a page-granular model says after
+        /// each request (what is mapped is exactly what was asked, to the asked frame, with
+        /// the asked permissions and memory type, offsets kept); a refused request changes
+        /// nothing; unmapping everything gives back every table page.
+        #[test]
+        fn every_page_translates_as_asked(requests in proptest::collection::vec(page_request(), 1..14)) {
+            let region = claim_region();
+            let mut allocator = region.allocator();
+            let initial = allocator.free_bytes();
+            let mut stage2 = counted(&mut allocator);
+            // window page -> (PA page, attributes)
+            let mut model: BTreeMap<u64, (u64, Stage2Attributes)> = BTreeMap::new();
+            for request in requests {
+                let blocks = 2 * MIB / PAGE_SIZE;
+                let (page, output_page) = if request.block_aligned {
+                    (request.page / blocks * blocks, request.output_page / blocks * blocks)
+                } else {
+                    (request.page, request.output_page)
+                };
+                let pages = request.pages.min(PAGE_WINDOW_PAGES - page);
+                let start = PAGE_WINDOW_BASE + page * PAGE_SIZE;
+                let size = pages * PAGE_SIZE;
+                if request.unmap {
+                    prop_assert_eq!(stage2.unmap(ipa(start), size, &mut allocator), Ok(()));
+                    for index in page..page + pages {
+                        model.remove(&index);
+                    }
+                } else {
+                    let result = stage2.map(
+                        ipa(start),
+                        pa(output_page * PAGE_SIZE),
+                        size,
+                        request.attributes,
+                        &mut allocator,
+                    );
+                    if (page..page + pages).any(|index| model.contains_key(&index)) {
+                        prop_assert_eq!(result, Err(MapError::AlreadyMapped));
+                    } else {
+                        prop_assert_eq!(result, Ok(()));
+                        for index in 0..pages {
+                            model.insert(page + index, (output_page + index, request.attributes));
+                        }
+                    }
+                }
+                for index in 0..PAGE_WINDOW_PAGES {
+                    let offset = (index * 8) % PAGE_SIZE;
+                    let address = PAGE_WINDOW_BASE + index * PAGE_SIZE + offset;
+                    let expected = model
+                        .get(&index)
+                        .map(|&(frame, attributes)| (pa(frame * PAGE_SIZE + offset), attributes));
+                    prop_assert_eq!(stage2.translate(ipa(address)), expected, "at {:#x}", address);
+                }
+                // Nothing leaks outside the window.
+                prop_assert_eq!(stage2.translate(ipa(PAGE_WINDOW_BASE - PAGE_SIZE)), None);
+                prop_assert_eq!(
+                    stage2.translate(ipa(PAGE_WINDOW_BASE + PAGE_WINDOW_PAGES * PAGE_SIZE)),
+                    None
+                );
+            }
+            stage2.unmap(ipa(PAGE_WINDOW_BASE), PAGE_WINDOW_PAGES * PAGE_SIZE, &mut allocator).unwrap();
+            prop_assert_eq!(stage2.table_pages(), 1);
+            stage2.destroy(&mut allocator);
+            prop_assert_eq!(allocator.free_bytes(), initial);
+        }
+
+        /// The builder's bounds: input beyond the IPA size, output beyond 48-bit physical
+        /// addresses, misalignment and empty ranges are refused and change nothing.
+        #[test]
+        fn out_of_range_requests_change_nothing(
+            ipa_bits in 32u32..=39,
+            start in any::<u64>(),
+            output in any::<u64>(),
+            size in any::<u64>(),
+        ) {
+            let region = claim_region();
+            let mut allocator = region.allocator();
+            let mut stage2 = Stage2::with_barrier(7, ipa_bits, &mut allocator, CountingBarrier::default()).unwrap();
+            // Something mapped already, which must stay as it is.
+            stage2.map(ipa(0), pa(0x8000_0000), 2 * MIB, Stage2Attributes::RAM, &mut allocator).unwrap();
+            let pages_before = stage2.table_pages();
+            let free_before = allocator.free_bytes();
+            let start = start & !0xfff;
+            let output = output & !0xfff;
+            let size = size % (4 * GIB);
+            let input_ok = size != 0
+                && size.is_multiple_of(PAGE_SIZE)
+                && start.checked_add(size).is_some_and(|end| end <= 1 << ipa_bits);
+            let output_ok = output.checked_add(size).is_some_and(|end| end <= 1 << 48);
+            let overlaps = start < 2 * MIB;
+            let result = stage2.map(ipa(start), pa(output), size, READ_ONLY_DATA, &mut allocator);
+            if input_ok && output_ok && !overlaps {
+                // Allowed requests are big: the pool may run out, which undoes the call.
+                prop_assert!(matches!(result, Ok(()) | Err(MapError::Allocation(_))));
+                if result.is_ok() {
+                    prop_assert_eq!(stage2.translate(ipa(start)), Some((pa(output), READ_ONLY_DATA)));
+                    stage2.unmap(ipa(start), size, &mut allocator).unwrap();
+                }
+            } else {
+                prop_assert!(result.is_err());
+                prop_assert!(!matches!(result, Err(MapError::Allocation(_))));
+            }
+            prop_assert_eq!(stage2.table_pages(), pages_before);
+            prop_assert_eq!(allocator.free_bytes(), free_before);
+            prop_assert_eq!(stage2.translate(ipa(0x1234)), Some((pa(0x8000_1234), Stage2Attributes::RAM)));
+            if !input_ok || !output_ok || overlaps {
+                prop_assert_eq!(
+                    stage2.translate(ipa(start)),
+                    if start < 2 * MIB { Some((pa(0x8000_0000 + start), Stage2Attributes::RAM)) } else { None }
+                );
+            }
+        }
+    }
 }

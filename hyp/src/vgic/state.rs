@@ -227,7 +227,11 @@ impl Vgic {
         let mut bank = [IrqState::reset(0, version); 32];
         let mut intid = 0;
         while intid < 32 {
-            bank[intid] = IrqState::reset(intid as u32, version);
+            // `intid` < 32 = the bank's length, by the loop (const fn: no `get_mut`).
+            #[allow(clippy::indexing_slicing)]
+            {
+                bank[intid] = IrqState::reset(intid as u32, version);
+            }
             intid += 1;
         }
         Vgic {

@@ -193,6 +193,9 @@ extern "C" fn handle_guest_serror(per_cpu: &mut PerCpu) {
     crate::hypervisor::handle_guest_serror(&mut per_cpu.cpu, esr);
 }
 
+// An exception taken from EL2 itself is a hypervisor bug, never a guest's doing (guest
+// faults arrive at the lower-EL vectors): stop everything, loudly.
+#[allow(clippy::panic)]
 #[unsafe(no_mangle)]
 extern "C" fn handle_hyp_fault(esr: u64, elr: u64, far: u64) -> ! {
     panic!(
