@@ -1199,6 +1199,19 @@ fn run_ours_pair(images: &Images, machine: Machine, quick: bool, timeout: Durati
 fn run_xen(script: &Path, images: &Images, machine: Machine, quick: bool) -> RunResult {
     let mut command = xen_command(script, images, machine, &VCPUS.to_string());
     command.args(["--dom0-args", guest_cmdline(quick)]);
+    run_on_xen(script, command, "on Xen", |stdout| {
+        evaluate(&dom0_lines(stdout))
+    })
+}
+
+/// Runs `command` (a `run-on-xen` invocation) and judges its stdout with `judge`; `what`
+/// starts the reason of a failed run.
+fn run_on_xen(
+    script: &Path,
+    mut command: Command,
+    what: &str,
+    judge: impl FnOnce(&[String]) -> (Figures, Result<(), String>),
+) -> RunResult {
     let captured = match test::capture(&mut command, XEN_HARD_TIMEOUT) {
         Ok(captured) => captured,
         Err(error) => {
@@ -1220,8 +1233,7 @@ fn run_xen(script: &Path, images: &Images, machine: Machine, quick: bool) -> Run
             output,
         };
     }
-    let lines = dom0_lines(&captured.stdout);
-    let (figures, checked) = evaluate(&lines);
+    let (figures, checked) = judge(&captured.stdout);
     let status = captured
         .status
         .map_or("killed".to_string(), |s| s.to_string());
@@ -1229,7 +1241,7 @@ fn run_xen(script: &Path, images: &Images, machine: Machine, quick: bool) -> Run
         figures,
         error: checked
             .err()
-            .map(|reason| format!("on Xen: {reason} (run-on-xen: {status})")),
+            .map(|reason| format!("{what}: {reason} (run-on-xen: {status})")),
         output,
     }
 }
@@ -1274,40 +1286,14 @@ fn run_xen_pair(script: &Path, images: &Images, machine: Machine, quick: bool) -
     command
         .args(["--dom0-args", pair_cmdline(quick)])
         .args(["--domu", &domu]);
-    let captured = match test::capture(&mut command, XEN_HARD_TIMEOUT) {
-        Ok(captured) => captured,
-        Err(error) => {
-            return RunResult {
-                figures: Figures::new(),
-                error: Some(format!("cannot start {}: {error}", script.display())),
-                output: Vec::new(),
-            }
-        }
-    };
-    let output = captured.all_lines();
-    if captured.timed_out {
-        return RunResult {
-            figures: Figures::new(),
-            error: Some(format!(
-                "run-on-xen did not finish in {} s",
-                XEN_HARD_TIMEOUT.as_secs()
-            )),
-            output,
-        };
-    }
-    let (mut figures, mut checked) = evaluate(&dom0_lines(&captured.stdout));
-    let domu_figures = parse_figures(domu_lines(&captured.stdout, 1));
-    checked = checked.and_then(|()| merge_figures(&mut figures, domu_figures?));
-    let status = captured
-        .status
-        .map_or("killed".to_string(), |s| s.to_string());
-    RunResult {
-        figures,
-        error: checked
-            .err()
-            .map(|reason| format!("on Xen, bench-pair: {reason} (run-on-xen: {status})")),
-        output,
-    }
+    run_on_xen(script, command, "on Xen, bench-pair", |stdout| {
+        let (mut figures, checked) = evaluate(&dom0_lines(stdout));
+        let checked = checked.and_then(|()| {
+            let domu_figures = parse_figures(domu_lines(stdout, 1))?;
+            merge_figures(&mut figures, domu_figures)
+        });
+        (figures, checked)
+    })
 }
 
 /// The console lines of dom0less domain `id` with a vpl011 in `run-on-xen`'s output:
