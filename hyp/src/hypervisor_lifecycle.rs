@@ -54,16 +54,7 @@ impl Hypervisor {
                         }
                     });
             // The pre-connected channels this domain will have, as its device tree says.
-            let pairs = || pack.channels().map(|channel| (channel.a, channel.b));
-            let ports = super::plan_channel_ports(pairs(), slot);
-            let mut peers: heapless::Vec<&str, { crate::domain_dt::MAX_CHANNEL_CELLS }> =
-                heapless::Vec::new();
-            for (_, remote) in ports.iter() {
-                let name = pack
-                    .domain(*remote as usize)
-                    .map_or("", |remote| remote.name);
-                let _ = peers.push(name);
-            }
+            let (ports, peers) = planned_channels(&pack, slot);
             let channels = crate::domain::Channels {
                 ports: &ports,
                 peers: &peers,
@@ -212,16 +203,7 @@ impl Hypervisor {
             return;
         };
 
-        let pairs = || pack.channels().map(|channel| (channel.a, channel.b));
-        let ports = super::plan_channel_ports(pairs(), slot);
-        let mut peers: heapless::Vec<&str, { crate::domain_dt::MAX_CHANNEL_CELLS }> =
-            heapless::Vec::new();
-        for (_, remote) in ports.iter() {
-            let name = pack
-                .domain(*remote as usize)
-                .map_or("", |remote| remote.name);
-            let _ = peers.push(name);
-        }
+        let (ports, peers) = planned_channels(&pack, slot);
         let channels = crate::domain::Channels {
             ports: &ports,
             peers: &peers,
@@ -390,4 +372,26 @@ impl Hypervisor {
         }
         next
     }
+}
+
+/// The pre-connected channels domain `slot` of `pack` has: its (port, remote domain)
+/// pairs and each remote domain's name, in the order its device tree lists them.
+fn planned_channels<'pack>(
+    pack: &BootPack<'pack>,
+    slot: usize,
+) -> (
+    heapless::Vec<(u32, u32), { crate::domain_dt::MAX_CHANNEL_CELLS }>,
+    heapless::Vec<&'pack str, { crate::domain_dt::MAX_CHANNEL_CELLS }>,
+) {
+    let ports =
+        super::plan_channel_ports(pack.channels().map(|channel| (channel.a, channel.b)), slot);
+    let mut peers = heapless::Vec::new();
+    for (_, remote) in ports.iter() {
+        let name = pack
+            .domain(*remote as usize)
+            .map_or("", |remote| remote.name);
+        // Cannot fail: as many names as ports, and the same capacity.
+        let _ = peers.push(name);
+    }
+    (ports, peers)
 }
