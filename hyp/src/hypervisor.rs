@@ -861,8 +861,9 @@ impl Hypervisor {
         };
         let owned = caller.guest_accessible();
         let memory = crate::guest_memory::GuestMemory::new(&owned);
-        // A send on the console port is for the hypervisor, the console backend.
-        if cmd == hypercall_abi::event_channel_op::SEND {
+        // A send on the console port is for the hypervisor, the console backend; any other
+        // goes to the model with the port read here, once.
+        let (result, action) = if cmd == hypercall_abi::event_channel_op::SEND {
             let console = caller.console_port;
             match memory.read_value::<u32>(arg) {
                 Err(error) => return error.to_return(),
@@ -872,17 +873,21 @@ impl Hypervisor {
                     self.serve_console(from_cpu, current.domain);
                     return 0;
                 }
-                Ok(_) => {}
+                Ok(port) => crate::hypercall::event_channel::send(
+                    &mut self.event_tables(),
+                    current.domain as u16,
+                    hypercall_abi::event_channel_op::Port(port),
+                ),
             }
-        }
-        let mut tables = self.event_tables();
-        let (result, action) = crate::hypercall::event_channel::event_channel_op(
-            &mut tables,
-            &memory,
-            current.domain as u16,
-            cmd,
-            arg,
-        );
+        } else {
+            crate::hypercall::event_channel::event_channel_op(
+                &mut self.event_tables(),
+                &memory,
+                current.domain as u16,
+                cmd,
+                arg,
+            )
+        };
         if let Some(action) = action {
             self.carry_out_event(from_cpu, action);
         }

@@ -606,6 +606,20 @@ fn loopback_channel_delivers_to_the_upcall() {
         setup.hypervisor.vgics[0].is_deliverable(0, 31),
         "upcall PPI pending and enabled"
     );
+    // IN-only operations never write their argument back (as Xen): a send whose
+    // argument sits in a page the guest maps read-only succeeds.
+    let ram = map_first_page(&setup);
+    fake::set_guest_translation(&[
+        (0x1000, ram.raw(), true, false),
+        (0x2000, ram.raw(), false, false),
+    ]);
+    poke(&setup, 0x800, &b.to_le_bytes());
+    hypercall(&mut setup, number::EVENT_CHANNEL_OP, [4, 0x2800, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
+    // And an unmask (the generic path) likewise.
+    poke(&setup, 0x800, &a.to_le_bytes());
+    hypercall(&mut setup, number::EVENT_CHANNEL_OP, [9, 0x2800, 0, 0, 0]);
+    assert_eq!(setup.cpu.frame.x[0], 0);
     // Errors come from the model: a port that does not exist.
     let (result, _) = evtchn(&mut setup, 4, &999u32.to_le_bytes());
     assert_eq!(result, Errno::EINVAL.to_return());

@@ -94,13 +94,26 @@ pub fn event_channel_op(
         return (error.to_return(), None);
     }
     let result = run(tables, caller, cmd, buffer);
+    // Only the operations with OUT fields are copied back, as Xen's do_event_channel_op
+    // does: send, close, unmask and bind_vcpu leave the guest's struct alone.
+    let has_out = !matches!(cmd, op::SEND | op::CLOSE | op::UNMASK | op::BIND_VCPU);
     match result {
+        Ok(action) if !has_out => (0, action),
         Ok(action) => match memory.write(arg, buffer) {
             Ok(()) => (0, action),
             // The operation happened; like Xen (`__copy_to_guest` failing late), the
             // caller learns of the bad buffer, and the action still stands.
             Err(error) => (error.to_return(), action),
         },
+        Err(error) => (error.to_return(), None),
+    }
+}
+
+/// `EVTCHNOP_send` on `port` for domain `caller`, its argument already read (the
+/// hypervisor reads it first to recognise its own console port).
+pub fn send(tables: &mut EventTables<'_>, caller: u16, port: Port) -> (u64, Option<Action>) {
+    match model::send(tables, caller, &op::Send { port }) {
+        Ok(action) => (0, action),
         Err(error) => (error.to_return(), None),
     }
 }
