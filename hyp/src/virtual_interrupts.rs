@@ -65,6 +65,17 @@ fn decode(version: GicVersion, value: u64) -> Option<LrEntry> {
 /// set when the vCPU was not the last one on this CPU: then every LR is rewritten and the
 /// interface state loaded.
 pub fn enter(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arriving: bool) {
+    // Most entries follow an exit that changed nothing here: the LRs and ICH_HCR/GICH_HCR
+    // (written only on entries) are as the last entry left them.
+    if !arriving && state.list_registers.is_current(vgic) {
+        return;
+    }
+    refill(vgic, state, vcpu, arriving);
+}
+
+/// The rest of [`enter`], kept out of line so the common case stays a few instructions.
+#[inline(never)]
+fn refill(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arriving: bool) {
     if arriving {
         state.list_registers.mark_all_dirty();
         arch::restore_virtual_interface(&state.interface);
@@ -85,6 +96,12 @@ pub fn exit(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) -> Effects
     if valid == 0 {
         return Effects::NONE;
     }
+    fold_back(vgic, state, vcpu, valid)
+}
+
+/// The rest of [`exit`] (LRs `valid` hold something), out of line as [`refill`] is.
+#[inline(never)]
+fn fold_back(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, valid: u16) -> Effects {
     let version = vgic.version();
     // Pushed, not a 16-entry array initialised in full on every exit.
     let mut read_back = heapless::Vec::<Option<LrEntry>, MAX_LIST_REGISTERS>::new();

@@ -316,6 +316,13 @@ impl ListRegisters {
         self.overflowed
     }
 
+    /// Whether the hardware LRs already hold what [`ListRegisters::populate`] would choose
+    /// and nothing is left to write: the model has not changed since the last populate,
+    /// and no sync came between.
+    pub fn is_current(&self, vgic: &Vgic) -> bool {
+        !self.folded && self.dirty == 0 && self.populated_at == Some(vgic.generation())
+    }
+
     /// Marks every LR as needing a write (after another vCPU used this physical CPU's LRs).
     pub fn mark_all_dirty(&mut self) {
         self.populated_at = None;
@@ -1204,6 +1211,15 @@ mod tests {
     fn check_invariants(harness: &Harness) -> Result<(), TestCaseError> {
         for vcpu in 0..3 {
             let lrs = &harness.lrs[vcpu];
+            // `is_current` promises that populating again would write nothing.
+            if lrs.is_current(&harness.vgic) {
+                let (mut again, mut vgic) = (lrs.clone(), harness.vgic.clone());
+                again.populate(&mut vgic, vcpu);
+                prop_assert_eq!(again.write_back().count(), 0, "vCPU {} current", vcpu);
+                for index in 0..lrs.count() {
+                    prop_assert_eq!(again.entry(index), lrs.entry(index));
+                }
+            }
             // The cached summaries agree with the slots and the overflow set.
             let valid = (0..lrs.count())
                 .filter(|index| lrs.entry(*index).is_some())
