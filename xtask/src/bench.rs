@@ -1077,12 +1077,30 @@ struct RunResult {
     output: Vec<String>,
 }
 
-/// `bench` or `bench quick`.
-fn guest_cmdline(quick: bool) -> &'static str {
+impl RunResult {
+    /// This run followed by `next`: `next`'s figures added when it counts, and the first
+    /// failure (this run's, `next`'s, or a benchmark both report) with its run's output.
+    fn and(mut self, next: RunResult) -> RunResult {
+        let failure = match next.error {
+            Some(reason) => Some(reason),
+            None => merge_figures(&mut self.figures, next.figures).err(),
+        };
+        if self.error.is_none() {
+            if let Some(reason) = failure {
+                self.error = Some(reason);
+                self.output = next.output;
+            }
+        }
+        self
+    }
+}
+
+/// The guest's command line for `scenario` (`bench` or `bench-pair`), with `quick`.
+fn cmdline(scenario: &str, quick: bool) -> String {
     if quick {
-        "bench quick"
+        format!("{scenario} quick")
     } else {
-        "bench"
+        scenario.to_string()
     }
 }
 
@@ -1092,9 +1110,20 @@ fn run_ours(images: &Images, machine: Machine, quick: bool, timeout: Duration) -
     let domain = Domain {
         memory_mib: MEMORY_MIB,
         vcpus: VCPUS,
-        ..Domain::new(DOMAIN, &images.guest_img, guest_cmdline(quick))
+        ..Domain::new(DOMAIN, &images.guest_img, &cmdline("bench", quick))
     };
-    let outcome = match run::boot(images, &[domain], &[], machine, true, timeout, false) {
+    run_domains(images, machine, &[domain], timeout)
+}
+
+/// Boots `domains` on our hypervisor under icount: every domain's report must pass and
+/// every domain shut down cleanly; the figures are all the domains print.
+fn run_domains(
+    images: &Images,
+    machine: Machine,
+    domains: &[Domain],
+    timeout: Duration,
+) -> RunResult {
+    let outcome = match run::boot(images, domains, &[], machine, true, timeout, false) {
         Ok(outcome) => outcome,
         Err(error) => {
             return RunResult {
@@ -1104,28 +1133,27 @@ fn run_ours(images: &Images, machine: Machine, quick: bool, timeout: Duration) -
             }
         }
     };
-    let lines = report::domain_lines(outcome.console_lines(), DOMAIN);
-    let (figures, mut checked) = evaluate(&lines);
-    if checked.is_ok() {
-        checked = run::check_all_clean(&outcome, 1).map(|_| ());
+    let mut figures = Figures::new();
+    let mut error = None;
+    for domain in domains {
+        let lines = report::domain_lines(outcome.console_lines(), &domain.name);
+        let (more, checked) = evaluate(&lines);
+        let merged = merge_figures(&mut figures, more);
+        if let Err(reason) = checked.and(merged) {
+            error.get_or_insert(format!("domain {}: {reason}", domain.name));
+        }
+    }
+    if error.is_none() {
+        error = run::check_all_clean(&outcome, domains.len()).err();
     }
     RunResult {
         figures,
-        error: checked.err(),
+        error,
         output: outcome
             .lines
             .iter()
             .map(|line| line.render(false))
             .collect(),
-    }
-}
-
-/// `bench-pair` or `bench-pair quick`: VM Switch and I/O Latency Out / In.
-fn pair_cmdline(quick: bool) -> &'static str {
-    if quick {
-        "bench-pair quick"
-    } else {
-        "bench-pair"
     }
 }
 
@@ -1154,43 +1182,10 @@ fn run_ours_pair(images: &Images, machine: Machine, quick: bool, timeout: Durati
         .iter()
         .map(|name| Domain {
             settings,
-            ..Domain::new(name, &images.guest_img, pair_cmdline(quick))
+            ..Domain::new(name, &images.guest_img, &cmdline("bench-pair", quick))
         })
         .collect();
-    let outcome = match run::boot(images, &domains, &[], machine, true, timeout, false) {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            return RunResult {
-                figures: Figures::new(),
-                error: Some(format!("{error:#}")),
-                output: Vec::new(),
-            }
-        }
-    };
-    let mut figures = Figures::new();
-    let mut error = None;
-    for domain in &domains {
-        let lines = report::domain_lines(outcome.console_lines(), &domain.name);
-        let (more, checked) = evaluate(&lines);
-        let merged = merge_figures(&mut figures, more);
-        if let Err(reason) = checked.and(merged) {
-            error.get_or_insert(format!("bench-pair, domain {}: {reason}", domain.name));
-        }
-    }
-    if error.is_none() {
-        error = run::check_all_clean(&outcome, domains.len())
-            .err()
-            .map(|reason| format!("bench-pair: {reason}"));
-    }
-    RunResult {
-        figures,
-        error,
-        output: outcome
-            .lines
-            .iter()
-            .map(|line| line.render(false))
-            .collect(),
-    }
+    run_domains(images, machine, &domains, timeout)
 }
 
 /// Runs the benchmark guest as dom0 of Xen 4.17 with `run-on-xen`, under the same icount
@@ -1198,7 +1193,7 @@ fn run_ours_pair(images: &Images, machine: Machine, quick: bool, timeout: Durati
 /// `XEN_QEMU_EXTRA`, which QEMU merges into the same `-icount` option).
 fn run_xen(script: &Path, images: &Images, machine: Machine, quick: bool) -> RunResult {
     let mut command = xen_command(script, images, machine, &VCPUS.to_string());
-    command.args(["--dom0-args", guest_cmdline(quick)]);
+    command.args(["--dom0-args", &cmdline("bench", quick)]);
     run_on_xen(script, command, "on Xen", |stdout| {
         evaluate(&dom0_lines(stdout))
     })
@@ -1280,11 +1275,11 @@ fn run_xen_pair(script: &Path, images: &Images, machine: Machine, quick: bool) -
     let domu = format!(
         "{},mem={MEMORY_MIB},args={},vpl011",
         images.guest_img.display(),
-        pair_cmdline(quick)
+        cmdline("bench-pair", quick)
     );
     let mut command = xen_command(script, images, machine, "1");
     command
-        .args(["--dom0-args", pair_cmdline(quick)])
+        .args(["--dom0-args", &cmdline("bench-pair", quick)])
         .args(["--domu", &domu]);
     run_on_xen(script, command, "on Xen, bench-pair", |stdout| {
         let (mut figures, checked) = evaluate(&dom0_lines(stdout));
@@ -1377,25 +1372,17 @@ pub fn bench(args: &BenchArgs) -> Result<bool> {
         let gic = gic_key(machine);
         println!(
             "xtask: bench: {gic}: our hypervisor ({machine}, `{}`)",
-            guest_cmdline(args.quick)
+            cmdline("bench", args.quick)
         );
-        let mut ours = run_ours(&images, machine, args.quick, args.timeout);
+        let single = run_ours(&images, machine, args.quick, args.timeout);
+        println!(
+            "xtask: bench: {gic}: our hypervisor, two domains on one CPU (`{}`)",
+            cmdline("bench-pair", args.quick)
+        );
+        let ours = single.and(run_ours_pair(&images, machine, args.quick, args.timeout));
         if let Some(reason) = &ours.error {
             ok = false;
             print_failure(&format!("{gic} on our hypervisor"), reason, &ours.output);
-        }
-        println!(
-            "xtask: bench: {gic}: our hypervisor, two domains on one CPU (`{}`)",
-            pair_cmdline(args.quick)
-        );
-        let pair = run_ours_pair(&images, machine, args.quick, args.timeout);
-        if let Some(reason) = pair
-            .error
-            .clone()
-            .or_else(|| merge_figures(&mut ours.figures, pair.figures).err())
-        {
-            ok = false;
-            print_failure(&format!("{gic} on our hypervisor"), &reason, &pair.output);
         }
         let mut run = GicRun {
             ours: ours.figures,
@@ -1418,22 +1405,13 @@ pub fn bench(args: &BenchArgs) -> Result<bool> {
                         "xtask: bench: {gic}: Xen 4.17 (run-on-xen --gic {})",
                         machine.gic_version()
                     );
-                    let mut on_xen = run_xen(&script, &images, machine, args.quick);
+                    let single = run_xen(&script, &images, machine, args.quick);
+                    println!("xtask: bench: {gic}: Xen 4.17, dom0 and a dom0less domU on one CPU");
+                    let on_xen = single.and(run_xen_pair(&script, &images, machine, args.quick));
                     if let Some(reason) = &on_xen.error {
                         ok = false;
                         print_failure(&format!("{gic} on Xen"), reason, &on_xen.output);
                         notes.push(format!("{gic}: Xen run failed: {reason}"));
-                    }
-                    println!("xtask: bench: {gic}: Xen 4.17, dom0 and a dom0less domU on one CPU");
-                    let pair = run_xen_pair(&script, &images, machine, args.quick);
-                    if let Some(reason) = pair
-                        .error
-                        .clone()
-                        .or_else(|| merge_figures(&mut on_xen.figures, pair.figures).err())
-                    {
-                        ok = false;
-                        print_failure(&format!("{gic} on Xen"), &reason, &pair.output);
-                        notes.push(format!("{gic}: Xen bench-pair failed: {reason}"));
                     }
                     run.xen = Some(on_xen.figures);
                 }
@@ -1585,22 +1563,16 @@ pub(crate) fn gate(images: &Images) -> Verdict {
     if let Some(dir) = images.bootpack.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let mut ours = run_ours(&images, machine, true, GATE_TIMEOUT);
+    let ours = run_ours(&images, machine, true, GATE_TIMEOUT).and(run_ours_pair(
+        &images,
+        machine,
+        true,
+        GATE_TIMEOUT,
+    ));
     if let Some(reason) = ours.error {
         return Verdict::Fail {
             reason,
             output: ours.output,
-        };
-    }
-    let pair = run_ours_pair(&images, machine, true, GATE_TIMEOUT);
-    if let Some(reason) = pair
-        .error
-        .clone()
-        .or_else(|| merge_figures(&mut ours.figures, pair.figures).err())
-    {
-        return Verdict::Fail {
-            reason,
-            output: pair.output,
         };
     }
     let current: Runs = [(
