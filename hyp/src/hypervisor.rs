@@ -659,9 +659,7 @@ impl Hypervisor {
                         Next::Resume
                     }
                     Outcome::Continue { x1, x2 } => {
-                        cpu.frame.x[1] = x1;
-                        cpu.frame.x[2] = x2;
-                        cpu.frame.pc = cpu.frame.pc.wrapping_sub(4);
+                        cpu.frame.continue_hypercall(x1, x2);
                         Next::Resume
                     }
                     Outcome::GrantTable { cmd, arg, count } => {
@@ -672,11 +670,7 @@ impl Hypervisor {
                         match grant_table_op(domains, frames, current.domain, cmd, arg, count) {
                             GrantOutcome::Done(value) => cpu.frame.x[0] = value,
                             GrantOutcome::Continue { arg, count } => {
-                                // Xen's hypercall continuation: the vCPU issues the call
-                                // again, for what is left (other vCPUs may run between).
-                                cpu.frame.x[1] = arg;
-                                cpu.frame.x[2] = count;
-                                cpu.frame.pc = cpu.frame.pc.wrapping_sub(4);
+                                cpu.frame.continue_hypercall(arg, count)
                             }
                         }
                         Next::Resume

@@ -25,6 +25,16 @@ pub struct GuestRegisters {
 }
 
 impl GuestRegisters {
+    /// Xen's hypercall continuation: the vCPU issues its hypercall again (`pc` steps back
+    /// onto the 4-byte HVC) with x1 and x2 replaced, for what is left of the work; other
+    /// vCPUs and interrupts may run in between.
+    pub fn continue_hypercall(&mut self, x1: u64, x2: u64) {
+        let [_, first, second, ..] = &mut self.x;
+        *first = x1;
+        *second = x2;
+        self.pc = self.pc.wrapping_sub(4);
+    }
+
     /// Register `index` (0..=30); x31 reads as zero (XZR) as in a trapped instruction.
     pub fn read(&self, index: u8) -> u64 {
         self.x.get(usize::from(index)).copied().unwrap_or(0)

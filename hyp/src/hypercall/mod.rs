@@ -58,9 +58,8 @@ pub enum Outcome {
         /// Its argument struct.
         arg: GuestVirtAddr,
     },
-    /// Part of the call was done: the vCPU issues it again (its `pc` steps back onto the
-    /// HVC) with x1 and x2 replaced, for the rest. Xen's hypercall continuation: other
-    /// vCPUs and interrupts get their turn between the parts.
+    /// Part of the call was done: the vCPU issues it again with x1 and x2 replaced, for
+    /// the rest ([`crate::vcpu::GuestRegisters::continue_hypercall`]).
     Continue {
         /// The new x1.
         x1: u64,

@@ -320,7 +320,13 @@ impl ListRegisters {
     /// and nothing is left to write: the model has not changed since the last populate,
     /// and no sync came between.
     pub fn is_current(&self, vgic: &Vgic) -> bool {
-        !self.folded && self.dirty == 0 && self.populated_at == Some(vgic.generation())
+        self.dirty == 0 && self.chosen_for(vgic)
+    }
+
+    /// Whether `populate` would choose what the slots hold: it chose them for the model
+    /// as it is now, and no sync came since.
+    fn chosen_for(&self, vgic: &Vgic) -> bool {
+        !self.folded && self.populated_at == Some(vgic.generation())
     }
 
     /// Marks every LR as needing a write (after another vCPU used this physical CPU's LRs).
@@ -418,7 +424,7 @@ impl ListRegisters {
     /// harmless). Then write [`ListRegisters::write_back`]'s LRs and set the underflow
     /// maintenance enable as [`ListRegisters::needs_maintenance`] says.
     pub fn populate(&mut self, vgic: &mut Vgic, vcpu: usize) {
-        if !self.folded && self.populated_at == Some(vgic.generation()) {
+        if self.chosen_for(vgic) {
             return;
         }
         self.populated_at = None;

@@ -418,30 +418,31 @@ impl Vgic {
 
     /// The deliverable interrupts of `vcpu`, highest priority first (ties by lower INTID).
     pub fn deliverable(&self, vcpu: usize) -> Deliverable {
-        self.collect(
-            vcpu,
-            |irq| irq.enabled && irq.pending(),
-            Self::is_deliverable,
-        )
+        let mut list = Deliverable::new();
+        self.each_deliverable(vcpu, |candidate| list.push(candidate));
+        list
     }
 
     /// The active interrupts belonging to `vcpu`, highest priority first.
     pub fn active_on(&self, vcpu: usize) -> Deliverable {
-        self.collect(vcpu, |irq| irq.active, Self::is_active_on)
+        let mut list = Deliverable::new();
+        self.each_active(vcpu, |candidate| list.push(candidate));
+        list
     }
 
-    /// The interrupts of `vcpu` for which `test` holds, highest priority first. This runs
-    /// on every guest entry: `quick`, a cheap necessary condition on the state alone,
-    /// skips most INTIDs before the full `test` (which looks up banking and targets).
-    fn collect(
-        &self,
-        vcpu: usize,
-        quick: impl Fn(&IrqState) -> bool,
-        test: impl Fn(&Self, usize, u32) -> bool,
-    ) -> Deliverable {
-        let mut list = Deliverable::new();
-        self.collect_with(vcpu, quick, test, |candidate| list.push(candidate));
-        list
+    /// Calls `push` with each deliverable interrupt of `vcpu`, in INTID order.
+    fn each_deliverable(&self, vcpu: usize, push: impl FnMut(Candidate)) {
+        self.collect_with(
+            vcpu,
+            |irq| irq.enabled && irq.pending(),
+            Self::is_deliverable,
+            push,
+        );
+    }
+
+    /// Calls `push` with each active interrupt belonging to `vcpu`, in INTID order.
+    fn each_active(&self, vcpu: usize, push: impl FnMut(Candidate)) {
+        self.collect_with(vcpu, |irq| irq.active, Self::is_active_on, push);
     }
 
     /// The INTIDs (bit n = INTID n) of the active interrupts belonging to `vcpu`, and of
@@ -450,19 +451,9 @@ impl Vgic {
     /// built and copied on every guest entry that delivers something.
     pub fn candidate_sets(&self, vcpu: usize) -> (u64, u64) {
         let mut active = 0u64;
-        self.collect_with(
-            vcpu,
-            |irq| irq.active,
-            Self::is_active_on,
-            |candidate| active |= 1 << candidate.intid,
-        );
+        self.each_active(vcpu, |candidate| active |= 1 << candidate.intid);
         let mut deliverable = 0u64;
-        self.collect_with(
-            vcpu,
-            |irq| irq.enabled && irq.pending(),
-            Self::is_deliverable,
-            |candidate| deliverable |= 1 << candidate.intid,
-        );
+        self.each_deliverable(vcpu, |candidate| deliverable |= 1 << candidate.intid);
         (active, deliverable)
     }
 
@@ -482,8 +473,10 @@ impl Vgic {
         best.map(|(_, intid)| intid)
     }
 
-    /// Calls `push` with each interrupt of `vcpu` for which `quick` and `test` hold (see
-    /// [`Vgic::collect`]), dropping the may-be-live bits of interrupts found idle.
+    /// Calls `push` with each interrupt of `vcpu` for which `test` holds. This runs on
+    /// every guest entry that delivers: `quick`, a cheap necessary condition on the state
+    /// alone, skips most INTIDs before the full `test` (which looks up banking and
+    /// targets); the may-be-live bits of interrupts found idle are dropped.
     fn collect_with(
         &self,
         vcpu: usize,
