@@ -78,7 +78,7 @@ const TIMER_TICKS: u32 = 64;
 const TIMER_HERTZ: u64 = 10_000;
 
 /// `full` repetitions, or a tenth with `quick`.
-fn repetitions(context: &Context, full: u32) -> u32 {
+pub(super) fn repetitions(context: &Context, full: u32) -> u32 {
     if context.flag("quick") {
         (full / 10).max(1)
     } else {

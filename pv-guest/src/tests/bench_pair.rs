@@ -16,8 +16,8 @@
 //! `io-out` (VM to dom0) and `vm-switch` (half a round trip of `SCHEDOP_yield` between
 //! the two), and the VM reports `io-in` (dom0 to VM).
 
+use super::events::errno_failure;
 use super::{Context, Failure, Scenario, Test, TestResult};
-use crate::abi::errno::Errno;
 use crate::abi::event_channel_op::Port;
 use crate::abi::guest::{evtchn_alloc_unbound, evtchn_bind_interdomain, evtchn_send, sched_yield};
 use crate::arch::cpu;
@@ -76,14 +76,6 @@ static ROLE: AtomicU32 = AtomicU32::new(0);
 const DOM0: u32 = 1;
 const VM: u32 = 2;
 
-fn rounds(context: &Context) -> u32 {
-    if context.flag("quick") {
-        ROUNDS / 10
-    } else {
-        ROUNDS
-    }
-}
-
 fn port() -> Result<Port, Failure> {
     match PORT.load(Ordering::Relaxed) {
         0 => Err(Failure::new(
@@ -92,10 +84,6 @@ fn port() -> Result<Port, Failure> {
         )),
         port => Ok(Port(port)),
     }
-}
-
-fn errno_failure(what: core::fmt::Arguments<'_>, errno: Errno) -> Failure {
-    Failure::new(format_args!("{what} -> Ok"), format_args!("-{errno:?}"))
 }
 
 /// CNTPCT minus CNTVCT, read so that both fall in the same counter tick.
@@ -201,7 +189,7 @@ fn channel(context: &Context) -> TestResult {
 /// answers. The receiving end reports `name`.
 fn one_way(context: &Context, name: &str, sender: u32) -> TestResult {
     let port = port()?;
-    let rounds = rounds(context);
+    let rounds = super::bench::repetitions(context, ROUNDS);
     if ROLE.load(Ordering::Relaxed) == sender {
         // The receiver's "ready": it has taken everything sent before, so the first
         // round's event cannot merge with an earlier one still pending there.
@@ -248,7 +236,7 @@ fn io_in(context: &Context) -> TestResult {
 /// its yield). Dom0 then sends one event to end the VM's loop.
 fn vm_switch(context: &Context) -> TestResult {
     let port = port()?;
-    let rounds = rounds(context);
+    let rounds = super::bench::repetitions(context, ROUNDS);
     if ROLE.load(Ordering::Relaxed) == VM {
         let before = RECEIVED.load(Ordering::Relaxed);
         let deadline = cpu::counter() + irq::ticks(BIND_US);

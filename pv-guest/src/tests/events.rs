@@ -64,7 +64,8 @@ const QUIET_US: u64 = 10_000;
 static PORT_A: AtomicU32 = AtomicU32::new(0);
 static PORT_B: AtomicU32 = AtomicU32::new(0);
 
-fn errno_failure(what: core::fmt::Arguments<'_>, errno: Errno) -> Failure {
+/// A failure for a call `what` that returned `errno`.
+pub(super) fn errno_failure(what: core::fmt::Arguments<'_>, errno: Errno) -> Failure {
     Failure::new(format_args!("{what} -> Ok"), format_args!("-{errno:?}"))
 }
 
