@@ -1407,7 +1407,7 @@ impl Hypervisor {
     /// Saves the vCPU leaving `cpu` into its control block.
     fn save(&mut self, cpu: &mut CpuState, id: VcpuId, now: u64) {
         if let Some(vcpu) = self.vcpu_mut(id) {
-            vcpu.registers = cpu.frame;
+            arch::copy_registers(&mut vcpu.registers, &cpu.frame);
             arch::save_el1(&mut vcpu.el1);
             arch::save_fp(&mut vcpu.fp);
             if cpu.last == Some(id) {
@@ -1444,7 +1444,7 @@ impl Hypervisor {
                 let _ = vcpu.set_state(RunState::Running);
             }
             vcpu.running_since = now;
-            cpu.frame = vcpu.registers;
+            arch::copy_registers(&mut cpu.frame, &vcpu.registers);
             arch::restore_el1(&vcpu.el1);
             arch::restore_fp(&vcpu.fp);
             arch::set_stage2(vttbr);

@@ -3,7 +3,7 @@
 
 use crate::addr::{GuestVirtAddr, PhysAddr};
 use crate::cpu::CpuState;
-use crate::vcpu::{El1Context, FpContext};
+use crate::vcpu::{El1Context, FpContext, GuestRegisters};
 use core::arch::asm;
 
 /// Everything one physical CPU owns. TPIDR_EL2 points at it; the exception vectors rely on
@@ -300,6 +300,57 @@ macro_rules! el1_registers {
             cntkctl_el1, csselr_el1, cntv_ctl_el0, cntv_cval_el0, vmpidr_el2
         }
     };
+}
+
+/// Copies a vCPU's general registers (a context switch does it twice). The compiler's
+/// `memcpy` took about 155 instructions for these 264 bytes; pairs of words take 34.
+pub fn copy_registers(destination: &mut GuestRegisters, source: &GuestRegisters) {
+    const _: () = assert!(core::mem::size_of::<GuestRegisters>() == 264);
+    // SAFETY: reads the 264 bytes of `source` and writes the 264 bytes of `destination`,
+    // both valid, 8-byte aligned and distinct (one is borrowed shared, one exclusively).
+    unsafe {
+        asm!(
+            "ldp {first}, {second}, [{source}, #0]",
+            "stp {first}, {second}, [{destination}, #0]",
+            "ldp {first}, {second}, [{source}, #16]",
+            "stp {first}, {second}, [{destination}, #16]",
+            "ldp {first}, {second}, [{source}, #32]",
+            "stp {first}, {second}, [{destination}, #32]",
+            "ldp {first}, {second}, [{source}, #48]",
+            "stp {first}, {second}, [{destination}, #48]",
+            "ldp {first}, {second}, [{source}, #64]",
+            "stp {first}, {second}, [{destination}, #64]",
+            "ldp {first}, {second}, [{source}, #80]",
+            "stp {first}, {second}, [{destination}, #80]",
+            "ldp {first}, {second}, [{source}, #96]",
+            "stp {first}, {second}, [{destination}, #96]",
+            "ldp {first}, {second}, [{source}, #112]",
+            "stp {first}, {second}, [{destination}, #112]",
+            "ldp {first}, {second}, [{source}, #128]",
+            "stp {first}, {second}, [{destination}, #128]",
+            "ldp {first}, {second}, [{source}, #144]",
+            "stp {first}, {second}, [{destination}, #144]",
+            "ldp {first}, {second}, [{source}, #160]",
+            "stp {first}, {second}, [{destination}, #160]",
+            "ldp {first}, {second}, [{source}, #176]",
+            "stp {first}, {second}, [{destination}, #176]",
+            "ldp {first}, {second}, [{source}, #192]",
+            "stp {first}, {second}, [{destination}, #192]",
+            "ldp {first}, {second}, [{source}, #208]",
+            "stp {first}, {second}, [{destination}, #208]",
+            "ldp {first}, {second}, [{source}, #224]",
+            "stp {first}, {second}, [{destination}, #224]",
+            "ldp {first}, {second}, [{source}, #240]",
+            "stp {first}, {second}, [{destination}, #240]",
+            "ldr {first}, [{source}, #256]",
+            "str {first}, [{destination}, #256]",
+            source = in(reg) source as *const GuestRegisters,
+            destination = in(reg) destination as *mut GuestRegisters,
+            first = out(reg) _,
+            second = out(reg) _,
+            options(nostack, preserves_flags),
+        );
+    }
 }
 
 /// Saves the EL1 system registers of the vCPU leaving this CPU.

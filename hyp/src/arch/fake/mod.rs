@@ -138,6 +138,14 @@ pub fn save_fp(context: &mut crate::vcpu::FpContext) {
     LIVE_FP.with(|live| *context = *live.borrow());
 }
 
+/// Copies a vCPU's general registers.
+pub fn copy_registers(
+    destination: &mut crate::vcpu::GuestRegisters,
+    source: &crate::vcpu::GuestRegisters,
+) {
+    *destination = *source;
+}
+
 /// Loads the "live" fake FP registers.
 pub fn restore_fp(context: &crate::vcpu::FpContext) {
     LIVE_FP.with(|live| *live.borrow_mut() = *context);
