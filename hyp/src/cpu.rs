@@ -25,6 +25,10 @@ pub struct CpuState {
     pub current: Option<VcpuId>,
     /// The vCPU whose state the virtual CPU interface last held.
     pub last: Option<VcpuId>,
+    /// Every list register of this CPU is known to be invalid: the last vCPU to use them
+    /// wrote them so when it left. A vCPU arriving then writes only the LRs it fills,
+    /// not all of them.
+    pub list_registers_clear: bool,
 }
 
 impl CpuState {
@@ -39,6 +43,7 @@ impl CpuState {
             index,
             current: None,
             last: None,
+            list_registers_clear: false,
         }
     }
 }

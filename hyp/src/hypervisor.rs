@@ -1050,17 +1050,26 @@ impl Hypervisor {
     }
 
     /// Before resuming the vCPU in `cpu`'s frame: fills the list registers with its
-    /// deliverable interrupts (all of them rewritten when it arrives on this CPU).
+    /// deliverable interrupts (all of them rewritten when it arrives on this CPU, unless
+    /// the vCPU that left them cleared them).
     pub fn enter_guest(&mut self, cpu: &mut CpuState) {
+        use crate::virtual_interrupts::Arrival;
         let Some(current) = cpu.current else { return };
-        let arriving = cpu.last != Some(current);
+        // (Only `save` sets `list_registers_clear`, and it also clears `last`.)
+        let arrival = if cpu.last == Some(current) {
+            Arrival::Returning
+        } else if core::mem::take(&mut cpu.list_registers_clear) {
+            Arrival::ClearedBefore
+        } else {
+            Arrival::Unknown
+        };
         let Self { domains, vgics, .. } = self;
         let vcpu = domains
             .get_mut(current.domain)
             .and_then(Option::as_mut)
             .and_then(|domain| domain.vcpus.get_mut(current.vcpu));
         if let (Some(vgic), Some(vcpu)) = (vgics.get_mut(current.domain), vcpu) {
-            crate::virtual_interrupts::enter(vgic, &mut vcpu.interrupts, current.vcpu, arriving);
+            crate::virtual_interrupts::enter(vgic, &mut vcpu.interrupts, current.vcpu, arrival);
         }
         cpu.last = Some(current);
     }
@@ -1411,8 +1420,9 @@ impl Hypervisor {
             .and_then(|domain| domain.vcpus.get_mut(id.vcpu));
         if let (Some(vgic), Some(vcpu)) = (vgics.get_mut(id.domain), vcpu) {
             if cpu.last == Some(id) {
-                vcpu.interrupts.list_registers.clear(vgic, id.vcpu);
+                crate::virtual_interrupts::release(vgic, &mut vcpu.interrupts, id.vcpu);
                 cpu.last = None;
+                cpu.list_registers_clear = true;
             }
         }
         if let Some(slot) = self.running.get_mut(cpu.index) {

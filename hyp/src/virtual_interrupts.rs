@@ -61,24 +61,43 @@ fn decode(version: GicVersion, value: u64) -> Option<LrEntry> {
     }
 }
 
-/// Puts vCPU `vcpu`'s interrupts into the list registers before it runs. `arriving` is
-/// set when the vCPU was not the last one on this CPU: then every LR is rewritten and the
-/// interface state loaded.
-pub fn enter(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arriving: bool) {
+/// How the list registers of this CPU stand when a vCPU is entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// The vCPU was the last one here: the LRs hold what it left in them.
+    Returning,
+    /// Another vCPU used this CPU, and left every LR invalid ([`release`]).
+    ClearedBefore,
+    /// Another vCPU may have left anything in them: every LR is rewritten.
+    Unknown,
+}
+
+/// Puts vCPU `vcpu`'s interrupts into the list registers before it runs. A vCPU that was
+/// not the last one on this CPU also loads its interface state.
+pub fn enter(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arrival: Arrival) {
     // Most entries follow an exit that changed nothing here: the LRs and ICH_HCR/GICH_HCR
     // (written only on entries) are as the last entry left them.
-    if !arriving && state.list_registers.is_current(vgic) {
+    if arrival == Arrival::Returning && state.list_registers.is_current(vgic) {
         return;
     }
-    refill(vgic, state, vcpu, arriving);
+    refill(vgic, state, vcpu, arrival);
 }
 
 /// The rest of [`enter`], kept out of line so the common case stays a few instructions.
 #[inline(never)]
-fn refill(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arriving: bool) {
-    if arriving {
-        state.list_registers.mark_all_dirty();
-        arch::restore_virtual_interface(&state.interface);
+fn refill(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arrival: Arrival) {
+    match arrival {
+        Arrival::Returning => {}
+        // Only the LRs the vCPU fills need writing (usually none after a switch: four
+        // writes of zero saved).
+        Arrival::ClearedBefore => {
+            state.list_registers.hardware_cleared();
+            arch::restore_virtual_interface(&state.interface);
+        }
+        Arrival::Unknown => {
+            state.list_registers.mark_all_dirty();
+            arch::restore_virtual_interface(&state.interface);
+        }
     }
     state.list_registers.populate(vgic, vcpu);
     let version = vgic.version();
@@ -132,6 +151,20 @@ fn fold_back(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, valid: u1
 pub fn leave(state: &mut VcpuInterrupts) {
     arch::save_virtual_interface(&mut state.interface);
     state.interface.initialised = true;
+}
+
+/// Hands what vCPU `vcpu` holds in the list registers back to `vgic` when it leaves its
+/// CPU (after [`exit`]), and writes those LRs invalid, so that the next vCPU there can
+/// enter with [`Arrival::ClearedBefore`].
+pub fn release(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) {
+    // After `exit`, the hardware holds exactly the slots the model says are valid.
+    let mut stale = state.list_registers.valid_mask();
+    state.list_registers.clear(vgic, vcpu);
+    while stale != 0 {
+        let index = stale.trailing_zeros() as usize;
+        stale &= stale - 1;
+        arch::write_list_register(index, 0);
+    }
 }
 
 /// Why a trapped access to the virtual distributor could not be emulated. The guest is at
@@ -303,13 +336,50 @@ mod tests {
     }
 
     #[test]
+    fn a_vcpu_leaving_clears_its_lrs_and_the_next_writes_only_what_it_fills() {
+        let _guard = crate::arch::fake::guest_translation_lock();
+        let mut leaving_vgic = Vgic::new(GicVersion::V3, 1);
+        let mut leaving = VcpuInterrupts::new(arch::list_register_count());
+        enable_ppi_31(&mut leaving_vgic);
+        leaving_vgic.set_pending(0, 31);
+        enter(&mut leaving_vgic, &mut leaving, 0, Arrival::Unknown);
+        assert_ne!(arch::read_list_register(0), 0);
+        // It leaves without taking the interrupt: the pending state goes back to the
+        // model, and no LR keeps it.
+        exit(&mut leaving_vgic, &mut leaving, 0);
+        release(&mut leaving_vgic, &mut leaving, 0);
+        assert!(leaving_vgic.has_deliverable(0));
+        for index in 0..arch::list_register_count() {
+            assert_eq!(arch::read_list_register(index), 0, "LR {index}");
+        }
+        // A marker in LR 2 shows which LRs the arriving vCPU writes: only LR 0.
+        arch::write_list_register(2, 0xdead);
+        let mut arriving_vgic = Vgic::new(GicVersion::V3, 1);
+        let mut arriving = VcpuInterrupts::new(arch::list_register_count());
+        enable_ppi_31(&mut arriving_vgic);
+        arriving_vgic.set_pending(0, 31);
+        enter(&mut arriving_vgic, &mut arriving, 0, Arrival::ClearedBefore);
+        assert_eq!(
+            decode_gicv3(arch::read_list_register(0)).map(|lr| lr.intid),
+            Some(31)
+        );
+        assert_eq!(arch::read_list_register(2), 0xdead);
+        // Not known clear: every LR is written.
+        exit(&mut arriving_vgic, &mut arriving, 0);
+        release(&mut arriving_vgic, &mut arriving, 0);
+        enter(&mut arriving_vgic, &mut arriving, 0, Arrival::Unknown);
+        assert_eq!(arch::read_list_register(2), 0);
+        arch::write_list_register(0, 0);
+    }
+
+    #[test]
     fn list_registers_round_trip_through_the_hardware() {
         let _guard = crate::arch::fake::guest_translation_lock();
         let mut vgic = Vgic::new(GicVersion::V3, 1);
         let mut state = VcpuInterrupts::new(arch::list_register_count());
         enable_ppi_31(&mut vgic);
         vgic.set_pending(0, 31);
-        enter(&mut vgic, &mut state, 0, true);
+        enter(&mut vgic, &mut state, 0, Arrival::Unknown);
         let lr = decode_gicv3(arch::read_list_register(0)).unwrap();
         assert_eq!(lr.intid, 31);
         // The guest acknowledges and completes it: the LR reads back invalid.

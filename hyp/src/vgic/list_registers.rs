@@ -329,6 +329,13 @@ impl ListRegisters {
         !self.folded && self.populated_at == Some(vgic.generation())
     }
 
+    /// Marks the LRs this vCPU's slots fill as needing a write, and has the next
+    /// `populate` choose again: for a vCPU arriving on a CPU whose LRs are all invalid.
+    pub fn hardware_cleared(&mut self) {
+        self.populated_at = None;
+        self.dirty = self.valid;
+    }
+
     /// Marks every LR as needing a write (after another vCPU used this physical CPU's LRs).
     pub fn mark_all_dirty(&mut self) {
         self.populated_at = None;
