@@ -205,6 +205,10 @@ pub struct Vgic {
     /// change), so a vCPU's list registers need
     /// not be recomputed on entry when nothing changed since they were.
     generation: u64,
+    /// The INTID whose [`Vgic::touch`] made the current generation, if that was the last
+    /// change: a vCPU whose list registers were chosen one generation earlier need only
+    /// look at this one interrupt ([`super::ListRegisters::populate`]).
+    last_touch: Option<(u64, u32)>,
     /// Per vCPU, the INTIDs (bit = INTID; SPIs from [`Vgic::spis_maybe_live`]) that may be
     /// pending-and-enabled or active: a bit is set by every mutable access to the
     /// interrupt and cleared by a scan that finds it neither, so the candidate scans on
@@ -243,6 +247,7 @@ impl Vgic {
             spis: [IrqState::reset(SPI_BASE, version); NR_SPIS],
             processor_sleep: [true; MAX_VCPUS],
             generation: 0,
+            last_touch: None,
             banked_maybe_live: [const { Cell::new(u32::MAX) }; MAX_VCPUS],
             spis_maybe_live: Cell::new(u32::MAX),
         }
@@ -251,6 +256,14 @@ impl Vgic {
     /// The change count (see the field); equal values mean no interrupt state changed.
     pub const fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The INTID whose state the last change touched, if the last change (the one that
+    /// made the current generation) was a [`Vgic::touch`] of one interrupt.
+    pub(crate) fn last_touched(&self) -> Option<u32> {
+        self.last_touch
+            .filter(|(generation, _)| *generation == self.generation)
+            .map(|(_, intid)| intid)
     }
 
     /// Records a change to the distributor-wide state.
@@ -389,6 +402,7 @@ impl Vgic {
             return Effects::NONE;
         }
         self.changed();
+        self.last_touch = Some((self.generation, intid));
         let after_set = self.delivery_set(vcpu, intid);
         Effects {
             kick: VcpuSet(before_set.0 | after_set.0),
