@@ -451,16 +451,20 @@ impl ListRegisters {
     /// Gives the slots' transferred pending states back to the model when the hardware has
     /// not run since `populate` wrote them.
     fn fold_unrun(&mut self, vgic: &mut Vgic, vcpu: usize) {
-        if !self.folded {
+        if self.folded {
+            return;
+        }
+        // Every slot empty (the usual case at a switch): nothing to give back.
+        if self.valid != 0 {
             for (index, slot) in self.slots.iter().take(self.count).enumerate() {
                 if let Some(old) = slot {
                     let transferred = self.transferred & (1 << index) != 0;
                     fold(vgic, vcpu, old, Some(old.state), transferred);
                 }
             }
-            self.folded = true;
-            self.transferred = 0;
         }
+        self.folded = true;
+        self.transferred = 0;
     }
 
     /// Chooses the LR contents for `vcpu` before it runs (call after
