@@ -347,11 +347,27 @@ impl ListRegisters {
     /// is migrated or stopped after its last sync): all LRs are invalid, every one dirty.
     pub fn clear(&mut self, vgic: &mut Vgic, vcpu: usize) {
         self.fold_unrun(vgic, vcpu);
-        self.slots = [None; MAX_LIST_REGISTERS];
-        self.valid = 0;
-        self.overflow = [0; OVERFLOW_WORDS];
-        self.overflowed = false;
+        // Only the slots in use: the whole array is 256 bytes, and this runs at every
+        // switch, usually with none.
+        self.clear_slots();
+        if self.overflowed {
+            self.overflow = [0; OVERFLOW_WORDS];
+            self.overflowed = false;
+        }
         self.mark_all_dirty();
+    }
+
+    /// Empties the slots in use, marking their LRs dirty.
+    fn clear_slots(&mut self) {
+        let mut valid = core::mem::take(&mut self.valid);
+        self.dirty |= valid;
+        while valid != 0 {
+            let index = valid.trailing_zeros() as usize;
+            valid &= valid - 1;
+            if let Some(slot) = self.slots.get_mut(index) {
+                *slot = None;
+            }
+        }
     }
 
     /// Takes the changed LRs to write to the hardware and forgets that they changed.
@@ -478,8 +494,10 @@ impl ListRegisters {
         self.populated_at = None;
         self.fold_unrun(vgic, vcpu);
         self.folded = false;
-        self.overflow = [0; OVERFLOW_WORDS];
-        self.overflowed = false;
+        if self.overflowed {
+            self.overflow = [0; OVERFLOW_WORDS];
+            self.overflowed = false;
+        }
 
         // Built by pushing and indexing: a 16-entry array of options would be initialised
         // in full on every populate, whatever the LR count (about 130 instructions).
@@ -487,6 +505,13 @@ impl ListRegisters {
         // The active interrupts first, then the deliverable ones, each highest priority
         // first, until the LRs are full.
         let (mut actives, mut pendings) = vgic.candidate_sets(vcpu);
+        if actives | pendings == 0 {
+            // Nothing to show (a vCPU arriving with nothing pending, most often).
+            self.clear_slots();
+            self.transferred = 0;
+            self.populated_at = Some(vgic.generation());
+            return;
+        }
         while desired.len() < self.count {
             let set = if actives != 0 {
                 &mut actives
