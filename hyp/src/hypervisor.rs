@@ -1305,7 +1305,8 @@ impl Hypervisor {
     /// and three separate scans cost about 300 instructions per switch.
     fn earliest_deadline(&self) -> Option<u64> {
         let mut earliest = u64::MAX;
-        for domain in self.domains.iter().flatten() {
+        for entry in &self.domains {
+            let Some(domain) = entry else { continue };
             if domain.state != DomainState::Alive {
                 continue;
             }

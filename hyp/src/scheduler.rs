@@ -706,10 +706,14 @@ impl Scheduler {
     fn requeue_target(&self, slot: usize, cpu: usize) -> Option<usize> {
         let affinity = self.entity(slot)?.affinity;
         let allowed = |other: usize| affinity & (1 << other) != 0;
-        if let Some(idle) =
-            (0..self.cpu_count).find(|&other| other != cpu && allowed(other) && self.is_idle(other))
-        {
-            return Some(idle);
+        // The other CPUs it may run on, as bits: usually few or none to look at.
+        let mut others = affinity & !(1 << cpu) & self.online;
+        while others != 0 {
+            let other = others.trailing_zeros() as usize;
+            others &= others - 1;
+            if self.is_idle(other) {
+                return Some(other);
+            }
         }
         if allowed(cpu) {
             return Some(cpu);
