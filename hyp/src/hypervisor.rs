@@ -1404,33 +1404,37 @@ impl Hypervisor {
 
     /// Saves the vCPU leaving `cpu` into its control block.
     fn save(&mut self, cpu: &mut CpuState, id: VcpuId, now: u64) {
-        if let Some(vcpu) = self.vcpu_mut(id) {
+        // One lookup of the control block and the vGIC for everything below (every
+        // switch comes here).
+        let Self {
+            domains,
+            vgics,
+            running,
+            ..
+        } = self;
+        let vcpu = domains
+            .get_mut(id.domain)
+            .and_then(Option::as_mut)
+            .and_then(|domain| domain.vcpus.get_mut(id.vcpu));
+        if let Some(vcpu) = vcpu {
             arch::copy_registers(&mut vcpu.registers, &cpu.frame);
             arch::save_el1(&mut vcpu.el1);
             arch::save_fp(&mut vcpu.fp);
             if cpu.last == Some(id) {
                 crate::virtual_interrupts::leave(&mut vcpu.interrupts);
-            }
-        }
-        // What sat in the list registers goes back to the vGIC model, so the vCPU can be
-        // entered on any CPU next time (and an SPI can go to another vCPU meanwhile).
-        let Self { domains, vgics, .. } = self;
-        let vcpu = domains
-            .get_mut(id.domain)
-            .and_then(Option::as_mut)
-            .and_then(|domain| domain.vcpus.get_mut(id.vcpu));
-        if let (Some(vgic), Some(vcpu)) = (vgics.get_mut(id.domain), vcpu) {
-            if cpu.last == Some(id) {
-                crate::virtual_interrupts::release(vgic, &mut vcpu.interrupts, id.vcpu);
+                // What sat in the list registers goes back to the vGIC model, so the
+                // vCPU can be entered on any CPU next time (and an SPI can go to another
+                // vCPU meanwhile).
+                if let Some(vgic) = vgics.get_mut(id.domain) {
+                    crate::virtual_interrupts::release(vgic, &mut vcpu.interrupts, id.vcpu);
+                    cpu.list_registers_clear = true;
+                }
                 cpu.last = None;
-                cpu.list_registers_clear = true;
             }
-        }
-        if let Some(slot) = self.running.get_mut(cpu.index) {
-            *slot = None;
-        }
-        if let Some(vcpu) = self.vcpu_mut(id) {
             vcpu.ticks_used += now.saturating_sub(vcpu.running_since);
+        }
+        if let Some(slot) = running.get_mut(cpu.index) {
+            *slot = None;
         }
         cpu.current = None;
     }
