@@ -1441,20 +1441,27 @@ impl Hypervisor {
 
     /// Loads `id` onto `cpu`.
     fn load(&mut self, cpu: &mut CpuState, id: VcpuId, now: u64) {
-        let vttbr = self.domain(id.domain).map(|domain| domain.stage2.vttbr());
-        if let (Some(vttbr), Some(vcpu)) = (vttbr, self.vcpu_mut(id)) {
-            if vcpu.state() != RunState::Running {
-                let _ = vcpu.set_state(RunState::Running);
-            }
-            vcpu.running_since = now;
-            arch::copy_registers(&mut cpu.frame, &vcpu.registers);
-            arch::restore_el1(&vcpu.el1);
-            arch::restore_fp(&vcpu.fp);
-            arch::set_stage2(vttbr);
-            cpu.current = Some(id);
-            if let Some(slot) = self.running.get_mut(cpu.index) {
-                *slot = Some(id);
-            }
+        let Some(domain) = self.domains.get_mut(id.domain).and_then(Option::as_mut) else {
+            return;
+        };
+        let vttbr = domain.stage2.vttbr();
+        let Some(vcpu) = domain.vcpus.get_mut(id.vcpu) else {
+            return;
+        };
+        if vcpu.state() != RunState::Running {
+            let _ = vcpu.set_state(RunState::Running);
+        }
+        vcpu.running_since = now;
+        arch::copy_registers(&mut cpu.frame, &vcpu.registers);
+        arch::restore_el1(&vcpu.el1);
+        arch::restore_fp(&vcpu.fp);
+        arch::set_stage2(vttbr);
+        let runstate_area = vcpu.runstate_area.is_some();
+        cpu.current = Some(id);
+        if let Some(slot) = self.running.get_mut(cpu.index) {
+            *slot = Some(id);
+        }
+        if runstate_area {
             self.update_runstate(id, now);
         }
     }
