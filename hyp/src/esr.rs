@@ -11,6 +11,8 @@ pub mod class {
     pub const UNKNOWN: u32 = 0x00;
     /// WFI or WFE trapped.
     pub const WFI_WFE: u32 = 0x01;
+    /// FP/SIMD access trapped by CPTR_EL2.TFP.
+    pub const FP_ACCESS: u32 = 0x07;
     /// HVC from AArch64 state.
     pub const HVC64: u32 = 0x16;
     /// SMC from AArch64 state.
@@ -148,6 +150,9 @@ pub enum GuestExit {
     InstructionAbort(Abort),
     /// A trapped MSR/MRS (for instance a GICv3 SGI through ICC_SGI1R_EL1).
     SystemRegister(SystemRegisterAccess),
+    /// The vCPU's first FP/SIMD instruction (CPTR_EL2.TFP): the return address is that
+    /// instruction, to run again once its FP/SIMD registers are loaded.
+    FloatingPoint,
     /// Something the hypervisor neither expects nor emulates.
     Unhandled {
         /// The exception class.
@@ -181,6 +186,7 @@ pub fn decode_guest_exit(esr: u64, far: u64, hpfar: u64) -> GuestExit {
             register: ((syndrome >> 5) & 0x1f) as u8,
             read: syndrome & 1 != 0,
         }),
+        class::FP_ACCESS => GuestExit::FloatingPoint,
         class::DATA_ABORT_LOWER => GuestExit::DataAbort(decode_abort(syndrome, far, hpfar, true)),
         class::INSTRUCTION_ABORT_LOWER => {
             GuestExit::InstructionAbort(decode_abort(syndrome, far, hpfar, false))

@@ -724,6 +724,17 @@ impl Hypervisor {
                 self.kick(cpu.index, current.domain, effects);
                 Next::Resume
             }
+            GuestExit::FloatingPoint => {
+                // Its first FP/SIMD instruction: load its registers (zero, or as CPU_ON
+                // left them) and switch them with it from now on; the instruction runs
+                // again.
+                if let Some(vcpu) = self.vcpu_mut(current) {
+                    vcpu.uses_fp = true;
+                    arch::allow_fp();
+                    arch::restore_fp(&vcpu.fp);
+                }
+                Next::Resume
+            }
             GuestExit::SystemRegister(_) => {
                 // Any other trapped system register is not one a guest may use here: it
                 // sees an undefined instruction, as on Xen.
@@ -1419,7 +1430,9 @@ impl Hypervisor {
         if let Some(vcpu) = vcpu {
             arch::copy_registers(&mut vcpu.registers, &cpu.frame);
             arch::save_el1(&mut vcpu.el1);
-            arch::save_fp(&mut vcpu.fp);
+            if vcpu.uses_fp {
+                arch::save_fp(&mut vcpu.fp);
+            }
             if cpu.last == Some(id) {
                 crate::virtual_interrupts::leave(&mut vcpu.interrupts);
                 // What sat in the list registers goes back to the vGIC model, so the
@@ -1453,8 +1466,15 @@ impl Hypervisor {
         }
         vcpu.running_since = now;
         arch::copy_registers(&mut cpu.frame, &vcpu.registers);
+        // Lazily for a vCPU that never used FP/SIMD: its first use traps
+        // (`GuestExit::FloatingPoint`); the registers it would see are not loaded.
+        if vcpu.uses_fp {
+            arch::allow_fp();
+            arch::restore_fp(&vcpu.fp);
+        } else {
+            arch::trap_fp();
+        }
         arch::restore_el1(&vcpu.el1);
-        arch::restore_fp(&vcpu.fp);
         arch::set_stage2(vttbr);
         let runstate_area = vcpu.runstate_area.is_some();
         cpu.current = Some(id);

@@ -1141,3 +1141,42 @@ fn a_wfi_with_an_interrupt_waiting_in_a_list_register_does_not_block() {
         RunState::Blocked
     );
 }
+
+#[test]
+fn fp_registers_are_switched_only_for_vcpus_that_used_them() {
+    use crate::vcpu::FpContext;
+    let live = || {
+        let mut context = FpContext::default();
+        fake::save_fp(&mut context);
+        context
+    };
+    let mut setup = setup(&["alpha", "beta"]);
+    // alpha has not used FP/SIMD: its first instruction traps.
+    assert!(fake::fp_trapped());
+    setup
+        .hypervisor
+        .handle_exit(&mut setup.cpu, GuestExit::FloatingPoint, 0);
+    assert!(!fake::fp_trapped());
+    assert!(setup.hypervisor.domain(0).unwrap().vcpus[0].uses_fp);
+    assert_eq!(live(), FpContext::default(), "a fresh vCPU sees zeros");
+    // alpha writes its FP registers, then yields: beta (no FP yet) runs with the trap set
+    // and alpha's registers saved.
+    let mut mine = FpContext::default();
+    mine.q[3] = 0x1234;
+    mine.fpcr = 1 << 24;
+    fake::restore_fp(&mine);
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 1);
+    assert!(fake::fp_trapped());
+    assert_eq!(setup.hypervisor.domain(0).unwrap().vcpus[0].fp, mine);
+    // beta's first FP instruction loads its own (zero) registers, not alpha's.
+    setup
+        .hypervisor
+        .handle_exit(&mut setup.cpu, GuestExit::FloatingPoint, 0);
+    assert_eq!(live(), FpContext::default());
+    // Back to alpha: its registers are loaded with it, no trap.
+    hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
+    assert_eq!(setup.cpu.current.unwrap().domain, 0);
+    assert!(!fake::fp_trapped());
+    assert_eq!(live(), mine);
+}

@@ -82,7 +82,8 @@ pub struct El1Context {
 }
 
 /// The floating-point and SIMD registers of a vCPU. The hypervisor itself is built
-/// soft-float and never touches them; only the switch code saves and restores them.
+/// soft-float and never touches them; the switch code saves and restores them for a vCPU
+/// that has used them ([`Vcpu::uses_fp`]).
 #[repr(C, align(16))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FpContext {
@@ -135,8 +136,13 @@ pub struct Vcpu {
     pub registers: GuestRegisters,
     /// Saved EL1 system registers.
     pub el1: El1Context,
-    /// Saved FP/SIMD registers.
+    /// Saved FP/SIMD registers (meaningful once `uses_fp`).
     pub fp: FpContext,
+    /// It has executed an FP/SIMD instruction since it was powered on: from then on its
+    /// FP/SIMD registers are switched with it. Until then they are not (a guest built
+    /// soft-float never pays for them), and its first FP/SIMD instruction traps
+    /// (CPTR_EL2.TFP), which loads them and sets this.
+    pub uses_fp: bool,
     state: RunState,
     /// Powered on (PSCI): vCPU 0 from the start, others after CPU_ON, until CPU_OFF.
     online: bool,
@@ -188,6 +194,7 @@ impl Vcpu {
             registers,
             el1,
             fp: FpContext::default(),
+            uses_fp: false,
             state: RunState::New,
             online: false,
             vcpu_info: None,
@@ -227,6 +234,7 @@ impl Vcpu {
         self.registers = fresh.registers;
         self.el1 = fresh.el1;
         self.fp = fresh.fp;
+        self.uses_fp = false;
         self.online = true;
         Ok(())
     }

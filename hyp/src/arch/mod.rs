@@ -14,12 +14,12 @@ pub mod fake;
 pub use fake as current;
 
 pub use current::{
-    acknowledge_interrupt, arm_timer, arm_timer_before, clean_invalidate_data_cache,
+    acknowledge_interrupt, allow_fp, arm_timer, arm_timer_before, clean_invalidate_data_cache,
     copy_registers, el2_timer_intid, enable_spi, end_interrupt, inject_exception, interrupt_id,
     kick_cpu, kick_intid, list_register_count, maintenance_intid, mask_virtual_timer, phys_to_virt,
     power_off, read_counter, read_counter_frequency, read_list_register, restore_el1, restore_fp,
     restore_virtual_interface, save_el1, save_fp, save_virtual_interface, set_stage2,
     set_virtual_interface, table_write_barrier, tlb_invalidate_vmid, translate_guest_address,
-    virtual_cpu_interface, virtual_timer_intid, wait_for_interrupt, write_list_register,
+    trap_fp, virtual_cpu_interface, virtual_timer_intid, wait_for_interrupt, write_list_register,
     Translation, DEVICE_PRIORITY,
 };

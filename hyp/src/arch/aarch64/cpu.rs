@@ -87,6 +87,27 @@ const SCTLR_EL2_ON: u64 = 0x30c5_0830 | (1 << 0) | (1 << 2) | (1 << 3) | (1 << 1
 
 /// CPTR_EL2: no traps of FP/SIMD (guests own those registers; the hypervisor is soft-float).
 const CPTR_EL2_VALUE: u64 = 0x33ff;
+/// CPTR_EL2.TFP: FP/SIMD instructions at EL0, EL1 and EL2 trap to EL2.
+const CPTR_EL2_TFP: u64 = 1 << 10;
+
+/// Makes the guest's next FP/SIMD instruction trap (for a vCPU whose FP/SIMD registers
+/// are not loaded). The `eret` into the guest synchronises the write.
+pub fn trap_fp() {
+    // SAFETY: CPTR_EL2 only controls traps to EL2; the hypervisor itself touches FP/SIMD
+    // only in `save_fp`/`restore_fp`, which run after `allow_fp`.
+    unsafe {
+        asm!("msr cptr_el2, {}", in(reg) CPTR_EL2_VALUE | CPTR_EL2_TFP, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Lets FP/SIMD instructions run (before `restore_fp`, and for the guest that owns them).
+pub fn allow_fp() {
+    // SAFETY: as in `trap_fp`; the ISB makes the write apply to the FP/SIMD accesses of
+    // `save_fp`/`restore_fp` that follow.
+    unsafe {
+        asm!("msr cptr_el2, {}", "isb", in(reg) CPTR_EL2_VALUE, options(nomem, nostack, preserves_flags))
+    };
+}
 
 /// Sets up this CPU's EL2 state that does not depend on a domain, and installs `per_cpu`.
 ///

@@ -11,9 +11,9 @@ pub mod timer;
 use crate::addr::PhysAddr;
 
 pub use cpu::{
-    clean_invalidate_data_cache, copy_registers, inject_exception, power_off, read_counter,
-    read_counter_frequency, restore_el1, restore_fp, save_el1, save_fp, set_stage2,
-    table_write_barrier, tlb_invalidate_vmid, translate_guest_address, Translation,
+    allow_fp, clean_invalidate_data_cache, copy_registers, inject_exception, power_off,
+    read_counter, read_counter_frequency, restore_el1, restore_fp, save_el1, save_fp, set_stage2,
+    table_write_barrier, tlb_invalidate_vmid, translate_guest_address, trap_fp, Translation,
 };
 
 /// The hypervisor maps the physical memory it uses with VA == PA.

@@ -79,6 +79,7 @@ std::thread_local! {
     static GUEST_PAGES: std::cell::RefCell<Vec<FakeGuestPage>> = const { std::cell::RefCell::new(Vec::new()) };
     static LIVE_EL1: std::cell::RefCell<crate::vcpu::El1Context> = std::cell::RefCell::new(Default::default());
     static LIVE_FP: std::cell::RefCell<crate::vcpu::FpContext> = std::cell::RefCell::new(Default::default());
+    static FP_TRAPPED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static STAGE2: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
@@ -144,6 +145,21 @@ pub fn copy_registers(
     source: &crate::vcpu::GuestRegisters,
 ) {
     *destination = *source;
+}
+
+/// Records that FP/SIMD instructions trap (the fake has no guest to trap).
+pub fn trap_fp() {
+    FP_TRAPPED.with(|trapped| trapped.set(true));
+}
+
+/// Records that FP/SIMD instructions run.
+pub fn allow_fp() {
+    FP_TRAPPED.with(|trapped| trapped.set(false));
+}
+
+/// Whether the last of [`trap_fp`] and [`allow_fp`] was `trap_fp` (tests).
+pub fn fp_trapped() -> bool {
+    FP_TRAPPED.with(std::cell::Cell::get)
 }
 
 /// Loads the "live" fake FP registers.
