@@ -554,7 +554,10 @@ impl Vgic {
     /// sitting in a running vCPU's list registers are not in the model: ask after
     /// [`super::ListRegisters::sync_from_hardware`].
     pub fn has_deliverable(&self, vcpu: usize) -> bool {
-        self.deliverable(vcpu).remaining() != 0
+        // Without building the sorted list (a 72-byte value copied out: every WFI asks).
+        let mut any = false;
+        self.each_deliverable(vcpu, |_| any = true);
+        any
     }
 
     /// Sets the level of a virtual input line (PPI of `vcpu`, or SPI). Only level-sensitive
