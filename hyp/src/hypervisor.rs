@@ -30,6 +30,9 @@ const TIMER_IMASK: u64 = 1 << 1;
 /// Everything the hypervisor manages, behind one lock.
 pub struct Hypervisor {
     domains: [Option<Domain>; MAX_DOMAINS],
+    /// Bit `n`: slot `n` holds a domain that is alive (built, not yet ended). The exit
+    /// and switch paths ask it rather than look into the large domain slots.
+    alive: u16,
     frames: FrameAllocator,
     psci_over_smc: bool,
     started: usize,
@@ -168,6 +171,7 @@ impl Hypervisor {
         // is added without being written here.
         unsafe {
             fill(addr_of_mut!((*this).domains), || None);
+            addr_of_mut!((*this).alive).write(0);
             addr_of_mut!((*this).frames).write(FrameAllocator::empty());
             addr_of_mut!((*this).psci_over_smc).write(false);
             addr_of_mut!((*this).started).write(0);
@@ -189,6 +193,7 @@ impl Hypervisor {
     fn fields_of(&self) {
         let Self {
             domains: _,
+            alive: _,
             frames: _,
             psci_over_smc: _,
             started: _,
@@ -301,6 +306,7 @@ impl Hypervisor {
             return Err(BuildError::Unsupported);
         }
         self.started += 1;
+        self.alive |= 1 << slot;
         self.domain(slot).ok_or(BuildError::Unsupported)
     }
 
@@ -1085,6 +1091,22 @@ impl Hypervisor {
         cpu.last = Some(current);
     }
 
+    /// Whether [`Hypervisor::alive`] says what the domain slots say (tests).
+    #[cfg(test)]
+    pub(crate) fn alive_mask_is_true(&self) -> bool {
+        (0..MAX_DOMAINS).all(|slot| {
+            let alive = self
+                .domain(slot)
+                .is_some_and(|domain| domain.state == DomainState::Alive);
+            alive == self.is_alive(slot)
+        })
+    }
+
+    /// Whether slot `slot` holds a domain that is alive.
+    fn is_alive(&self, slot: usize) -> bool {
+        slot < MAX_DOMAINS && self.alive & (1 << slot) != 0
+    }
+
     fn domain_mut(&mut self, slot: usize) -> Option<&mut Domain> {
         self.domains.get_mut(slot).and_then(Option::as_mut)
     }
@@ -1188,10 +1210,7 @@ impl Hypervisor {
     /// vCPU without saving anything, and tear the domain down if this was the last CPU in it.
     pub fn drop_if_dying(&mut self, cpu: &mut CpuState) {
         let Some(current) = cpu.current else { return };
-        let alive = self
-            .domain(current.domain)
-            .is_some_and(|domain| domain.state == DomainState::Alive);
-        if alive {
+        if self.is_alive(current.domain) {
             return;
         }
         cpu.current = None;
@@ -1207,6 +1226,7 @@ impl Hypervisor {
     /// it is `restarting`: then its next incarnation's end is what counts).
     fn retire(&mut self, domain: &mut Domain, state: DomainState, restarting: bool) {
         domain.end(state);
+        self.alive &= !(1 << domain.slot);
         let name = &domain.name;
         domain
             .console
@@ -1316,11 +1336,13 @@ impl Hypervisor {
     /// and three separate scans cost about 300 instructions per switch.
     fn earliest_deadline(&self) -> Option<u64> {
         let mut earliest = u64::MAX;
-        for entry in &self.domains {
-            let Some(domain) = entry else { continue };
-            if domain.state != DomainState::Alive {
+        let mut alive = self.alive;
+        while alive != 0 {
+            let slot = alive.trailing_zeros() as usize;
+            alive &= alive - 1;
+            let Some(domain) = self.domain(slot) else {
                 continue;
-            }
+            };
             // Domain watchdogs (hypervisor_lifecycle.rs).
             earliest = earliest.min(domain.watchdog_deadline.unwrap_or(u64::MAX));
             for vcpu in &domain.vcpus {

@@ -98,7 +98,10 @@ fn boot(pack: BootPack<'static>) -> (Booted, Result<(), &'static str>) {
 /// Handles an exit as `handle_guest_exit` does: the exit, then `settle`.
 fn exit(booted: &mut Booted, exit: GuestExit) -> Next {
     let next = booted.hypervisor.handle_exit(&mut booted.cpu, exit, 0);
-    booted.hypervisor.settle(&mut booted.cpu, next)
+    let next = booted.hypervisor.settle(&mut booted.cpu, next);
+    // Every crash, teardown and rebuild keeps the alive mask true to the slots.
+    assert!(booted.hypervisor.alive_mask_is_true());
+    next
 }
 
 fn hypercall(booted: &mut Booted, call: u64, args: [u64; 5]) -> Next {
