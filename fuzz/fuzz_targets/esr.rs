@@ -28,6 +28,7 @@ fuzz_target!(|input: (u64, u64, u64, u8)| {
             assert_eq!(class, esr::class::WFI_WFE);
             assert_eq!(wait_for_event, syndrome & 1 != 0);
         }
+        GuestExit::FloatingPoint => assert_eq!(class, esr::class::FP_ACCESS),
         GuestExit::SystemRegister(access) => {
             assert_eq!(class, esr::class::SYSTEM_REGISTER);
             let (op0, op1, crn, crm, op2) = access.encoding;
@@ -79,6 +80,7 @@ fuzz_target!(|input: (u64, u64, u64, u8)| {
                 esr::class::HVC64,
                 esr::class::SMC64,
                 esr::class::WFI_WFE,
+                esr::class::FP_ACCESS,
                 esr::class::SYSTEM_REGISTER,
                 esr::class::DATA_ABORT_LOWER,
                 esr::class::INSTRUCTION_ABORT_LOWER

@@ -237,6 +237,13 @@ mod tests {
     }
 
     #[test]
+    fn a_trapped_fp_instruction_is_its_own_exit() {
+        // EC 0x07 with ISS COND fields (CV=1, COND=0xe) as a trapped AArch64 FP access.
+        let exit = decode_guest_exit(esr(class::FP_ACCESS, (1 << 24) | (0xe << 20)), 0, 0);
+        assert_eq!(exit, GuestExit::FloatingPoint);
+    }
+
+    #[test]
     fn data_abort_with_valid_syndrome() {
         // ISV, 4-byte access (SAS=2), register x5, write, translation fault level 3.
         let syndrome = (1 << 24) | (2 << 22) | (5 << 16) | (1 << 6) | 0x07;
