@@ -29,6 +29,10 @@ pub struct CpuState {
     /// wrote them so when it left. A vCPU arriving then writes only the LRs it fills,
     /// not all of them.
     pub list_registers_clear: bool,
+    /// The running vCPU's model had no LR in use at its last entry (false: in use, or not
+    /// known). An exit then skips the fold-back without looking up the vCPU. (False, not
+    /// a mask with an "unknown" value, so that the per-CPU blocks stay zero, in .bss.)
+    pub list_registers_idle: bool,
 }
 
 impl CpuState {
@@ -44,6 +48,7 @@ impl CpuState {
             current: None,
             last: None,
             list_registers_clear: false,
+            list_registers_idle: false,
         }
     }
 }

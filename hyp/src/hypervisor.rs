@@ -1052,6 +1052,9 @@ impl Hypervisor {
     /// After a vCPU exits: folds its list registers back into its domain's vGIC.
     pub fn leave_guest(&mut self, cpu: &CpuState) {
         let Some(current) = cpu.current else { return };
+        if cpu.list_registers_idle {
+            return;
+        }
         let Self { domains, vgics, .. } = self;
         let vcpu = domains
             .get_mut(current.domain)
@@ -1085,9 +1088,13 @@ impl Hypervisor {
             .get_mut(current.domain)
             .and_then(Option::as_mut)
             .and_then(|domain| domain.vcpus.get_mut(current.vcpu));
-        if let (Some(vgic), Some(vcpu)) = (vgics.get_mut(current.domain), vcpu) {
-            crate::virtual_interrupts::enter(vgic, &mut vcpu.interrupts, current.vcpu, arrival);
-        }
+        cpu.list_registers_idle = match (vgics.get_mut(current.domain), vcpu) {
+            (Some(vgic), Some(vcpu)) => {
+                crate::virtual_interrupts::enter(vgic, &mut vcpu.interrupts, current.vcpu, arrival);
+                vcpu.interrupts.list_registers.valid_mask() == 0
+            }
+            _ => false,
+        };
         cpu.last = Some(current);
     }
 
