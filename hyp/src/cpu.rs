@@ -33,6 +33,9 @@ pub struct CpuState {
     /// known). An exit then skips the fold-back without looking up the vCPU. (False, not
     /// a mask with an "unknown" value, so that the per-CPU blocks stay zero, in .bss.)
     pub list_registers_idle: bool,
+    /// The running vCPU's vGIC generation when it was last entered: with
+    /// `list_registers_idle`, an entry that finds it unchanged has nothing to do.
+    pub entered_generation: u64,
 }
 
 impl CpuState {
@@ -49,6 +52,7 @@ impl CpuState {
             last: None,
             list_registers_clear: false,
             list_registers_idle: false,
+            entered_generation: 0,
         }
     }
 }

@@ -1075,6 +1075,24 @@ impl Hypervisor {
     pub fn enter_guest(&mut self, cpu: &mut CpuState) {
         use crate::virtual_interrupts::Arrival;
         let Some(current) = cpu.current else { return };
+        // The usual case, decided without looking up the vCPU: it was the last one here,
+        // its LRs held nothing (so its exit folded nothing back), and its domain's vGIC
+        // has not changed since (the LRs were current then: every entry leaves them so).
+        if cpu.last == Some(current)
+            && cpu.list_registers_idle
+            && self
+                .vgics
+                .get(current.domain)
+                .is_some_and(|vgic| vgic.generation() == cpu.entered_generation)
+        {
+            // The shortcut promises what the full check would find (host tests).
+            debug_assert!(self.vgics.get(current.domain).is_some_and(|vgic| {
+                self.domain(current.domain)
+                    .and_then(|domain| domain.vcpus.get(current.vcpu))
+                    .is_some_and(|vcpu| vcpu.interrupts.list_registers.is_current(vgic))
+            }));
+            return;
+        }
         // (Only `save` sets `list_registers_clear`, and it also clears `last`.)
         let arrival = if cpu.last == Some(current) {
             Arrival::Returning
@@ -1091,6 +1109,7 @@ impl Hypervisor {
         cpu.list_registers_idle = match (vgics.get_mut(current.domain), vcpu) {
             (Some(vgic), Some(vcpu)) => {
                 crate::virtual_interrupts::enter(vgic, &mut vcpu.interrupts, current.vcpu, arrival);
+                cpu.entered_generation = vgic.generation();
                 vcpu.interrupts.list_registers.valid_mask() == 0
             }
             _ => false,
