@@ -124,9 +124,18 @@ impl VcpuSet {
         self.0 |= VcpuSet::only(vcpu).0;
     }
 
-    /// The vCPUs in the set, lowest first.
+    /// The vCPUs in the set, lowest first: one step per member, not per possible vCPU
+    /// (every interrupt delivery walks a set).
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..MAX_VCPUS).filter(move |vcpu| self.contains(*vcpu))
+        let mut rest = self.0;
+        core::iter::from_fn(move || {
+            if rest == 0 {
+                return None;
+            }
+            let vcpu = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            Some(vcpu)
+        })
     }
 }
 
@@ -221,5 +230,16 @@ mod tests {
         }
         assert_eq!(seen, [0, 3]);
         assert!(Effects::NONE.merge(Effects { kick: set }).kick.contains(3));
+    }
+
+    #[test]
+    fn a_set_yields_exactly_its_members_in_order() {
+        for bits in 0..=u8::MAX {
+            let set = VcpuSet(bits);
+            let members: std::vec::Vec<usize> = set.iter().collect();
+            let expected: std::vec::Vec<usize> =
+                (0..MAX_VCPUS).filter(|vcpu| set.contains(*vcpu)).collect();
+            assert_eq!(members, expected, "{bits:#010b}");
+        }
     }
 }
