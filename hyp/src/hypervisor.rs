@@ -335,11 +335,9 @@ impl Hypervisor {
     /// Every slot's event-channel port table, as the event-channel model sees them (a slot
     /// without a domain has no table).
     fn event_tables(&mut self) -> crate::hypercall::event_channel::EventTables<'_> {
-        let vcpu_counts =
-            core::array::from_fn(|slot| self.domain(slot).map(|domain| domain.vcpus.len() as u32));
         crate::hypercall::event_channel::EventTables {
             ports: &mut self.ports,
-            vcpu_counts,
+            domains: &self.domains,
         }
     }
 
@@ -921,23 +919,26 @@ impl Hypervisor {
         let inject = action.apply(domain.shared_info(), vcpu_info);
         if let crate::event_channel::Action::Deliver(deliver) = action {
             // Xen's evtchn_check_pollers: a vCPU polling this port wakes, masked or not.
-            let pollers: heapless::Vec<usize, { crate::domain::MAX_VCPUS }> = domain
-                .vcpus
-                .iter()
-                .enumerate()
-                .filter(|(_, vcpu)| vcpu.polling.contains(&(deliver.port.0 as u16)))
-                .map(|(index, _)| index)
-                .collect();
-            let now = arch::read_counter();
-            for index in pollers {
-                let _ = self.wake(
-                    VcpuId {
-                        domain: slot,
-                        vcpu: index,
-                    },
-                    now,
-                    from_cpu,
-                );
+            // (A mask, not a collected list: a list is a 72-byte value copied out.)
+            let port = deliver.port.0 as u16;
+            let mut pollers = crate::vgic::VcpuSet::EMPTY;
+            for (index, vcpu) in domain.vcpus.iter().enumerate() {
+                if vcpu.polling.contains(&port) {
+                    pollers.insert(index);
+                }
+            }
+            if !pollers.is_empty() {
+                let now = arch::read_counter();
+                for index in pollers.iter() {
+                    let _ = self.wake(
+                        VcpuId {
+                            domain: slot,
+                            vcpu: index,
+                        },
+                        now,
+                        from_cpu,
+                    );
+                }
             }
         }
         if let (true, Some(vcpu)) = (inject, vcpu) {

@@ -14,14 +14,23 @@ use hypercall_abi::event_channel_op::{self as op, Port};
 pub struct EventTables<'a> {
     /// Port tables, one per domain slot.
     pub ports: &'a mut [PortTable; MAX_DOMAINS],
-    /// vCPU count of each slot's domain (`None`: no domain there).
-    pub vcpu_counts: [Option<u32>; MAX_DOMAINS],
+    /// The domain slots, asked for vCPU counts only for the domains an operation names
+    /// (not all of them up front: every send builds one of these).
+    pub domains: &'a [Option<crate::domain::Domain>; MAX_DOMAINS],
+}
+
+impl EventTables<'_> {
+    /// vCPU count of slot `index`'s domain (`None`: no domain there).
+    fn count(&self, index: usize) -> Option<u32> {
+        let domain = self.domains.get(index)?.as_ref()?;
+        Some(domain.vcpus.len() as u32)
+    }
 }
 
 impl EventChannelDomains for EventTables<'_> {
     fn table_mut(&mut self, domain: u16) -> Option<&mut PortTable> {
         let index = usize::from(domain);
-        self.vcpu_counts.get(index).copied().flatten()?;
+        self.count(index)?;
         self.ports.get_mut(index)
     }
 
@@ -34,8 +43,8 @@ impl EventChannelDomains for EventTables<'_> {
         if first == second || first >= MAX_DOMAINS || second >= MAX_DOMAINS {
             return None;
         }
-        self.vcpu_counts.get(first).copied().flatten()?;
-        self.vcpu_counts.get(second).copied().flatten()?;
+        self.count(first)?;
+        self.count(second)?;
         let (low, high) = self.ports.split_at_mut(first.max(second));
         let (low, high) = (low.get_mut(first.min(second))?, high.first_mut()?);
         Some(if first < second {
@@ -46,7 +55,7 @@ impl EventChannelDomains for EventTables<'_> {
     }
 
     fn vcpu_count(&self, domain: u16) -> Option<u32> {
-        self.vcpu_counts.get(usize::from(domain)).copied().flatten()
+        self.count(usize::from(domain))
     }
 }
 
