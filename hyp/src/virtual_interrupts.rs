@@ -262,6 +262,14 @@ mod tests {
         .unwrap();
     }
 
+    /// A one-vCPU GICv3 vGIC with PPI 31 enabled and pending, and that vCPU's LR state.
+    fn ppi_31_pending() -> (Vgic, VcpuInterrupts) {
+        let mut vgic = Vgic::new(GicVersion::V3, 1);
+        enable_ppi_31(&mut vgic);
+        vgic.set_pending(0, 31);
+        (vgic, VcpuInterrupts::new(arch::list_register_count()))
+    }
+
     #[test]
     fn distributor_reads_land_in_the_named_register_and_step_the_pc() {
         let mut vgic = Vgic::new(GicVersion::V3, 2);
@@ -338,10 +346,7 @@ mod tests {
     #[test]
     fn a_vcpu_leaving_clears_its_lrs_and_the_next_writes_only_what_it_fills() {
         let _guard = crate::arch::fake::guest_translation_lock();
-        let mut leaving_vgic = Vgic::new(GicVersion::V3, 1);
-        let mut leaving = VcpuInterrupts::new(arch::list_register_count());
-        enable_ppi_31(&mut leaving_vgic);
-        leaving_vgic.set_pending(0, 31);
+        let (mut leaving_vgic, mut leaving) = ppi_31_pending();
         enter(&mut leaving_vgic, &mut leaving, 0, Arrival::Unknown);
         assert_ne!(arch::read_list_register(0), 0);
         // It leaves without taking the interrupt: the pending state goes back to the
@@ -354,10 +359,7 @@ mod tests {
         }
         // A marker in LR 2 shows which LRs the arriving vCPU writes: only LR 0.
         arch::write_list_register(2, 0xdead);
-        let mut arriving_vgic = Vgic::new(GicVersion::V3, 1);
-        let mut arriving = VcpuInterrupts::new(arch::list_register_count());
-        enable_ppi_31(&mut arriving_vgic);
-        arriving_vgic.set_pending(0, 31);
+        let (mut arriving_vgic, mut arriving) = ppi_31_pending();
         enter(&mut arriving_vgic, &mut arriving, 0, Arrival::ClearedBefore);
         assert_eq!(
             decode_gicv3(arch::read_list_register(0)).map(|lr| lr.intid),
@@ -375,10 +377,7 @@ mod tests {
     #[test]
     fn list_registers_round_trip_through_the_hardware() {
         let _guard = crate::arch::fake::guest_translation_lock();
-        let mut vgic = Vgic::new(GicVersion::V3, 1);
-        let mut state = VcpuInterrupts::new(arch::list_register_count());
-        enable_ppi_31(&mut vgic);
-        vgic.set_pending(0, 31);
+        let (mut vgic, mut state) = ppi_31_pending();
         enter(&mut vgic, &mut state, 0, Arrival::Unknown);
         let lr = decode_gicv3(arch::read_list_register(0)).unwrap();
         assert_eq!(lr.intid, 31);
