@@ -20,45 +20,20 @@ use crate::println;
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
-    name: "abi",
     in_default_set: true,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "features",
-            run: features,
-        },
-        Test {
-            name: "console_short",
-            run: console_short,
-        },
-        Test {
-            name: "console_long",
-            run: console_long,
-        },
-        Test {
-            name: "console_empty",
-            run: console_empty,
-        },
-        Test {
-            name: "console_bad_pointer",
-            run: console_bad_pointer,
-        },
-        Test {
-            name: "unknown_hypercall",
-            run: unknown_hypercall,
-        },
-        Test {
-            name: "unknown_subops",
-            run: unknown_subops,
-        },
-        Test {
-            name: "shutdown_reason_values",
-            run: shutdown_reason_values,
-        },
-    ],
+    ..Scenario::named(
+        "abi",
+        &[
+            Test::new("features", features),
+            Test::new("console_short", console_short),
+            Test::new("console_long", console_long),
+            Test::new("console_empty", console_empty),
+            Test::new("console_bad_pointer", console_bad_pointer),
+            Test::new("unknown_hypercall", unknown_hypercall),
+            Test::new("unknown_subops", unknown_subops),
+            Test::new("shutdown_reason_values", shutdown_reason_values),
+        ],
+    )
 };
 
 fn features(_context: &Context) -> TestResult {

@@ -22,51 +22,20 @@ use crate::irq::{self, Wait};
 use crate::{gic, platform, println, smp, timer};
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "bench",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "boot",
-            run: boot,
-        },
-        Test {
-            name: "hypercall",
-            run: hypercall,
-        },
-        Test {
-            name: "gic_trap",
-            run: gic_trap,
-        },
-        Test {
-            name: "virq_completion",
-            run: virq_completion,
-        },
-        Test {
-            name: "console_write_1",
-            run: console_write_1,
-        },
-        Test {
-            name: "console_write_64",
-            run: console_write_64,
-        },
-        Test {
-            name: "evtchn_upcall",
-            run: evtchn_upcall,
-        },
-        Test {
-            name: "timer_latency",
-            run: timer_latency,
-        },
-        Test {
-            name: "virtual_ipi",
-            run: virtual_ipi,
-        },
+pub const SCENARIO: Scenario = Scenario::named(
+    "bench",
+    &[
+        Test::new("boot", boot),
+        Test::new("hypercall", hypercall),
+        Test::new("gic_trap", gic_trap),
+        Test::new("virq_completion", virq_completion),
+        Test::new("console_write_1", console_write_1),
+        Test::new("console_write_64", console_write_64),
+        Test::new("evtchn_upcall", evtchn_upcall),
+        Test::new("timer_latency", timer_latency),
+        Test::new("virtual_ipi", virtual_ipi),
     ],
-};
+);
 
 /// The SGI that `virq_completion` sends itself (not used by [`smp`]).
 const SGI_BENCH: u32 = 5;

@@ -26,31 +26,15 @@ use crate::{events, platform, println};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "bench-pair",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "channel",
-            run: channel,
-        },
-        Test {
-            name: "io_out",
-            run: io_out,
-        },
-        Test {
-            name: "io_in",
-            run: io_in,
-        },
-        Test {
-            name: "vm_switch",
-            run: vm_switch,
-        },
+pub const SCENARIO: Scenario = Scenario::named(
+    "bench-pair",
+    &[
+        Test::new("channel", channel),
+        Test::new("io_out", io_out),
+        Test::new("io_in", io_in),
+        Test::new("vm_switch", vm_switch),
     ],
-};
+);
 
 /// Rounds of each benchmark (a tenth with `quick`).
 const ROUNDS: u32 = 2_000;

@@ -39,23 +39,10 @@ use crate::irq::{self, Wait};
 use crate::{events, grants, println};
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "blkback",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "connect",
-            run: connect,
-        },
-        Test {
-            name: "serve",
-            run: serve,
-        },
-    ],
-};
+pub const SCENARIO: Scenario = Scenario::named(
+    "blkback",
+    &[Test::new("connect", connect), Test::new("serve", serve)],
+);
 
 /// How long the frontend may take to boot and grant its ring.
 const CONNECT_TIMEOUT_US: u64 = 20_000_000;

@@ -30,39 +30,17 @@ use crate::irq::{self, Wait};
 use crate::{events, grants, println};
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "blkfront",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "connect",
-            run: connect,
-        },
-        Test {
-            name: "errors_answered",
-            run: errors_answered,
-        },
-        Test {
-            name: "write_read_verify",
-            run: write_read_verify,
-        },
-        Test {
-            name: "ring_full",
-            run: ring_full,
-        },
-        Test {
-            name: "latency",
-            run: latency,
-        },
-        Test {
-            name: "backend_death",
-            run: backend_death,
-        },
+pub const SCENARIO: Scenario = Scenario::named(
+    "blkfront",
+    &[
+        Test::new("connect", connect),
+        Test::new("errors_answered", errors_answered),
+        Test::new("write_read_verify", write_read_verify),
+        Test::new("ring_full", ring_full),
+        Test::new("latency", latency),
+        Test::new("backend_death", backend_death),
     ],
-};
+);
 
 /// Data pages: one per ring slot.
 pub const DATA_PAGES: usize = RING_SIZE as usize;

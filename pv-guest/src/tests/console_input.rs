@@ -30,21 +30,14 @@ use crate::println;
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
-    name: "console-input",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
     available: Some(ring_console::ring_offered),
-    tests: &[
-        Test {
-            name: "receives_line",
-            run: receives_line,
-        },
-        Test {
-            name: "nothing_more",
-            run: nothing_more,
-        },
-    ],
+    ..Scenario::named(
+        "console-input",
+        &[
+            Test::new("receives_line", receives_line),
+            Test::new("nothing_more", nothing_more),
+        ],
+    )
 };
 
 /// How long `receives_line` waits for its line.

@@ -9,17 +9,10 @@ use super::{Context, Failure, Scenario, Test, TestResult};
 use crate::println;
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "crash",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[Test {
-        name: "unmapped_ipa_store",
-        run: store_to_unmapped_ipa,
-    }],
-};
+pub const SCENARIO: Scenario = Scenario::named(
+    "crash",
+    &[Test::new("unmapped_ipa_store", store_to_unmapped_ipa)],
+);
 
 /// Not RAM, not mapped by stage 2.
 const UNMAPPED_IPA: usize = 0x1000_0000;

@@ -27,23 +27,13 @@ use crate::irq::{self, Wait};
 use crate::{events, platform, println};
 
 /// The restarting domain.
-pub const SCENARIO: Scenario = Scenario {
-    name: "crashloop",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "channel_reconnected",
-            run: channel_reconnected,
-        },
-        Test {
-            name: "crash",
-            run: crash,
-        },
+pub const SCENARIO: Scenario = Scenario::named(
+    "crashloop",
+    &[
+        Test::new("channel_reconnected", channel_reconnected),
+        Test::new("crash", crash),
     ],
-};
+);
 
 /// The peer that keeps running.
 pub const PEER_SCENARIO: Scenario = Scenario {

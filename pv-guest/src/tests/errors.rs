@@ -15,45 +15,20 @@ use crate::println;
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
-    name: "errors",
     in_default_set: true,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "unknown_hypercall_enosys",
-            run: unknown_hypercall_enosys,
-        },
-        Test {
-            name: "xen_version_unknown_subop",
-            run: xen_version_unknown_subop,
-        },
-        Test {
-            name: "console_bad_pointer_efault",
-            run: console_bad_pointer_efault,
-        },
-        Test {
-            name: "console_unknown_subop",
-            run: console_unknown_subop,
-        },
-        Test {
-            name: "sched_op_unknown",
-            run: sched_op_unknown,
-        },
-        Test {
-            name: "hvc_bad_immediate_undef",
-            run: hvc_bad_immediate_undef,
-        },
-        Test {
-            name: "psci_version",
-            run: psci_version,
-        },
-        Test {
-            name: "smccc_unknown_function",
-            run: smccc_unknown_function,
-        },
-    ],
+    ..Scenario::named(
+        "errors",
+        &[
+            Test::new("unknown_hypercall_enosys", unknown_hypercall_enosys),
+            Test::new("xen_version_unknown_subop", xen_version_unknown_subop),
+            Test::new("console_bad_pointer_efault", console_bad_pointer_efault),
+            Test::new("console_unknown_subop", console_unknown_subop),
+            Test::new("sched_op_unknown", sched_op_unknown),
+            Test::new("hvc_bad_immediate_undef", hvc_bad_immediate_undef),
+            Test::new("psci_version", psci_version),
+            Test::new("smccc_unknown_function", smccc_unknown_function),
+        ],
+    )
 };
 
 /// A sub-op number no interface defines.

@@ -19,39 +19,17 @@ use crate::irq::{self, Wait};
 use crate::{events, platform, println};
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "events",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "loopback",
-            run: loopback,
-        },
-        Test {
-            name: "round_trips",
-            run: round_trips,
-        },
-        Test {
-            name: "mask_suppresses_upcall",
-            run: mask_suppresses_upcall,
-        },
-        Test {
-            name: "status_interdomain",
-            run: status_interdomain,
-        },
-        Test {
-            name: "close_unbinds_peer",
-            run: close_unbinds_peer,
-        },
-        Test {
-            name: "send_on_closed_port",
-            run: send_on_closed_port,
-        },
+pub const SCENARIO: Scenario = Scenario::named(
+    "events",
+    &[
+        Test::new("loopback", loopback),
+        Test::new("round_trips", round_trips),
+        Test::new("mask_suppresses_upcall", mask_suppresses_upcall),
+        Test::new("status_interdomain", status_interdomain),
+        Test::new("close_unbinds_peer", close_unbinds_peer),
+        Test::new("send_on_closed_port", send_on_closed_port),
     ],
-};
+);
 
 /// Round trips in `round_trips`.
 const ROUND_TRIPS: usize = 1000;

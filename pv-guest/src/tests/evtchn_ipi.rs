@@ -16,25 +16,15 @@ use crate::{events, println, smp};
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
-    name: "evtchn-ipi",
-    in_default_set: false,
-    introduce: None,
     needs_cpus: 2,
-    available: None,
-    tests: &[
-        Test {
-            name: "cpu_on",
-            run: ipi::cpu_on,
-        },
-        Test {
-            name: "bind_ipi_round_trips",
-            run: bind_ipi_round_trips,
-        },
-        Test {
-            name: "cpu_off",
-            run: ipi::cpu_off,
-        },
-    ],
+    ..Scenario::named(
+        "evtchn-ipi",
+        &[
+            Test::new("cpu_on", ipi::cpu_on),
+            Test::new("bind_ipi_round_trips", bind_ipi_round_trips),
+            Test::new("cpu_off", ipi::cpu_off),
+        ],
+    )
 };
 
 /// Round trips.

@@ -52,27 +52,14 @@ use crate::arch::cpu;
 use crate::{events, exceptions, irq, platform, println};
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "fuzz",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "setup",
-            run: setup,
-        },
-        Test {
-            name: "hypercalls",
-            run: hypercalls,
-        },
-        Test {
-            name: "still_working",
-            run: still_working,
-        },
+pub const SCENARIO: Scenario = Scenario::named(
+    "fuzz",
+    &[
+        Test::new("setup", setup),
+        Test::new("hypercalls", hypercalls),
+        Test::new("still_working", still_working),
     ],
-};
+);
 
 /// Iterations unless `iterations=N` says otherwise.
 const DEFAULT_ITERATIONS: u64 = 10_000;

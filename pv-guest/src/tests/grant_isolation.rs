@@ -28,39 +28,20 @@ use crate::irq::{self, Wait};
 use crate::{events, grants, platform, println};
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "grant-isolation",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "set_up",
-            run: set_up,
-        },
-        Test {
-            name: "granted_permissions_only",
-            run: granted_permissions_only,
-        },
-        Test {
-            name: "forged_arguments_refused",
-            run: forged_arguments_refused,
-        },
-        Test {
-            name: "copies_checked",
-            run: copies_checked,
-        },
-        Test {
-            name: "nothing_offered_nothing_reached",
-            run: nothing_offered_nothing_reached,
-        },
-        Test {
-            name: "finish",
-            run: finish,
-        },
+pub const SCENARIO: Scenario = Scenario::named(
+    "grant-isolation",
+    &[
+        Test::new("set_up", set_up),
+        Test::new("granted_permissions_only", granted_permissions_only),
+        Test::new("forged_arguments_refused", forged_arguments_refused),
+        Test::new("copies_checked", copies_checked),
+        Test::new(
+            "nothing_offered_nothing_reached",
+            nothing_offered_nothing_reached,
+        ),
+        Test::new("finish", finish),
     ],
-};
+);
 
 /// Granted read-only to `friend`.
 const READ_ONLY: u32 = 10;

@@ -11,21 +11,15 @@ use crate::println;
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
-    name: "hello",
     in_default_set: true,
     introduce: Some(introduce),
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "xen_version",
-            run: version_is_4_17,
-        },
-        Test {
-            name: "console_write",
-            run: console_write_works,
-        },
-    ],
+    ..Scenario::named(
+        "hello",
+        &[
+            Test::new("xen_version", version_is_4_17),
+            Test::new("console_write", console_write_works),
+        ],
+    )
 };
 
 /// `XENVER_version` of Xen 4.17: `major << 16 | minor`.

@@ -15,17 +15,7 @@ use crate::arch::cpu::{counter, counter_frequency};
 use crate::println;
 
 /// The scenario (only when named: it needs a neighbour and an expected share).
-pub const SCENARIO: Scenario = Scenario {
-    name: "hog",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[Test {
-        name: "share",
-        run: share,
-    }],
-};
+pub const SCENARIO: Scenario = Scenario::named("hog", &[Test::new("share", share)]);
 
 /// How long to spin.
 const SPIN_MILLISECONDS: u64 = 600;

@@ -17,25 +17,15 @@ use crate::{gic, platform, println, smp};
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
-    name: "ipi",
-    in_default_set: false,
-    introduce: None,
     needs_cpus: 2,
-    available: None,
-    tests: &[
-        Test {
-            name: "cpu_on",
-            run: cpu_on,
-        },
-        Test {
-            name: "sgi_round_trips",
-            run: sgi_round_trips,
-        },
-        Test {
-            name: "cpu_off",
-            run: cpu_off,
-        },
-    ],
+    ..Scenario::named(
+        "ipi",
+        &[
+            Test::new("cpu_on", cpu_on),
+            Test::new("sgi_round_trips", sgi_round_trips),
+            Test::new("cpu_off", cpu_off),
+        ],
+    )
 };
 
 /// Round trips in `sgi_round_trips`.

@@ -27,27 +27,17 @@ use super::{Context, Failure, Scenario, Test, TestResult};
 use crate::{events, exceptions, mmu, platform, println};
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "isolation",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "own_view_of_hypervisor_address",
-            run: own_view_of_hypervisor_address,
-        },
-        Test {
-            name: "stage1_execute_never",
-            run: stage1_execute_never,
-        },
-        Test {
-            name: "probe",
-            run: probe,
-        },
+pub const SCENARIO: Scenario = Scenario::named(
+    "isolation",
+    &[
+        Test::new(
+            "own_view_of_hypervisor_address",
+            own_view_of_hypervisor_address,
+        ),
+        Test::new("stage1_execute_never", stage1_execute_never),
+        Test::new("probe", probe),
     ],
-};
+);
 
 /// The hypervisor's load address on `virt`, as an IPA of ours.
 const HYPERVISOR_LOAD_ADDRESS: u64 = 0x4008_0000;

@@ -131,6 +131,20 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// A scenario run only when named on the command line, with no introduction, no
+    /// vCPU need and nothing to check on the machine first; the others start from this
+    /// too (`Scenario { in_default_set: true, ..Scenario::named(...) }`).
+    pub const fn named(name: &'static str, tests: &'static [Test]) -> Self {
+        Self {
+            name,
+            in_default_set: false,
+            introduce: None,
+            needs_cpus: 0,
+            available: None,
+            tests,
+        }
+    }
+
     /// Whether the machine has the vCPUs the scenario needs.
     fn has_cpus(&self, context: &Context) -> bool {
         context.boot.cpu_count >= self.needs_cpus
@@ -152,6 +166,13 @@ pub struct Test {
     pub name: &'static str,
     /// The test.
     pub run: fn(&Context) -> TestResult,
+}
+
+impl Test {
+    /// Test `name`, run by `run`.
+    pub const fn new(name: &'static str, run: fn(&Context) -> TestResult) -> Self {
+        Self { name, run }
+    }
 }
 
 /// A test's outcome.

@@ -27,23 +27,13 @@ use crate::irq::{self, Wait};
 use crate::{events, platform, println};
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "pingpong",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "channel_present",
-            run: channel_present,
-        },
-        Test {
-            name: "round_trips",
-            run: round_trips,
-        },
+pub const SCENARIO: Scenario = Scenario::named(
+    "pingpong",
+    &[
+        Test::new("channel_present", channel_present),
+        Test::new("round_trips", round_trips),
     ],
-};
+);
 
 /// Round trips unless `pingpong=N` says otherwise.
 const DEFAULT_ROUNDS: u32 = 5000;

@@ -31,25 +31,15 @@ use crate::{events, platform, println};
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
-    name: "ring-console",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
     available: Some(ring_offered),
-    tests: &[
-        Test {
-            name: "params_present",
-            run: params_present,
-        },
-        Test {
-            name: "write_lines",
-            run: write_lines,
-        },
-        Test {
-            name: "drained",
-            run: drained,
-        },
-    ],
+    ..Scenario::named(
+        "ring-console",
+        &[
+            Test::new("params_present", params_present),
+            Test::new("write_lines", write_lines),
+            Test::new("drained", drained),
+        ],
+    )
 };
 
 /// Lines written through the ring.

@@ -8,17 +8,10 @@ use crate::arch::cpu::{counter, counter_frequency};
 use crate::println;
 
 /// The scenario (only when named: it needs a neighbour to be meaningful).
-pub const SCENARIO: Scenario = Scenario {
-    name: "spin",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[Test {
-        name: "was_preempted",
-        run: spins_and_gets_preempted,
-    }],
-};
+pub const SCENARIO: Scenario = Scenario::named(
+    "spin",
+    &[Test::new("was_preempted", spins_and_gets_preempted)],
+);
 
 /// How long to spin.
 const SPIN_MILLISECONDS: u64 = 300;

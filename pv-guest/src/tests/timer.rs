@@ -12,27 +12,14 @@ use crate::irq::{self, Wait};
 use crate::{platform, println, timer};
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "timer",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "ticks_1khz",
-            run: ticks_1khz,
-        },
-        Test {
-            name: "ticks_1khz_busy",
-            run: ticks_1khz_busy,
-        },
-        Test {
-            name: "silent_after_last_tick",
-            run: silent_after_last_tick,
-        },
+pub const SCENARIO: Scenario = Scenario::named(
+    "timer",
+    &[
+        Test::new("ticks_1khz", ticks_1khz),
+        Test::new("ticks_1khz_busy", ticks_1khz_busy),
+        Test::new("silent_after_last_tick", silent_after_last_tick),
     ],
-};
+);
 
 /// Deadlines programmed.
 const TICKS: u32 = 50;

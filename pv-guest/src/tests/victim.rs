@@ -23,35 +23,16 @@ use crate::arch::cpu;
 use crate::{irq, println};
 
 /// The scenario.
-pub const SCENARIO: Scenario = Scenario {
-    name: "victim",
-    in_default_set: false,
-    introduce: None,
-    needs_cpus: 0,
-    available: None,
-    tests: &[
-        Test {
-            name: "fill",
-            run: fill,
-        },
-        Test {
-            name: "channel_present",
-            run: pingpong::channel_present,
-        },
-        Test {
-            name: "round_trips",
-            run: round_trips,
-        },
-        Test {
-            name: "hold",
-            run: hold,
-        },
-        Test {
-            name: "memory_unchanged",
-            run: memory_unchanged,
-        },
+pub const SCENARIO: Scenario = Scenario::named(
+    "victim",
+    &[
+        Test::new("fill", fill),
+        Test::new("channel_present", pingpong::channel_present),
+        Test::new("round_trips", round_trips),
+        Test::new("hold", hold),
+        Test::new("memory_unchanged", memory_unchanged),
     ],
-};
+);
 
 /// The checked regions, as (offset from the start of RAM, length) and (offset back from
 /// the end of RAM, length).
