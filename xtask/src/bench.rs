@@ -1543,12 +1543,7 @@ pub(crate) fn gate(images: &Images) -> Verdict {
     let baseline_file = baseline_path();
     let baseline = match load(&baseline_file) {
         Ok(baseline) => baseline,
-        Err(error) => {
-            return Verdict::Fail {
-                reason: format!("{error:#}"),
-                output: Vec::new(),
-            }
-        }
+        Err(error) => return crate::test::error_verdict(error),
     };
     let Some(base) = baseline.quick.as_ref().and_then(|quick| quick.get(&gic)) else {
         return Verdict::Skip(format!(

@@ -97,12 +97,7 @@ pub(crate) fn corrupt_pack(images: &Images, machine: Machine, timeout: Duration)
             &[],
         ) {
             Ok(outcome) => outcome,
-            Err(error) => {
-                return Verdict::Fail {
-                    reason: format!("{error:#}"),
-                    output: Vec::new(),
-                }
-            }
+            Err(error) => return crate::test::error_verdict(error),
         };
         let hyp: Vec<&str> = outcome.hyp_messages().collect();
         let console: Vec<&str> = outcome.console_lines().collect();

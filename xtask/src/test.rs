@@ -246,13 +246,7 @@ fn host_steps(tally: &mut Tally) {
         setup::run_checked(setup::cargo().args(["test", "--workspace", "--exclude", "pv-guest"]));
     tally.record(
         "host::cargo-test",
-        match host {
-            Ok(()) => Verdict::Pass,
-            Err(error) => Verdict::Fail {
-                reason: format!("{error:#}"),
-                output: Vec::new(),
-            },
-        },
+        host.map_or_else(error_verdict, |()| Verdict::Pass),
     );
 
     // House rules, enforced: rustfmt and clippy (warnings are errors) on the host crates
@@ -315,16 +309,7 @@ fn host_steps(tally: &mut Tally) {
             .as_ref()
             .map_err(|error| anyhow::anyhow!("{error:#}"))
             .and_then(|()| setup::run_checked(setup::cargo().args(arguments)));
-        tally.record(
-            name,
-            match result {
-                Ok(()) => Verdict::Pass,
-                Err(error) => Verdict::Fail {
-                    reason: format!("{error:#}"),
-                    output: Vec::new(),
-                },
-            },
-        );
+        tally.record(name, result.map_or_else(error_verdict, |()| Verdict::Pass));
     }
     // Host fuzzing: every target of fuzz/ for a bounded time (docs/testing.md).
     println!(
@@ -334,13 +319,7 @@ fn host_steps(tally: &mut Tally) {
     let fuzz = crate::fuzz::run_all(&crate::fuzz::TARGETS, crate::fuzz::TEST_SECONDS);
     tally.record(
         "host::fuzz",
-        match fuzz {
-            Ok(()) => Verdict::Pass,
-            Err(error) => Verdict::Fail {
-                reason: format!("{error:#}"),
-                output: Vec::new(),
-            },
-        },
+        fuzz.map_or_else(error_verdict, |()| Verdict::Pass),
     );
 }
 
@@ -349,13 +328,7 @@ fn host_steps(tally: &mut Tally) {
 fn sdcard_layout() -> Verdict {
     let dir = setup::target_dir().join("sdcard-check");
     let _ = std::fs::remove_dir_all(&dir);
-    match crate::sdcard::sdcard(&dir, None) {
-        Ok(()) => Verdict::Pass,
-        Err(error) => Verdict::Fail {
-            reason: format!("{error:#}"),
-            output: Vec::new(),
-        },
-    }
+    crate::sdcard::sdcard(&dir, None).map_or_else(error_verdict, |()| Verdict::Pass)
 }
 
 /// Boots `domains` quietly; on a runner error, the failure verdict.
@@ -384,10 +357,36 @@ fn boot_typing(
         (false, timeout, false),
         input,
     )
-    .map_err(|error| Verdict::Fail {
+    .map_err(error_verdict)
+}
+
+/// The verdict of a step that ended with `error` (a configuration, build or runner
+/// error): failed, with no output to show.
+pub(crate) fn error_verdict(error: anyhow::Error) -> Verdict {
+    Verdict::Fail {
         reason: format!("{error:#}"),
         output: Vec::new(),
-    })
+    }
+}
+
+/// Boots `system` quietly; how the run ended, or on a runner error the failure verdict.
+fn boot_loaded(
+    images: &Images,
+    system: &crate::config::System,
+    machine: Machine,
+    timeout: Duration,
+    icount: bool,
+) -> Result<Outcome, Verdict> {
+    run::boot(
+        images,
+        &system.domains,
+        &system.channels,
+        machine,
+        icount,
+        timeout,
+        false,
+    )
+    .map_err(error_verdict)
 }
 
 /// Boots the system the file `file` (relative to the workspace) describes, quietly;
@@ -400,22 +399,9 @@ pub(crate) fn boot_system(
     file: &str,
     icount: bool,
 ) -> Result<(crate::config::System, Outcome), Verdict> {
-    let fail = |error: anyhow::Error| Verdict::Fail {
-        reason: format!("{error:#}"),
-        output: Vec::new(),
-    };
     let path = setup::workspace_root().join(file);
-    let system = crate::config::load_for(&path, machine).map_err(fail)?;
-    let outcome = run::boot(
-        images,
-        &system.domains,
-        &system.channels,
-        machine,
-        icount,
-        timeout,
-        false,
-    )
-    .map_err(fail)?;
+    let system = crate::config::load_for(&path, machine).map_err(error_verdict)?;
+    let outcome = boot_loaded(images, &system, machine, timeout, icount)?;
     Ok((system, outcome))
 }
 
@@ -485,15 +471,7 @@ fn demo(
     let (domains, channels) = run::demo_system(images);
     let outcome = match run::boot(images, &domains, &channels, machine, false, timeout, false) {
         Ok(outcome) => outcome,
-        Err(error) => {
-            return (
-                Verdict::Fail {
-                    reason: format!("{error:#}"),
-                    output: Vec::new(),
-                },
-                None,
-            )
-        }
+        Err(error) => return (error_verdict(error), None),
     };
     let reference = domain_report(&outcome, "pv-a").ok().map(|report| {
         report
@@ -713,25 +691,13 @@ fn grant_isolation(images: &Images, machine: Machine, timeout: Duration) -> Verd
 /// (`crate::fuzz_guest`: every domain passes, none crashes, clean halt).
 fn fuzz_guest(images: &Images, machine: Machine, timeout: Duration) -> Verdict {
     use crate::fuzz_guest::{TEST_ITERATIONS, TEST_SEED};
-    let fail = |error: anyhow::Error| Verdict::Fail {
-        reason: format!("{error:#}"),
-        output: Vec::new(),
-    };
     let system = match crate::fuzz_guest::system(machine, TEST_SEED, TEST_ITERATIONS, timeout) {
         Ok(system) => system,
-        Err(error) => return fail(error),
+        Err(error) => return error_verdict(error),
     };
-    let outcome = match run::boot(
-        images,
-        &system.domains,
-        &system.channels,
-        machine,
-        false,
-        timeout,
-        false,
-    ) {
+    let outcome = match boot_loaded(images, &system, machine, timeout, false) {
         Ok(outcome) => outcome,
-        Err(error) => return fail(error),
+        Err(verdict) => return verdict,
     };
     judge(&outcome, crate::fuzz_guest::check(&outcome, &system))
 }
@@ -749,14 +715,10 @@ fn stage2_isolation(images: &Images, machine: Machine, timeout: Duration) -> Ver
         Machine::Raspi4b => (0xfe21_5040, 0xff84_4000),
     };
     let other_ram = 0x4300_0000u64;
-    let fail = |error: anyhow::Error| Verdict::Fail {
-        reason: format!("{error:#}"),
-        output: Vec::new(),
-    };
     let path = setup::workspace_root().join("examples/systems/stage2-isolation.toml");
     let mut system = match crate::config::load_for(&path, machine) {
         Ok(system) => system,
-        Err(error) => return fail(error),
+        Err(error) => return error_verdict(error),
     };
     for domain in &mut system.domains {
         match domain.name.as_str() {
@@ -765,17 +727,9 @@ fn stage2_isolation(images: &Images, machine: Machine, timeout: Duration) -> Ver
             _ => {}
         }
     }
-    let outcome = match run::boot(
-        images,
-        &system.domains,
-        &system.channels,
-        machine,
-        false,
-        timeout,
-        false,
-    ) {
+    let outcome = match boot_loaded(images, &system, machine, timeout, false) {
         Ok(outcome) => outcome,
-        Err(error) => return fail(error),
+        Err(verdict) => return verdict,
     };
     let expected: [(&str, String); 6] = [
         (
