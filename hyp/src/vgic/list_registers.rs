@@ -538,6 +538,25 @@ impl ListRegisters {
             }
         }
 
+        if self.valid == 0 {
+            // Nothing to keep in place (a vCPU arriving, or one whose LRs drained): the
+            // chosen entries fill the first LRs, without the placement below.
+            let mut transferred = 0u16;
+            for (index, (entry, moved)) in desired.iter().enumerate() {
+                if let Some(slot) = self.slots.get_mut(index) {
+                    *slot = Some(*entry);
+                    self.dirty |= 1 << index;
+                    if *moved {
+                        transferred |= 1 << index;
+                    }
+                }
+            }
+            self.transferred = transferred;
+            self.valid = ((1u32 << desired.len()) - 1) as u16;
+            self.populated_at = Some(vgic.generation());
+            return;
+        }
+
         // Keep each staying interrupt in its LR; put the newcomers into the free ones.
         // `chosen[lr]` is the index in `desired` that LR `lr` gets (FREE: none).
         const FREE: u8 = u8::MAX;
