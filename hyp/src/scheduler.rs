@@ -689,16 +689,25 @@ impl Scheduler {
     /// Where a waking vCPU goes: its last CPU if idle, else an idle allowed CPU, else the
     /// least loaded allowed CPU (ties to its last CPU, then the lowest index).
     fn wake_target(&self, entity: &Entity) -> Option<usize> {
-        let allowed = |cpu: usize| entity.affinity & (1 << cpu) != 0;
-        if allowed(entity.cpu) && self.is_idle(entity.cpu) {
+        // As bits: one or two CPUs to look at, usually.
+        let allowed = entity.affinity & self.online;
+        if allowed & (1 << entity.cpu) != 0 && self.is_idle(entity.cpu) {
             return Some(entity.cpu);
         }
-        if let Some(idle) = (0..self.cpu_count).find(|&cpu| allowed(cpu) && self.is_idle(cpu)) {
-            return Some(idle);
+        let mut best: Option<(u64, bool, usize)> = None;
+        let mut candidates = allowed;
+        while candidates != 0 {
+            let cpu = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            if self.is_idle(cpu) {
+                return Some(cpu);
+            }
+            let key = (self.weighted_load(cpu), cpu != entity.cpu, cpu);
+            if best.is_none_or(|lowest| key < lowest) {
+                best = Some(key);
+            }
         }
-        (0..self.cpu_count)
-            .filter(|&cpu| allowed(cpu))
-            .min_by_key(|&cpu| (self.weighted_load(cpu), cpu != entity.cpu, cpu))
+        best.map(|(_, _, cpu)| cpu)
     }
 
     /// Where a vCPU switched out of `cpu` while still runnable goes: an idle allowed CPU,
@@ -757,7 +766,11 @@ impl Scheduler {
                 if running_entity.state != RunState::Running {
                     true
                 } else {
-                    self.account(cpu, now);
+                    // A wake has charged it up to `now` already (a second charge would
+                    // change nothing: no time elapsed, and the minimum only rises).
+                    if running_entity.running_since < now {
+                        self.account(cpu, now);
+                    }
                     self.virtual_runtime(slot)
                         .saturating_add(self.preempt_granularity())
                         < self.virtual_runtime(running)
