@@ -284,10 +284,20 @@ impl ListRegisters {
     /// The LR index holding `intid`, if any.
     #[inline(always)]
     pub fn find(&self, intid: u32) -> Option<usize> {
-        self.slots
-            .iter()
-            .take(self.count)
-            .position(|slot| slot.is_some_and(|entry| entry.intid == intid))
+        // Only the valid slots: usually none or one.
+        let mut valid = self.valid;
+        while valid != 0 {
+            let index = valid.trailing_zeros() as usize;
+            valid &= valid - 1;
+            if self
+                .slots
+                .get(index)
+                .is_some_and(|slot| slot.is_some_and(|entry| entry.intid == intid))
+            {
+                return Some(index);
+            }
+        }
+        None
     }
 
     /// Whether `intid` is waiting in the overflow set (did not fit into the LRs).
@@ -446,9 +456,11 @@ impl ListRegisters {
             return false;
         }
         if vgic.is_active_on(vcpu, intid) || vgic.is_deliverable(vcpu, intid) {
-            let Some(index) = self.slots.iter().take(self.count).position(Option::is_none) else {
+            let free = !self.valid & (((1u32 << self.count) - 1) as u16);
+            if free == 0 {
                 return false;
-            };
+            }
+            let index = free.trailing_zeros() as usize;
             if let Some((entry, moved)) = take(vgic, vcpu, intid) {
                 if let Some(slot) = self.slots.get_mut(index) {
                     *slot = Some(entry);
