@@ -340,10 +340,16 @@ impl ListRegisters {
         !self.folded && self.populated_at == Some(vgic.generation())
     }
 
-    /// Marks the LRs this vCPU's slots fill as needing a write, and has the next
-    /// `populate` choose again: for a vCPU arriving on a CPU whose LRs are all invalid.
+    /// Marks the LRs this vCPU's slots fill as needing a write: for a vCPU arriving on a
+    /// CPU whose LRs are all invalid. Empty slots still chosen for the model (the vCPU
+    /// left with nothing in its LRs, see [`ListRegisters::clear`]) stay chosen, so an
+    /// interrupt touched since goes into a free LR without a full choice (an event
+    /// arriving for a blocked vCPU, the common case); otherwise the next `populate`
+    /// chooses again.
     pub fn hardware_cleared(&mut self) {
-        self.populated_at = None;
+        if self.valid != 0 {
+            self.populated_at = None;
+        }
         self.dirty = self.valid;
     }
 
@@ -356,6 +362,13 @@ impl ListRegisters {
     /// Forgets the LR contents after handing their state back to `vgic` (for a vCPU that
     /// is migrated or stopped after its last sync): all LRs are invalid, every one dirty.
     pub fn clear(&mut self, vgic: &mut Vgic, vcpu: usize) {
+        if self.valid == 0 && !self.overflowed {
+            // Nothing to hand back, and the (empty) slots are still what `populate` chose
+            // if they were: that choice stays valid (see `hardware_cleared`).
+            self.transferred = 0;
+            self.dirty = ((1u32 << self.count) - 1) as u16;
+            return;
+        }
         self.fold_unrun(vgic, vcpu);
         // Only the slots in use: the whole array is 256 bytes, and this runs at every
         // switch, usually with none.
@@ -734,6 +747,8 @@ mod tests {
         vgic: Vgic,
         lrs: [ListRegisters; 4],
         hardware: [[Option<LrEntry>; MAX_LIST_REGISTERS]; 4],
+        /// The vCPU left its CPU since it last entered.
+        left: [bool; 4],
     }
 
     impl Harness {
@@ -750,6 +765,7 @@ mod tests {
                     ListRegisters::new(count),
                 ],
                 hardware: [[None; MAX_LIST_REGISTERS]; 4],
+                left: [false; 4],
             }
         }
 
@@ -764,10 +780,16 @@ mod tests {
 
         /// Vcpu entry: populate and write the changed LRs to the "hardware".
         fn enter(&mut self, vcpu: usize) {
-            let (Some(lrs), Some(hardware)) = (self.lrs.get_mut(vcpu), self.hardware.get_mut(vcpu))
-            else {
+            let (Some(lrs), Some(hardware), Some(left)) = (
+                self.lrs.get_mut(vcpu),
+                self.hardware.get_mut(vcpu),
+                self.left.get_mut(vcpu),
+            ) else {
                 return;
             };
+            if core::mem::take(left) {
+                lrs.hardware_cleared();
+            }
             lrs.populate(&mut self.vgic, vcpu);
             for (index, entry) in lrs.write_back() {
                 if let Some(slot) = hardware.get_mut(index) {
@@ -787,6 +809,22 @@ mod tests {
                 return Effects::NONE;
             }
             lrs.sync_from_hardware(&mut self.vgic, vcpu, hardware)
+        }
+
+        /// The vCPU leaves its CPU after an exit, as `virtual_interrupts::release` has it:
+        /// its LRs go back to the model and the hardware is left all invalid.
+        fn leave(&mut self, vcpu: usize) {
+            self.exit(vcpu);
+            let (Some(lrs), Some(hardware), Some(left)) = (
+                self.lrs.get_mut(vcpu),
+                self.hardware.get_mut(vcpu),
+                self.left.get_mut(vcpu),
+            ) else {
+                return;
+            };
+            lrs.clear(&mut self.vgic, vcpu);
+            *hardware = [None; MAX_LIST_REGISTERS];
+            *left = true;
         }
 
         /// The guest acknowledges the highest-priority pending LR: returns (intid, source).
@@ -1242,6 +1280,9 @@ mod tests {
         Acknowledge(usize),
         EndOfInterrupt(usize, u32),
         Run(usize),
+        /// The vCPU leaves its CPU (`virtual_interrupts::release`); it next enters on
+        /// cleared LRs.
+        Leave(usize),
     }
 
     fn operation() -> impl Strategy<Value = Operation> {
@@ -1258,7 +1299,8 @@ mod tests {
             (vcpu.clone(), any::<u8>(), 0u32..16).prop_map(|(v, t, i)| Operation::Sgi(v, t, i)),
             vcpu.clone().prop_map(Operation::Acknowledge),
             (vcpu.clone(), intid).prop_map(|(v, i)| Operation::EndOfInterrupt(v, i)),
-            vcpu.prop_map(Operation::Run),
+            vcpu.clone().prop_map(Operation::Run),
+            vcpu.prop_map(Operation::Leave),
         ]
     }
 
@@ -1310,6 +1352,7 @@ mod tests {
                 harness.acknowledge(vcpu);
             }
             Operation::EndOfInterrupt(vcpu, intid) => harness.end_of_interrupt(vcpu, intid),
+            Operation::Leave(vcpu) => harness.leave(vcpu),
             Operation::Run(vcpu) => {
                 harness.exit(vcpu);
                 // What a choice from scratch would give, to compare with the shortcuts
