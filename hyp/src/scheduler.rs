@@ -201,6 +201,8 @@ impl RunQueue {
 pub struct Scheduler {
     cpu_count: usize,
     online: CpuMask,
+    /// Bit n: CPU n's ready queue is not empty (what `steal` looks at, on every switch).
+    waiting: CpuMask,
     slice_ticks: u64,
     entities: [Option<Entity>; MAX_SCHEDULED_VCPUS],
     queues: [RunQueue; MAX_CPUS],
@@ -223,6 +225,7 @@ impl Scheduler {
         Self {
             cpu_count: 1,
             online: 1,
+            waiting: 0,
             slice_ticks: 1,
             entities: [None; MAX_SCHEDULED_VCPUS],
             queues: [const { RunQueue::EMPTY }; MAX_CPUS],
@@ -241,6 +244,7 @@ impl Scheduler {
         Ok(Self {
             cpu_count,
             online: (1u64 << cpu_count) - 1,
+            waiting: 0,
             slice_ticks,
             entities: [None; MAX_SCHEDULED_VCPUS],
             queues: [const { RunQueue::EMPTY }; MAX_CPUS],
@@ -741,6 +745,7 @@ impl Scheduler {
         if let (Some(queue), Ok(slot)) = (self.queues.get_mut(cpu), u8::try_from(slot)) {
             // Cannot fail: every slot is on at most one queue, and each queue holds all.
             let _ = queue.ready.push(slot);
+            self.waiting |= 1 << cpu;
         }
     }
 
@@ -752,6 +757,9 @@ impl Scheduler {
                 .position(|&queued| usize::from(queued) == slot)
             {
                 queue.ready.remove(position);
+            }
+            if queue.ready.is_empty() {
+                self.waiting &= !(1 << cpu);
             }
         }
     }
@@ -810,7 +818,11 @@ impl Scheduler {
     /// virtual IPI between two vCPUs would then always find both on one CPU).
     fn steal(&mut self, cpu: usize, own_load: u64) {
         let mut best: Option<(u64, u128, usize, usize)> = None; // (load, lag, slot, from)
-        for other in (0..self.cpu_count).filter(|&other| other != cpu) {
+                                                                // Only the CPUs with a queue: usually none.
+        let mut others = self.waiting & !(1 << cpu);
+        while others != 0 {
+            let other = others.trailing_zeros() as usize;
+            others &= others - 1;
             let Some(queue) = self.queues.get(other) else {
                 continue;
             };
@@ -1053,6 +1065,14 @@ mod tests {
 
     /// Checks the structural invariants; returns a description of the first broken one.
     fn check_invariants(scheduler: &Scheduler) -> Result<(), String> {
+        for cpu in 0..scheduler.cpu_count() {
+            let queued = scheduler.queued(cpu).next().is_some();
+            if queued != (scheduler.waiting & (1 << cpu) != 0) {
+                return Err(format!(
+                    "waiting bit of CPU {cpu} is wrong (queued: {queued})"
+                ));
+            }
+        }
         for slot in 0..MAX_SCHEDULED_VCPUS {
             let Some(entity) = scheduler.entity(slot) else {
                 continue;
