@@ -204,6 +204,9 @@ pub struct Scheduler {
     /// Bit n: CPU n's ready queue is not empty (what `steal` looks at, on every switch).
     waiting: CpuMask,
     slice_ticks: u64,
+    /// A slice in the virtual runtime of a default-weight vCPU (computed once: every wake
+    /// and preemption check asks).
+    slice_virtual: u128,
     entities: [Option<Entity>; MAX_SCHEDULED_VCPUS],
     queues: [RunQueue; MAX_CPUS],
 }
@@ -227,6 +230,7 @@ impl Scheduler {
             online: 1,
             waiting: 0,
             slice_ticks: 1,
+            slice_virtual: WEIGHT_SCALE / DEFAULT_WEIGHT as u128,
             entities: [None; MAX_SCHEDULED_VCPUS],
             queues: [const { RunQueue::EMPTY }; MAX_CPUS],
         }
@@ -246,6 +250,7 @@ impl Scheduler {
             online: (1u64 << cpu_count) - 1,
             waiting: 0,
             slice_ticks,
+            slice_virtual: virtual_delta(slice_ticks, DEFAULT_WEIGHT),
             entities: [None; MAX_SCHEDULED_VCPUS],
             queues: [const { RunQueue::EMPTY }; MAX_CPUS],
         })
@@ -264,13 +269,13 @@ impl Scheduler {
     /// Virtual runtime a woken vCPU may be placed behind the queue's minimum: half a slice
     /// of a default-weight vCPU.
     fn wake_bonus(&self) -> u128 {
-        virtual_delta(self.slice_ticks, DEFAULT_WEIGHT) / 2
+        self.slice_virtual / 2
     }
 
     /// How far a Ready vCPU must be ahead of the running one to preempt it before its
     /// slice ends: a quarter slice of a default-weight vCPU.
     fn preempt_granularity(&self) -> u128 {
-        virtual_delta(self.slice_ticks, DEFAULT_WEIGHT) / 4
+        self.slice_virtual / 4
     }
 
     /// Adds a vCPU in state New (it runs once woken, see [`Scheduler::wake`]) with a
@@ -756,7 +761,12 @@ impl Scheduler {
                 .iter()
                 .position(|&queued| usize::from(queued) == slot)
             {
-                queue.ready.remove(position);
+                // The last one (the only one, usually) leaves without a shift.
+                if position + 1 == queue.ready.len() {
+                    queue.ready.pop();
+                } else {
+                    queue.ready.remove(position);
+                }
             }
             if queue.ready.is_empty() {
                 self.waiting &= !(1 << cpu);
