@@ -188,6 +188,16 @@ mod tests {
         assert!(!attributes_cacheable(0xf4)); // inner non-cacheable
     }
 
+    /// Guest VA 0x1000.. maps to RAM + 0x2000.., two pages; 0x3000 maps outside RAM;
+    /// 0x4000 is read-only; 0x5000 the guest sees uncached.
+    const TRANSLATION: [(u64, u64, bool, bool); 5] = [
+        (0x1000, RAM + 0x2000, true, false),
+        (0x2000, RAM + 0x3000, true, false),
+        (0x3000, RAM + 0x4000, true, false),
+        (0x4000, RAM, false, false),
+        (0x5000, RAM + 0x1000, true, true),
+    ];
+
     fn owned() -> [AddrRange<PhysAddr>; 1] {
         [AddrRange::new(PhysAddr::new(RAM), 0x4000)]
     }
@@ -195,14 +205,7 @@ mod tests {
     #[test]
     fn copies_across_pages_and_refuses_what_is_not_owned() {
         let _guard = fake::guest_translation_lock();
-        // Guest VA 0x1000.. maps to RAM + 0x2000.., two pages; 0x3000 maps outside RAM.
-        fake::set_guest_translation(&[
-            (0x1000, RAM + 0x2000, true, false),
-            (0x2000, RAM + 0x3000, true, false),
-            (0x3000, RAM + 0x4000, true, false),
-            (0x4000, RAM, false, false),
-            (0x5000, RAM + 0x1000, true, true),
-        ]);
+        fake::set_guest_translation(&TRANSLATION);
         let ranges = owned();
         let memory = GuestMemory::new(&ranges);
         let data: [u8; 300] = core::array::from_fn(|index| index as u8);
@@ -259,12 +262,7 @@ mod tests {
     #[test]
     fn values_read_alike_within_a_page_misaligned_or_across_pages() {
         let _guard = fake::guest_translation_lock();
-        fake::set_guest_translation(&[
-            (0x1000, RAM + 0x2000, true, false),
-            (0x2000, RAM + 0x3000, true, false),
-            (0x3000, RAM + 0x4000, true, false),
-            (0x5000, RAM + 0x1000, true, true),
-        ]);
+        fake::set_guest_translation(&TRANSLATION);
         let ranges = owned();
         let memory = GuestMemory::new(&ranges);
         let data: [u8; 0x2000] = core::array::from_fn(|index| (index * 7) as u8);

@@ -780,21 +780,13 @@ mod tests {
 
         /// Vcpu entry: populate and write the changed LRs to the "hardware".
         fn enter(&mut self, vcpu: usize) {
-            let (Some(lrs), Some(hardware), Some(left)) = (
-                self.lrs.get_mut(vcpu),
-                self.hardware.get_mut(vcpu),
-                self.left.get_mut(vcpu),
-            ) else {
-                return;
-            };
-            if core::mem::take(left) {
+            let lrs = &mut self.lrs[vcpu];
+            if core::mem::take(&mut self.left[vcpu]) {
                 lrs.hardware_cleared();
             }
             lrs.populate(&mut self.vgic, vcpu);
             for (index, entry) in lrs.write_back() {
-                if let Some(slot) = hardware.get_mut(index) {
-                    *slot = entry;
-                }
+                self.hardware[vcpu][index] = entry;
             }
         }
 
@@ -815,16 +807,9 @@ mod tests {
         /// its LRs go back to the model and the hardware is left all invalid.
         fn leave(&mut self, vcpu: usize) {
             self.exit(vcpu);
-            let (Some(lrs), Some(hardware), Some(left)) = (
-                self.lrs.get_mut(vcpu),
-                self.hardware.get_mut(vcpu),
-                self.left.get_mut(vcpu),
-            ) else {
-                return;
-            };
-            lrs.clear(&mut self.vgic, vcpu);
-            *hardware = [None; MAX_LIST_REGISTERS];
-            *left = true;
+            self.lrs[vcpu].clear(&mut self.vgic, vcpu);
+            self.hardware[vcpu] = [None; MAX_LIST_REGISTERS];
+            self.left[vcpu] = true;
         }
 
         /// The guest acknowledges the highest-priority pending LR: returns (intid, source).
