@@ -468,7 +468,7 @@ impl ListRegisters {
         if self.find(intid).is_some() {
             return false;
         }
-        if vgic.is_active_on(vcpu, intid) || vgic.is_deliverable(vcpu, intid) {
+        if vgic.wants_list_register(vcpu, intid) {
             let free = !self.valid & (((1u32 << self.count) - 1) as u16);
             if free == 0 {
                 return false;

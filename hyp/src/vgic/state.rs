@@ -430,6 +430,15 @@ impl Vgic {
         self.irq(vcpu, intid).is_some_and(|irq| irq.active) && self.targets(vcpu, intid)
     }
 
+    /// Whether `intid` goes into one of `vcpu`'s list registers: active on it, or
+    /// deliverable to it ([`Vgic::is_active_on`] or [`Vgic::is_deliverable`], with one
+    /// lookup: every delivery through a free LR asks).
+    pub fn wants_list_register(&self, vcpu: usize, intid: u32) -> bool {
+        self.irq(vcpu, intid).is_some_and(|irq| {
+            irq.active || (irq.enabled && irq.pending() && self.group_enabled(irq.group1))
+        }) && self.targets(vcpu, intid)
+    }
+
     /// The deliverable interrupts of `vcpu`, highest priority first (ties by lower INTID).
     pub fn deliverable(&self, vcpu: usize) -> Deliverable {
         let mut list = Deliverable::new();
@@ -707,6 +716,36 @@ mod tests {
         if let Some(irq) = vgic.irq_mut(vcpu, intid) {
             irq.enabled = true;
             irq.priority = priority;
+        }
+    }
+
+    #[test]
+    fn wanting_a_list_register_is_active_on_or_deliverable() {
+        for version in [GicVersion::V2, GicVersion::V3] {
+            for bits in 0u32..256 {
+                let mut vgic = Vgic::new(version, 2);
+                vgic.enable_group0 = bits & 1 != 0;
+                vgic.enable_group1 = bits & 2 != 0;
+                for intid in [3, 27, 40] {
+                    if let Some(irq) = vgic.irq_mut(0, intid) {
+                        irq.enabled = bits & 4 != 0;
+                        irq.pending_latch = bits & 8 != 0;
+                        irq.line_level = bits & 16 != 0;
+                        irq.active = bits & 32 != 0;
+                        irq.group1 = bits & 64 != 0;
+                        // An SPI for vCPU 0 or for vCPU 1.
+                        let target = usize::from(bits & 128 != 0);
+                        irq.targets = 1 << target;
+                        irq.route = target as u64;
+                    }
+                    let either = vgic.is_active_on(0, intid) || vgic.is_deliverable(0, intid);
+                    assert_eq!(
+                        vgic.wants_list_register(0, intid),
+                        either,
+                        "{version:?} INTID {intid} bits {bits:#x}"
+                    );
+                }
+            }
         }
     }
 
