@@ -676,10 +676,14 @@ fn fold(
 #[inline(always)]
 fn take(vgic: &mut Vgic, vcpu: usize, intid: u32) -> Option<(LrEntry, bool)> {
     let sgi_v2 = vgic.version() == GicVersion::V2 && intid < NR_SGIS;
-    let group_enabled = vgic
-        .irq(vcpu, intid)
-        .is_some_and(|irq| vgic.group_enabled(irq.group1));
+    // Both enables first: one lookup of the interrupt, not two.
+    let (group0_enabled, group1_enabled) = (vgic.group_enabled(false), vgic.group_enabled(true));
     let irq = vgic.irq_mut(vcpu, intid)?;
+    let group_enabled = if irq.group1 {
+        group1_enabled
+    } else {
+        group0_enabled
+    };
     let hw = if intid < NR_SGIS {
         None
     } else {
