@@ -1363,10 +1363,7 @@ impl Hypervisor {
     /// and three separate scans cost about 300 instructions per switch.
     fn earliest_deadline(&self) -> Option<u64> {
         let mut earliest = u64::MAX;
-        let mut alive = self.alive;
-        while alive != 0 {
-            let slot = alive.trailing_zeros() as usize;
-            alive &= alive - 1;
+        for slot in crate::bits::ones(u64::from(self.alive)) {
             let Some(domain) = self.domain(slot) else {
                 continue;
             };

@@ -18,6 +18,7 @@ pub mod addr;
 // hypervisor (not a guest) chooses; they are not converted yet.
 #[allow(clippy::indexing_slicing)]
 pub mod arch;
+pub mod bits;
 pub mod bootpack;
 pub mod console;
 pub mod console_input;

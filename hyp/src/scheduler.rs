@@ -704,10 +704,7 @@ impl Scheduler {
             return Some(entity.cpu);
         }
         let mut best: Option<(u64, bool, usize)> = None;
-        let mut candidates = allowed;
-        while candidates != 0 {
-            let cpu = candidates.trailing_zeros() as usize;
-            candidates &= candidates - 1;
+        for cpu in crate::bits::ones(allowed) {
             if self.is_idle(cpu) {
                 return Some(cpu);
             }
@@ -722,23 +719,17 @@ impl Scheduler {
     /// Where a vCPU switched out of `cpu` while still runnable goes: an idle allowed CPU,
     /// else `cpu` if allowed, else the least loaded allowed CPU.
     fn requeue_target(&self, slot: usize, cpu: usize) -> Option<usize> {
-        let affinity = self.entity(slot)?.affinity;
-        let allowed = |other: usize| affinity & (1 << other) != 0;
+        let allowed = self.entity(slot)?.affinity & self.online;
         // The other CPUs it may run on, as bits: usually few or none to look at.
-        let mut others = affinity & !(1 << cpu) & self.online;
-        while others != 0 {
-            let other = others.trailing_zeros() as usize;
-            others &= others - 1;
-            if self.is_idle(other) {
-                return Some(other);
-            }
+        if let Some(idle) =
+            crate::bits::ones(allowed & !(1 << cpu)).find(|&other| self.is_idle(other))
+        {
+            return Some(idle);
         }
-        if allowed(cpu) {
+        if allowed & (1 << cpu) != 0 {
             return Some(cpu);
         }
-        (0..self.cpu_count)
-            .filter(|&other| allowed(other))
-            .min_by_key(|&other| (self.weighted_load(other), other))
+        crate::bits::ones(allowed).min_by_key(|&other| (self.weighted_load(other), other))
     }
 
     /// Queues `slot` (whose virtual runtime is already on `cpu`'s clock) on `cpu`.
@@ -828,15 +819,12 @@ impl Scheduler {
     /// virtual IPI between two vCPUs would then always find both on one CPU).
     fn steal(&mut self, cpu: usize, own_load: u64) {
         let mut best: Option<(u64, u128, usize, usize)> = None; // (load, lag, slot, from)
-                                                                // Only the CPUs with a queue: usually none.
-        let mut others = self.waiting & !(1 << cpu);
-        while others != 0 {
-            let other = others.trailing_zeros() as usize;
-            others &= others - 1;
+                                                                // Only the CPUs with a queue (`waiting`): usually none.
+        for other in crate::bits::ones(self.waiting & !(1 << cpu)) {
             let Some(queue) = self.queues.get(other) else {
                 continue;
             };
-            if queue.current.is_none() || queue.ready.is_empty() {
+            if queue.current.is_none() {
                 continue;
             }
             let load = self.weighted_load(other);

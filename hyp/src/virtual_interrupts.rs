@@ -158,11 +158,9 @@ pub fn leave(state: &mut VcpuInterrupts) {
 /// enter with [`Arrival::ClearedBefore`].
 pub fn release(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) {
     // After `exit`, the hardware holds exactly the slots the model says are valid.
-    let mut stale = state.list_registers.valid_mask();
+    let stale = state.list_registers.valid_mask();
     state.list_registers.clear(vgic, vcpu);
-    while stale != 0 {
-        let index = stale.trailing_zeros() as usize;
-        stale &= stale - 1;
+    for index in crate::bits::ones(u64::from(stale)) {
         arch::write_list_register(index, 0);
     }
 }

@@ -285,19 +285,11 @@ impl ListRegisters {
     #[inline(always)]
     pub fn find(&self, intid: u32) -> Option<usize> {
         // Only the valid slots: usually none or one.
-        let mut valid = self.valid;
-        while valid != 0 {
-            let index = valid.trailing_zeros() as usize;
-            valid &= valid - 1;
-            if self
-                .slots
+        crate::bits::ones(u64::from(self.valid)).find(|&index| {
+            self.slots
                 .get(index)
                 .is_some_and(|slot| slot.is_some_and(|entry| entry.intid == intid))
-            {
-                return Some(index);
-            }
-        }
-        None
+        })
     }
 
     /// Whether `intid` is waiting in the overflow set (did not fit into the LRs).
@@ -382,11 +374,9 @@ impl ListRegisters {
 
     /// Empties the slots in use, marking their LRs dirty.
     fn clear_slots(&mut self) {
-        let mut valid = core::mem::take(&mut self.valid);
+        let valid = core::mem::take(&mut self.valid);
         self.dirty |= valid;
-        while valid != 0 {
-            let index = valid.trailing_zeros() as usize;
-            valid &= valid - 1;
+        for index in crate::bits::ones(u64::from(valid)) {
             if let Some(slot) = self.slots.get_mut(index) {
                 *slot = None;
             }

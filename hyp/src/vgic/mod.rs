@@ -127,15 +127,7 @@ impl VcpuSet {
     /// The vCPUs in the set, lowest first: one step per member, not per possible vCPU
     /// (every interrupt delivery walks a set).
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        let mut rest = self.0;
-        core::iter::from_fn(move || {
-            if rest == 0 {
-                return None;
-            }
-            let vcpu = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
-            Some(vcpu)
-        })
+        crate::bits::ones(u64::from(self.0))
     }
 }
 
