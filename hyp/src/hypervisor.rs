@@ -1050,6 +1050,19 @@ impl Hypervisor {
         self.running.iter().position(|running| *running == Some(id))
     }
 
+    /// One synchronous exit, under the lock, from folding the LRs back to filling them for
+    /// the entry that follows (if one does): what [`handle_guest_exit`] does before it
+    /// resumes or idles, and what the host tests drive.
+    pub fn exit_and_enter(&mut self, cpu: &mut CpuState, exit: GuestExit, esr: u64) -> Next {
+        self.leave_guest(cpu);
+        let next = self.handle_exit(cpu, exit, esr);
+        let next = self.settle(cpu, next);
+        if next == Next::Resume {
+            self.enter_guest(cpu);
+        }
+        next
+    }
+
     /// After a vCPU exits: folds its list registers back into its domain's vGIC.
     pub fn leave_guest(&mut self, cpu: &CpuState) {
         let Some(current) = cpu.current else { return };
@@ -1746,14 +1759,7 @@ impl Hypervisor {
 
 /// Entry from the exception vectors for a synchronous exit.
 pub fn handle_guest_exit(cpu: &mut CpuState, exit: GuestExit, esr: u64) {
-    let mut hypervisor = HYPERVISOR.lock();
-    hypervisor.leave_guest(cpu);
-    let next = hypervisor.handle_exit(cpu, exit, esr);
-    let next = hypervisor.settle(cpu, next);
-    if next == Next::Resume {
-        hypervisor.enter_guest(cpu);
-    }
-    drop(hypervisor);
+    let next = HYPERVISOR.lock().exit_and_enter(cpu, exit, esr);
     finish(cpu, next);
 }
 

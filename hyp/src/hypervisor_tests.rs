@@ -92,21 +92,14 @@ pub(super) fn map_first_page(setup: &Setup) -> PhysAddr {
     ram
 }
 
-/// Makes hypercall `call` as `handle_guest_exit` does: the LRs folded back, the exit,
-/// `settle`, and the entry (whose shortcut checks itself in debug builds).
+/// Makes hypercall `call` as `handle_guest_exit` does (`exit_and_enter`: the entry's
+/// shortcut checks itself in debug builds).
 pub(super) fn hypercall(setup: &mut Setup, call: u64, args: [u64; 5]) -> Next {
     setup.cpu.frame.x[16] = call;
     setup.cpu.frame.x[..5].copy_from_slice(&args);
-    setup.hypervisor.leave_guest(&setup.cpu);
-    let next =
-        setup
-            .hypervisor
-            .handle_exit(&mut setup.cpu, GuestExit::Hypercall { immediate: 0xea1 }, 0);
-    let next = setup.hypervisor.settle(&mut setup.cpu, next);
-    if next == Next::Resume {
-        setup.hypervisor.enter_guest(&mut setup.cpu);
-    }
-    next
+    setup
+        .hypervisor
+        .exit_and_enter(&mut setup.cpu, GuestExit::Hypercall { immediate: 0xea1 }, 0)
 }
 
 #[test]

@@ -95,15 +95,10 @@ fn boot(pack: BootPack<'static>) -> (Booted, Result<(), &'static str>) {
     (booted, built)
 }
 
-/// Handles an exit as `handle_guest_exit` does: the LRs folded back, the exit, `settle`,
-/// and the entry (whose shortcut checks itself in debug builds).
+/// Handles an exit as `handle_guest_exit` does (`exit_and_enter`: the entry's shortcut
+/// checks itself in debug builds).
 fn exit(booted: &mut Booted, exit: GuestExit) -> Next {
-    booted.hypervisor.leave_guest(&booted.cpu);
-    let next = booted.hypervisor.handle_exit(&mut booted.cpu, exit, 0);
-    let next = booted.hypervisor.settle(&mut booted.cpu, next);
-    if next == Next::Resume {
-        booted.hypervisor.enter_guest(&mut booted.cpu);
-    }
+    let next = booted.hypervisor.exit_and_enter(&mut booted.cpu, exit, 0);
     // Every crash, teardown and rebuild keeps the alive mask true to the slots.
     assert!(booted.hypervisor.alive_mask_is_true());
     next
