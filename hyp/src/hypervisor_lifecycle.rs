@@ -336,18 +336,6 @@ impl Hypervisor {
         as_planned
     }
 
-    /// The earliest deadline of any live domain's watchdog (tests; the EL2 timer uses
-    /// `earliest_deadline`, which covers these in the same pass).
-    #[cfg(test)]
-    pub(super) fn earliest_watchdog(&self) -> Option<u64> {
-        self.domains
-            .iter()
-            .flatten()
-            .filter(|domain| domain.state == DomainState::Alive)
-            .filter_map(|domain| domain.watchdog_deadline)
-            .min()
-    }
-
     /// Shuts down every live domain one of whose watchdogs expired by `now`, with
     /// SHUTDOWN_watchdog (as Xen's `domain_watchdog_timeout`).
     pub(super) fn expire_watchdogs(&mut self, cpu: &mut CpuState, now: u64) -> Option<Next> {

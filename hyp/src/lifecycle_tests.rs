@@ -334,7 +334,7 @@ fn watchdogs_follow_xen_through_the_hypercall() {
     assert_eq!(call(&mut booted, 3, 5), Errno::EINVAL.to_return());
     assert_eq!(call(&mut booted, 1, 20), 0, "re-armed");
     let deadline = booted.hypervisor.domain(CRASHER).unwrap().watchdogs[0].unwrap();
-    assert_eq!(booted.hypervisor.earliest_watchdog(), Some(deadline));
+    assert_eq!(booted.hypervisor.earliest_deadline(), Some(deadline));
     // A bad pointer is -EFAULT, not a crash.
     hypercall(&mut booted, number::SCHED_OP, [6, 0xdead_0000, 0, 0, 0]);
     assert_eq!(booted.cpu.frame.x[0], Errno::EFAULT.to_return());
@@ -350,7 +350,7 @@ fn watchdogs_follow_xen_through_the_hypercall() {
     let next = booted.hypervisor.tick(&mut booted.cpu);
     booted.hypervisor.settle(&mut booted.cpu, next);
     assert_eq!(booted.hypervisor.restarts(CRASHER), 1);
-    assert_eq!(booted.hypervisor.earliest_watchdog(), None);
+    assert_eq!(booted.hypervisor.earliest_deadline(), None);
 }
 
 #[test]
