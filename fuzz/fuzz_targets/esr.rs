@@ -3,6 +3,7 @@
 //! (sizes 1/2/4/8, registers 0-31, fault levels 0-3, the IPA's page from HPFAR and its
 //! offset from FAR), so no later stage is handed an impossible value. The IPA is then
 //! classified as the vGIC would (`vgic::decode_ipa`), whose offsets must fall in the frame.
+//! The exit vectors' shorter decode of a load (`esr::decode_emulatable_read`) must agree.
 #![no_main]
 
 use hyp::esr::{self, FaultKind, GuestExit};
@@ -15,6 +16,14 @@ fuzz_target!(|input: (u64, u64, u64, u8)| {
     assert!(class < 64);
     let syndrome = esr::iss(esr_value);
     assert!(syndrome < 1 << 25);
+    // The exit vectors' decode of a load they may answer alone agrees with the full one.
+    let light = esr::decode_emulatable_read(esr_value, far, hpfar);
+    match esr::decode_guest_exit(esr_value, far, hpfar) {
+        GuestExit::DataAbort(abort) if !abort.write && !abort.stage1_walk => {
+            assert_eq!(light, abort.access.map(|access| (abort.ipa, access)));
+        }
+        _ => assert_eq!(light, None),
+    }
     match esr::decode_guest_exit(esr_value, far, hpfar) {
         GuestExit::Hypercall { immediate } => {
             assert_eq!(class, esr::class::HVC64);

@@ -7,7 +7,8 @@
 //! read-only, one uncached), or anywhere.
 //!
 //! Invariants: nothing panics; every Xen hypercall that comes back to the same vCPU
-//! answers a result or a valid errno in x0; guest memory that no pointer of the calls can
+//! answers a result or a valid errno in x0; a load the exit vectors would answer alone
+//! (`Hypervisor::answer_register_read`) ends exactly as the full exit ends it; guest memory that no pointer of the calls can
 //! reach is never written while its domain lives (either domain: an ended one is
 //! scrubbed); and when the domains can be shut down at the end, every frame they held is
 //! back in the pool.
@@ -234,6 +235,7 @@ fuzz_target!(|input: Input| {
         let Some(ram) = map_current(hypervisor, current) else {
             break;
         };
+        let mut answered_alone = None;
         let (guest_exit, esr_value) = match *exit {
             Exit::Poke { offset, bytes } => {
                 write_guest(ram, u64::from(offset), &bytes);
@@ -260,8 +262,25 @@ fuzz_target!(|input: Input| {
                 far,
                 ipa_page,
             } => {
-                let esr_value =
-                    (u64::from(class % 64) << 26) | (1 << 25) | u64::from(iss & 0x1ff_ffff);
+                // Half the classes drawn are the four a guest traps with most.
+                let class = if class & 0x80 != 0 {
+                    [
+                        esr::class::DATA_ABORT_LOWER,
+                        esr::class::SYSTEM_REGISTER,
+                        esr::class::INSTRUCTION_ABORT_LOWER,
+                        esr::class::WFI_WFE,
+                    ][usize::from(class & 3)]
+                } else {
+                    u32::from(class % 64)
+                };
+                // And half of those data aborts describe their access (ISV), not on a
+                // stage-1 walk: the ones the vGIC emulates.
+                let iss = if class == esr::class::DATA_ABORT_LOWER && iss >> 31 != 0 {
+                    (iss | 1 << 24) & !(1 << 7)
+                } else {
+                    iss
+                };
+                let esr_value = (u64::from(class) << 26) | (1 << 25) | u64::from(iss & 0x1ff_ffff);
                 // Mostly IPAs near the emulated GIC frames and RAM.
                 let ipa = match ipa_page % 4 {
                     0 => {
@@ -277,11 +296,28 @@ fuzz_target!(|input: Input| {
                     _ => u64::from(ipa_page) << 12,
                 };
                 let hpfar = (ipa >> 12) << 4;
+                // Half the accesses word-aligned, as registers are mostly accessed.
+                let far = if ipa_page >> 31 != 0 { far & !3 } else { far };
+                // A load the vectors may answer without the full exit must come out as
+                // the full exit leaves it; one it declines, untouched.
+                if let Some((ipa, access)) = esr::decode_emulatable_read(esr_value, far, hpfar) {
+                    let before = cpu.frame;
+                    if hypervisor.answer_register_read(&mut cpu, ipa, access) {
+                        answered_alone = Some(cpu.frame);
+                    } else {
+                        assert_eq!(cpu.frame, before, "a declined read changed the frame");
+                    }
+                    cpu.frame = before;
+                }
                 (esr::decode_guest_exit(esr_value, far, hpfar), esr_value)
             }
         };
         let before = cpu.current;
-        let next = hypervisor.handle_exit(&mut cpu, guest_exit, esr_value);
+        let next = hypervisor.exit_and_enter(&mut cpu, guest_exit, esr_value);
+        if let Some(alone) = answered_alone {
+            assert_eq!((next, cpu.current), (Next::Resume, before));
+            assert_eq!(cpu.frame, alone, "answered alone, differently");
+        }
         let _ = hyp::serial::take_console_lines();
         if let (GuestExit::Hypercall { immediate: 0xea1 }, Next::Resume) = (guest_exit, next) {
             if cpu.current == before {

@@ -10,10 +10,11 @@
 //! and arms the EL2 timer for the end of its slice, so a vCPU that never traps is still
 //! preempted. A CPU with nothing to run waits for an interrupt.
 
+use crate::addr::IntermediatePhysAddr;
 use crate::arch;
 use crate::cpu::{CpuState, VcpuId};
 use crate::domain::{Domain, DomainState, MAX_DOMAINS};
-use crate::esr::{Abort, FaultKind, GuestExit};
+use crate::esr::{Abort, EmulatableAccess, FaultKind, GuestExit};
 use crate::event_channel::PortTable;
 use crate::hypercall::{self, psci, Outcome};
 use crate::mm::FrameAllocator;
@@ -1063,6 +1064,49 @@ impl Hypervisor {
         next
     }
 
+    /// Answers a trapped load from a virtual GIC register by itself, without the rest of
+    /// an exit, when it can: returns false, having changed nothing, when the full exit
+    /// path must take the access instead (and, if it is at fault, end the domain with
+    /// the reason).
+    ///
+    /// The vectors call this with only the caller-saved registers (x0-x18, x30) and the
+    /// return address saved in `cpu.frame`, so the load may only target one of those. A
+    /// read changes nothing in the model, and while the vCPU has no list register in use
+    /// the model is the whole truth, so there is nothing to fold back before and nothing
+    /// to refill after. (An interrupt another CPU makes pending meanwhile comes with a
+    /// kick, taken as soon as the vCPU resumes; a domain ended meanwhile likewise.)
+    pub fn answer_register_read(
+        &self,
+        cpu: &mut CpuState,
+        ipa: IntermediatePhysAddr,
+        access: EmulatableAccess,
+    ) -> bool {
+        let Some(current) = cpu.current else {
+            return false;
+        };
+        let saved_register = matches!(access.register, 0..=18 | 30 | 31);
+        if !saved_register || !cpu.list_registers_idle || !self.is_alive(current.domain) {
+            return false;
+        }
+        let Some(vgic) = self.vgics.get(current.domain) else {
+            return false;
+        };
+        let Some((frame, offset)) =
+            crate::vgic::decode_ipa(vgic.version(), vgic.vcpus(), ipa.raw())
+        else {
+            return false;
+        };
+        crate::virtual_interrupts::emulate_read(
+            vgic,
+            frame,
+            offset,
+            current.vcpu,
+            access,
+            &mut cpu.frame,
+        )
+        .is_ok()
+    }
+
     /// After a vCPU exits: folds its list registers back into its domain's vGIC.
     pub fn leave_guest(&mut self, cpu: &CpuState) {
         let Some(current) = cpu.current else { return };
@@ -1761,6 +1805,16 @@ impl Hypervisor {
 pub fn handle_guest_exit(cpu: &mut CpuState, exit: GuestExit, esr: u64) {
     let next = HYPERVISOR.lock().exit_and_enter(cpu, exit, esr);
     finish(cpu, next);
+}
+
+/// Entry from the exception vectors for a load that may be answered with only part of the
+/// guest's registers saved ([`Hypervisor::answer_register_read`]); false sends it down the
+/// full path, [`handle_guest_exit`].
+pub fn handle_guest_read(cpu: &mut CpuState, esr: u64, far: u64, hpfar: u64) -> bool {
+    let Some((ipa, access)) = crate::esr::decode_emulatable_read(esr, far, hpfar) else {
+        return false;
+    };
+    HYPERVISOR.lock().answer_register_read(cpu, ipa, access)
 }
 
 /// Entry from the exception vectors for a physical interrupt taken while a guest ran.

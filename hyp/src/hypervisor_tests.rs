@@ -1190,3 +1190,105 @@ fn fp_registers_are_switched_only_for_vcpus_that_used_them() {
     assert!(!fake::fp_trapped());
     assert_eq!(live(), mine);
 }
+
+/// A trapped load from the virtual distributor that `answer_register_read` answers by
+/// itself leaves the vCPU exactly as the full exit path would; one it cannot answer by
+/// itself it declines without changing anything.
+#[test]
+fn a_register_read_answered_alone_matches_the_full_exit() {
+    let mut setup = setup(&["alpha"]);
+    setup.hypervisor.enter_guest(&mut setup.cpu);
+    assert!(setup.cpu.list_registers_idle);
+    let mut answered = 0;
+    for offset in [
+        0x0, 0x4, 0x8, 0x80, 0x100, 0x104, 0x200, 0x400, 0x7f8, 0x800, 0xc04, 0xf00, 0xfe8, 0x1000,
+    ] {
+        for (register, size) in [
+            (0, 4),
+            (5, 1),
+            (18, 4),
+            (19, 4),
+            (29, 4),
+            (30, 4),
+            (31, 4),
+            (3, 8),
+        ] {
+            let ipa = IntermediatePhysAddr::new(layout::GICD_BASE + offset);
+            let access = EmulatableAccess {
+                size,
+                sign_extend: false,
+                register,
+                sixty_four_bit: true,
+                acquire_release: false,
+            };
+            setup.cpu.frame.x = core::array::from_fn(|index| 0x1111_1111_1111 * index as u64);
+            let before = setup.cpu.frame;
+            if !setup
+                .hypervisor
+                .answer_register_read(&mut setup.cpu, ipa, access)
+            {
+                assert_eq!(
+                    setup.cpu.frame, before,
+                    "declined at {offset:#x}: nothing changed"
+                );
+                // Declined only for an unsaved register or a read the model refuses.
+                let refused = offset >= 0x1000
+                    || setup.hypervisor.vgics[0]
+                        .read(crate::vgic::Frame::Distributor, 0, offset, size)
+                        .is_err();
+                assert!(
+                    (19..=29).contains(&register) || refused,
+                    "{offset:#x} x{register} size {size}"
+                );
+                continue;
+            }
+            answered += 1;
+            assert!(
+                register <= 18 || register >= 30,
+                "x19-x29 are not saved on this path"
+            );
+            let alone = setup.cpu.frame;
+            setup.cpu.frame = before;
+            let abort = Abort {
+                virtual_address: GuestVirtAddr::new(0),
+                ipa,
+                write: false,
+                stage1_walk: false,
+                kind: FaultKind::Translation(3),
+                access: Some(access),
+            };
+            let next =
+                setup
+                    .hypervisor
+                    .exit_and_enter(&mut setup.cpu, GuestExit::DataAbort(abort), 0);
+            assert_eq!(next, Next::Resume);
+            assert_eq!(
+                setup.cpu.frame, alone,
+                "{offset:#x} x{register} size {size}"
+            );
+            assert_eq!(alone.pc, before.pc + 4);
+        }
+    }
+    assert!(answered > 40, "{answered}");
+    // Nothing to answer from with list registers in use, or no vCPU.
+    let ipa = IntermediatePhysAddr::new(layout::GICD_BASE + 4);
+    let access = EmulatableAccess {
+        size: 4,
+        sign_extend: false,
+        register: 0,
+        sixty_four_bit: false,
+        acquire_release: false,
+    };
+    setup.cpu.list_registers_idle = false;
+    assert!(!setup
+        .hypervisor
+        .answer_register_read(&mut setup.cpu, ipa, access));
+    setup.cpu.list_registers_idle = true;
+    assert!(setup
+        .hypervisor
+        .answer_register_read(&mut setup.cpu, ipa, access));
+    setup.cpu.current = None;
+    assert!(!setup
+        .hypervisor
+        .answer_register_read(&mut setup.cpu, ipa, access));
+}

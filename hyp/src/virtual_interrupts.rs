@@ -188,33 +188,52 @@ pub fn emulate_access(
     registers: &mut GuestRegisters,
 ) -> Result<Effects, EmulationError> {
     let access = access.ok_or(EmulationError::NoSyndrome)?;
-    let size = access.size;
-    let mask = if size >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (u32::from(size) * 8)) - 1
-    };
-    let effects = if write {
-        let value = registers.read(access.register) & mask;
-        vgic.write(frame, vcpu, offset, size, value)
-            .map_err(EmulationError::Access)?
-    } else {
-        let mut value = vgic
-            .read(frame, vcpu, offset, size)
-            .map_err(EmulationError::Access)?
-            & mask;
-        if access.sign_extend && size < 8 {
-            let shift = 64 - u32::from(size) * 8;
-            value = (((value << shift) as i64) >> shift) as u64;
-        }
-        if !access.sixty_four_bit {
-            value &= u64::from(u32::MAX);
-        }
-        registers.write(access.register, value);
-        Effects::NONE
-    };
+    if !write {
+        emulate_read(vgic, frame, offset, vcpu, access, registers)?;
+        return Ok(Effects::NONE);
+    }
+    let value = registers.read(access.register) & size_mask(access.size);
+    let effects = vgic
+        .write(frame, vcpu, offset, access.size, value)
+        .map_err(EmulationError::Access)?;
     registers.pc = registers.pc.wrapping_add(4);
     Ok(effects)
+}
+
+/// The load half of [`emulate_access`]: a read changes nothing in the model, so it needs
+/// only shared access to it. On an error the registers are left as they were.
+pub fn emulate_read(
+    vgic: &Vgic,
+    frame: Frame,
+    offset: u64,
+    vcpu: usize,
+    access: EmulatableAccess,
+    registers: &mut GuestRegisters,
+) -> Result<(), EmulationError> {
+    let size = access.size;
+    let mut value = vgic
+        .read(frame, vcpu, offset, size)
+        .map_err(EmulationError::Access)?
+        & size_mask(size);
+    if access.sign_extend && size < 8 {
+        let shift = 64 - u32::from(size) * 8;
+        value = (((value << shift) as i64) >> shift) as u64;
+    }
+    if !access.sixty_four_bit {
+        value &= u64::from(u32::MAX);
+    }
+    registers.write(access.register, value);
+    registers.pc = registers.pc.wrapping_add(4);
+    Ok(())
+}
+
+/// The bits an access of `size` bytes carries.
+const fn size_mask(size: u8) -> u64 {
+    if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size as u32 * 8)) - 1
+    }
 }
 
 #[cfg(test)]

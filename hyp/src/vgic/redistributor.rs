@@ -92,7 +92,7 @@ impl Vgic {
     }
 
     /// Reads a redistributor register; `offset` is from the first vCPU's `RD_base`.
-    pub fn read_redistributor(&mut self, offset: u64, size: u8) -> Result<u64, AccessError> {
+    pub fn read_redistributor(&self, offset: u64, size: u8) -> Result<u64, AccessError> {
         let (vcpu, offset) = self.redistributor_of(offset, size)?;
         if offset >= FRAME {
             return self.read_sgi_frame(vcpu, offset - FRAME, size);
@@ -260,7 +260,7 @@ mod tests {
             Err(AccessError::OutOfRange)
         );
         assert_eq!(vgic.read_redistributor(0x0, 2), Err(AccessError::BadSize));
-        let mut v2 = Vgic::new(GicVersion::V2, 1);
+        let v2 = Vgic::new(GicVersion::V2, 1);
         assert_eq!(v2.read_redistributor(0x8, 8), Err(AccessError::OutOfRange));
     }
 

@@ -11,6 +11,12 @@
 //! hypercall, so the vector answers it in 15 instructions from two scratch registers. Every
 //! other exit, and this one with any other sub-op, takes the full path below; both paths
 //! give the same answer (`hypercall::XEN_VERSION`).
+//!
+//! A load with a valid syndrome goes half way first: only the registers a call clobbers
+//! (x0-x18, x30) and the return address are saved before `handle_guest_read`, which
+//! answers a read of a virtual GIC register by itself when it can
+//! (`Hypervisor::answer_register_read`). When it declines, the vector saves the rest
+//! (x19-x29, still live, and SPSR) and takes the full path.
 
 use super::cpu::PerCpu;
 use core::arch::global_asm;
@@ -82,7 +88,7 @@ guest_sync_entry:
     movz    x1, #{hvc_esr_low}
     movk    x1, #{hvc_esr_high}, lsl #16
     cmp     x0, x1
-    b.ne    guest_sync_full
+    b.ne    guest_sync_other
     ldr     x0, [sp]
     cmp     x16, #{xen_version_number}
     ccmp    w0, #{xenver_version}, #0, eq
@@ -94,6 +100,63 @@ guest_sync_entry:
     eret
     dsb     nsh
     isb
+guest_sync_other:
+    /* A load with a valid syndrome (data abort, ISV = 1, WnR = 0) may be one the handler
+       answers by itself (handle_guest_read): that needs only the registers a call
+       clobbers, x0-x18 and x30, and the return address. x19-x29 stay live in the
+       callee-saved registers throughout. The handler checks the syndrome again. */
+    tbz     x0, #24, guest_sync_full
+    tbnz    x0, #6, guest_sync_full
+    lsr     x1, x0, #26
+    cmp     x1, #{data_abort_lower}
+    b.ne    guest_sync_full
+    mov     x1, x0
+    mrs     x0, tpidr_el2
+    stp     x2, x3, [x0, #16]
+    stp     x4, x5, [x0, #32]
+    stp     x6, x7, [x0, #48]
+    stp     x8, x9, [x0, #64]
+    stp     x10, x11, [x0, #80]
+    stp     x12, x13, [x0, #96]
+    stp     x14, x15, [x0, #112]
+    stp     x16, x17, [x0, #128]
+    str     x18, [x0, #144]
+    mrs     x2, elr_el2
+    stp     x30, x2, [x0, #240]
+    ldp     x2, x3, [sp], #16
+    stp     x2, x3, [x0]
+    bl      handle_guest_read           /* (PerCpu, ESR) */
+    cbz     w0, guest_read_declined
+    mrs     x0, tpidr_el2
+    ldp     x30, x1, [x0, #240]
+    msr     elr_el2, x1
+    ldp     x2, x3, [x0, #16]
+    ldp     x4, x5, [x0, #32]
+    ldp     x6, x7, [x0, #48]
+    ldp     x8, x9, [x0, #64]
+    ldp     x10, x11, [x0, #80]
+    ldp     x12, x13, [x0, #96]
+    ldp     x14, x15, [x0, #112]
+    ldp     x16, x17, [x0, #128]
+    ldr     x18, [x0, #144]
+    ldp     x0, x1, [x0]
+    eret
+    dsb     nsh
+    isb
+guest_read_declined:
+    /* The frame holds all but x19-x29 and SPSR, unchanged by the handler: complete it. */
+    mrs     x0, tpidr_el2
+    str     x19, [x0, #152]
+    stp     x20, x21, [x0, #160]
+    stp     x22, x23, [x0, #176]
+    stp     x24, x25, [x0, #192]
+    stp     x26, x27, [x0, #208]
+    stp     x28, x29, [x0, #224]
+    mrs     x1, spsr_el2
+    str     x1, [x0, #256]
+    bl      handle_guest_sync
+    b       guest_resume
+
 guest_sync_full:
     SAVE_GUEST_REGISTERS_REST
     bl      handle_guest_sync
@@ -152,6 +215,7 @@ enter_guest:
     b       guest_resume
 "#,
     stack_top = const core::mem::offset_of!(PerCpu, stack_top),
+    data_abort_lower = const crate::esr::class::DATA_ABORT_LOWER,
     hvc_esr_low = const HYPERCALL_ESR & 0xffff,
     hvc_esr_high = const HYPERCALL_ESR >> 16,
     xen_version_number = const hypercall_abi::hypercall::XEN_VERSION,
@@ -180,6 +244,15 @@ extern "C" fn handle_guest_sync(per_cpu: &mut PerCpu) {
     let hpfar = super::cpu::read_hpfar_el2();
     let exit = crate::esr::decode_guest_exit(esr, far, hpfar);
     crate::hypervisor::handle_guest_exit(&mut per_cpu.cpu, exit, esr);
+}
+
+/// A load that trapped (the vectors pass its ESR_EL2), with only x0-x18, x30 and the
+/// return address in the frame: true when answered (the vectors restore those and resume), false to take the full path.
+#[unsafe(no_mangle)]
+extern "C" fn handle_guest_read(per_cpu: &mut PerCpu, esr: u64) -> bool {
+    let far = super::cpu::read_far_el2();
+    let hpfar = super::cpu::read_hpfar_el2();
+    crate::hypervisor::handle_guest_read(&mut per_cpu.cpu, esr, far, hpfar)
 }
 
 #[unsafe(no_mangle)]
