@@ -1107,6 +1107,40 @@ impl Hypervisor {
         .is_ok()
     }
 
+    /// Answers a hypercall that involves only its caller ([`hypercall::is_local`]) by
+    /// itself, without the rest of an exit: returns false, having changed nothing, for any
+    /// other call, or when the full exit path must run (no vCPU, or its domain ended).
+    ///
+    /// As [`Hypervisor::answer_register_read`], it sees only the caller-saved registers
+    /// and the return address in `cpu.frame`: the arguments (x0-x4, x16), the result (x0)
+    /// and a continuation's x1, x2 and PC are among them. Such a call changes nothing in
+    /// the vGIC, so the list registers stay as they are, in use or not.
+    pub fn answer_local_hypercall(&mut self, cpu: &mut CpuState) -> bool {
+        let Some(current) = cpu.current else {
+            return false;
+        };
+        let number = cpu.frame.x[16];
+        if !hypercall::is_local(number) || !self.is_alive(current.domain) {
+            return false;
+        }
+        let Self {
+            domains, frames, ..
+        } = self;
+        let Some(domain) = domains.get_mut(current.domain).and_then(Option::as_mut) else {
+            return false;
+        };
+        let frame = &mut cpu.frame;
+        let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
+        match hypercall::dispatch(domain, current.vcpu, frames, number, args) {
+            Outcome::Return(value) => frame.x[0] = value,
+            Outcome::Continue { x1, x2 } => frame.continue_hypercall(x1, x2),
+            // `is_local` promises neither (host tests); were it broken, the caller is
+            // told the call does not exist rather than left half served.
+            _ => frame.x[0] = hypercall_abi::errno::Errno::ENOSYS.to_return(),
+        }
+        true
+    }
+
     /// After a vCPU exits: folds its list registers back into its domain's vGIC.
     pub fn leave_guest(&mut self, cpu: &CpuState) {
         let Some(current) = cpu.current else { return };
@@ -1815,6 +1849,13 @@ pub fn handle_guest_read(cpu: &mut CpuState, esr: u64, far: u64, hpfar: u64) -> 
         return false;
     };
     HYPERVISOR.lock().answer_register_read(cpu, ipa, access)
+}
+
+/// Entry from the exception vectors for a hypercall that may be answered with only part
+/// of the guest's registers saved ([`Hypervisor::answer_local_hypercall`]); false sends
+/// it down the full path, [`handle_guest_exit`].
+pub fn handle_guest_local_hypercall(cpu: &mut CpuState) -> bool {
+    HYPERVISOR.lock().answer_local_hypercall(cpu)
 }
 
 /// Entry from the exception vectors for a physical interrupt taken while a guest ran.

@@ -1292,3 +1292,90 @@ fn a_register_read_answered_alone_matches_the_full_exit() {
         .hypervisor
         .answer_register_read(&mut setup.cpu, ipa, access));
 }
+
+/// A hypercall that involves only its caller (`hypercall::is_local`), answered by
+/// `answer_local_hypercall` with the partial frame, leaves the vCPU and the console as
+/// the full exit does; any other call is declined without a change.
+#[test]
+fn a_local_hypercall_answered_alone_matches_the_full_exit() {
+    let mut setup = setup(&["alpha"]);
+    let ram = map_first_page(&setup);
+    // SAFETY: the first RAM page of the test domain, in fake RAM.
+    unsafe { core::ptr::copy_nonoverlapping(b"x\n".as_ptr(), arch::phys_to_virt(ram), 2) };
+    // Each 128-byte part of the long write ends its line, so no partial line carries
+    // over from one way to the other.
+    // SAFETY: as above.
+    unsafe { arch::phys_to_virt(ram).add(127).write(b'\n') };
+    let calls: [(u64, [u64; 5]); 8] = [
+        (number::CONSOLE_IO, [0, 2, 0x1000, 0, 0]),
+        (number::CONSOLE_IO, [0, 300, 0x1000, 0, 0]),
+        (number::CONSOLE_IO, [0, 16, 0x1ff8, 0, 0]),
+        (number::CONSOLE_IO, [1, 16, 0x1000, 0, 0]),
+        (number::CONSOLE_IO, [7, 0, 0, 0, 0]),
+        (number::XEN_VERSION, [0, 0, 0, 0, 0]),
+        (number::XEN_VERSION, [1, 0x1000, 0, 0, 0]),
+        (number::XEN_VERSION, [6, 0x3000, 0, 0, 0]),
+    ];
+    for (call, args) in calls {
+        setup.cpu.frame.x = core::array::from_fn(|index| 0x2222 * index as u64);
+        setup.cpu.frame.x[16] = call;
+        setup.cpu.frame.x[..5].copy_from_slice(&args);
+        let before = setup.cpu.frame;
+        assert!(setup.hypervisor.answer_local_hypercall(&mut setup.cpu));
+        let alone = (setup.cpu.frame, serial::take_console_lines());
+        setup.cpu.frame = before;
+        let next = setup.hypervisor.exit_and_enter(
+            &mut setup.cpu,
+            GuestExit::Hypercall { immediate: 0xea1 },
+            0,
+        );
+        assert_eq!(next, Next::Resume);
+        assert_eq!(
+            (setup.cpu.frame, serial::take_console_lines()),
+            alone,
+            "{call} {args:x?}"
+        );
+    }
+    for call in [
+        number::SCHED_OP,
+        number::EVENT_CHANNEL_OP,
+        number::MEMORY_OP,
+        99,
+    ] {
+        setup.cpu.frame.x[16] = call;
+        let before = setup.cpu.frame;
+        assert!(!setup.hypervisor.answer_local_hypercall(&mut setup.cpu));
+        assert_eq!(setup.cpu.frame, before);
+    }
+    setup.cpu.frame.x[16] = number::XEN_VERSION;
+    setup.cpu.current = None;
+    assert!(!setup.hypervisor.answer_local_hypercall(&mut setup.cpu));
+}
+
+proptest::proptest! {
+    /// `is_local`'s promise: whatever the arguments, a local call's outcome is a value to
+    /// return or a continuation, never anything that needs the rest of the exit path.
+    #[test]
+    fn a_local_call_only_returns_or_continues(
+        args in proptest::array::uniform5(proptest::prop_oneof![
+            0u64..32,
+            0x0f00u64..0x2100,
+            proptest::num::u64::ANY,
+        ]),
+    ) {
+        let mut setup = setup(&["alpha"]);
+        map_first_page(&setup);
+        let Hypervisor { domains, frames, .. } = &mut *setup.hypervisor;
+        let domain = domains[0].as_mut().unwrap();
+        for call in (0..hypercall_abi::hypercall::MAX).filter(|call| hypercall::is_local(*call)) {
+            let outcome = hypercall::dispatch(domain, 0, frames, call, args);
+            proptest::prop_assert!(
+                matches!(outcome, Outcome::Return(_) | Outcome::Continue { .. }),
+                "{} {:?}",
+                call,
+                outcome
+            );
+        }
+        let _ = serial::take_console_lines();
+    }
+}

@@ -12,11 +12,13 @@
 //! other exit, and this one with any other sub-op, takes the full path below; both paths
 //! give the same answer (`hypercall::XEN_VERSION`).
 //!
-//! A load with a valid syndrome goes half way first: only the registers a call clobbers
-//! (x0-x18, x30) and the return address are saved before `handle_guest_read`, which
-//! answers a read of a virtual GIC register by itself when it can
-//! (`Hypervisor::answer_register_read`). When it declines, the vector saves the rest
-//! (x19-x29, still live, and SPSR) and takes the full path.
+//! Two kinds of exit go half way first: only the registers a call clobbers (x0-x18, x30)
+//! and the return address are saved before a handler that may answer by itself. A load
+//! with a valid syndrome goes to `handle_guest_read` (a read of a virtual GIC register:
+//! `Hypervisor::answer_register_read`); a hypercall that involves only its caller
+//! (`hypercall::is_local`: xen_version, console_io) to `handle_guest_local_hypercall`
+//! (`Hypervisor::answer_local_hypercall`). When the handler declines, the vector saves
+//! the rest (x19-x29, still live, and SPSR) and takes the full path.
 
 use super::cpu::PerCpu;
 use core::arch::global_asm;
@@ -46,6 +48,46 @@ global_asm!(
     str     x1, [x0, #256]
     ldp     x2, x3, [sp], #16
     stp     x2, x3, [x0]
+.endm
+
+/* The partial save of an exit a handler may answer by itself: only the registers a call
+   clobbers (x0-x18, x30) and the return address; x19-x29 stay live in the callee-saved
+   registers throughout. x0 = this CPU's PerCpu; the guest's x0 and x1 are on the stack;
+   x1 is left as it was (the handler's second argument). */
+.macro SAVE_CALLER_SAVED
+    stp     x2, x3, [x0, #16]
+    stp     x4, x5, [x0, #32]
+    stp     x6, x7, [x0, #48]
+    stp     x8, x9, [x0, #64]
+    stp     x10, x11, [x0, #80]
+    stp     x12, x13, [x0, #96]
+    stp     x14, x15, [x0, #112]
+    stp     x16, x17, [x0, #128]
+    str     x18, [x0, #144]
+    mrs     x2, elr_el2
+    stp     x30, x2, [x0, #240]
+    ldp     x2, x3, [sp], #16
+    stp     x2, x3, [x0]
+.endm
+
+/* Returns to the guest from a partial save, with what the handler left in the frame. */
+.macro RESUME_CALLER_SAVED
+    mrs     x0, tpidr_el2
+    ldp     x30, x1, [x0, #240]
+    msr     elr_el2, x1
+    ldp     x2, x3, [x0, #16]
+    ldp     x4, x5, [x0, #32]
+    ldp     x6, x7, [x0, #48]
+    ldp     x8, x9, [x0, #64]
+    ldp     x10, x11, [x0, #80]
+    ldp     x12, x13, [x0, #96]
+    ldp     x14, x15, [x0, #112]
+    ldp     x16, x17, [x0, #128]
+    ldr     x18, [x0, #144]
+    ldp     x0, x1, [x0]
+    eret
+    dsb     nsh
+    isb
 .endm
 
 .macro SAVE_GUEST_REGISTERS
@@ -92,7 +134,7 @@ guest_sync_entry:
     ldr     x0, [sp]
     cmp     x16, #{xen_version_number}
     ccmp    w0, #{xenver_version}, #0, eq
-    b.ne    guest_sync_full
+    b.ne    guest_hypercall_other
     movz    x0, #{version_low}
     movk    x0, #{version_high}, lsl #16
     ldr     x1, [sp, #8]
@@ -100,11 +142,22 @@ guest_sync_entry:
     eret
     dsb     nsh
     isb
+guest_hypercall_other:
+    /* xen_version's other sub-ops and console_io involve only the caller, its console and
+       its memory (hypercall::is_local): answered by handle_guest_local_hypercall with
+       only the caller-saved registers saved. */
+    cmp     x16, #{xen_version_number}
+    ccmp    x16, #{console_io_number}, #4, ne
+    b.ne    guest_sync_full
+    mrs     x0, tpidr_el2
+    SAVE_CALLER_SAVED
+    bl      handle_guest_local_hypercall    /* (PerCpu) */
+    cbz     w0, guest_partial_declined
+    RESUME_CALLER_SAVED
+
 guest_sync_other:
     /* A load with a valid syndrome (data abort, ISV = 1, WnR = 0) may be one the handler
-       answers by itself (handle_guest_read): that needs only the registers a call
-       clobbers, x0-x18 and x30, and the return address. x19-x29 stay live in the
-       callee-saved registers throughout. The handler checks the syndrome again. */
+       answers by itself (handle_guest_read). The handler checks the syndrome again. */
     tbz     x0, #24, guest_sync_full
     tbnz    x0, #6, guest_sync_full
     lsr     x1, x0, #26
@@ -112,38 +165,12 @@ guest_sync_other:
     b.ne    guest_sync_full
     mov     x1, x0
     mrs     x0, tpidr_el2
-    stp     x2, x3, [x0, #16]
-    stp     x4, x5, [x0, #32]
-    stp     x6, x7, [x0, #48]
-    stp     x8, x9, [x0, #64]
-    stp     x10, x11, [x0, #80]
-    stp     x12, x13, [x0, #96]
-    stp     x14, x15, [x0, #112]
-    stp     x16, x17, [x0, #128]
-    str     x18, [x0, #144]
-    mrs     x2, elr_el2
-    stp     x30, x2, [x0, #240]
-    ldp     x2, x3, [sp], #16
-    stp     x2, x3, [x0]
-    bl      handle_guest_read           /* (PerCpu, ESR) */
-    cbz     w0, guest_read_declined
-    mrs     x0, tpidr_el2
-    ldp     x30, x1, [x0, #240]
-    msr     elr_el2, x1
-    ldp     x2, x3, [x0, #16]
-    ldp     x4, x5, [x0, #32]
-    ldp     x6, x7, [x0, #48]
-    ldp     x8, x9, [x0, #64]
-    ldp     x10, x11, [x0, #80]
-    ldp     x12, x13, [x0, #96]
-    ldp     x14, x15, [x0, #112]
-    ldp     x16, x17, [x0, #128]
-    ldr     x18, [x0, #144]
-    ldp     x0, x1, [x0]
-    eret
-    dsb     nsh
-    isb
-guest_read_declined:
+    SAVE_CALLER_SAVED
+    bl      handle_guest_read               /* (PerCpu, ESR) */
+    cbz     w0, guest_partial_declined
+    RESUME_CALLER_SAVED
+
+guest_partial_declined:
     /* The frame holds all but x19-x29 and SPSR, unchanged by the handler: complete it. */
     mrs     x0, tpidr_el2
     str     x19, [x0, #152]
@@ -219,6 +246,7 @@ enter_guest:
     hvc_esr_low = const HYPERCALL_ESR & 0xffff,
     hvc_esr_high = const HYPERCALL_ESR >> 16,
     xen_version_number = const hypercall_abi::hypercall::XEN_VERSION,
+    console_io_number = const hypercall_abi::hypercall::CONSOLE_IO,
     xenver_version = const hypercall_abi::xen_version::VERSION,
     version_low = const crate::hypercall::XEN_VERSION & 0xffff,
     version_high = const crate::hypercall::XEN_VERSION >> 16,
@@ -253,6 +281,14 @@ extern "C" fn handle_guest_read(per_cpu: &mut PerCpu, esr: u64) -> bool {
     let far = super::cpu::read_far_el2();
     let hpfar = super::cpu::read_hpfar_el2();
     crate::hypervisor::handle_guest_read(&mut per_cpu.cpu, esr, far, hpfar)
+}
+
+/// `HVC #0xEA1` with x16 = xen_version or console_io, with only x0-x18, x30 and the
+/// return address in the frame: true when answered (the vectors restore those and
+/// resume), false to take the full path.
+#[unsafe(no_mangle)]
+extern "C" fn handle_guest_local_hypercall(per_cpu: &mut PerCpu) -> bool {
+    crate::hypervisor::handle_guest_local_hypercall(&mut per_cpu.cpu)
 }
 
 #[unsafe(no_mangle)]
