@@ -289,22 +289,18 @@ fn console_write(
         }
     }
     let count = total.min(CONSOLE_CHUNK);
-    let mut chunk = [0u8; CONSOLE_CHUNK];
-    let mut done = 0usize;
-    while done < count {
-        let length = (count - done).min(CONSOLE_CHUNK);
-        let Some(piece) = chunk.get_mut(..length) else {
-            break;
-        };
-        if let Err(error) = memory.read(buffer.add(done as u64), piece) {
-            return errno(error);
-        }
-        let name = &domain.name;
-        domain
-            .console
-            .push(piece, |line| serial::write_console_line(name, line));
-        done += length;
-    }
+    let mut chunk = [core::mem::MaybeUninit::<u8>::uninit(); CONSOLE_CHUNK];
+    let Some(piece) = chunk.get_mut(..count) else {
+        return errno(Errno::EINVAL);
+    };
+    let text = match memory.read_uninit(buffer, piece) {
+        Ok(text) => text,
+        Err(error) => return errno(error),
+    };
+    let name = &domain.name;
+    domain
+        .console
+        .push(text, |line| serial::write_console_line(name, line));
     if total > count {
         return Outcome::Continue {
             x1: (total - count) as u64,
