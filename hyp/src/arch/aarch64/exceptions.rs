@@ -25,31 +25,6 @@ use core::arch::global_asm;
 
 global_asm!(
     r#"
-/* The guest's x0 and x1 are already on the stack (the vectors' first instruction). */
-.macro SAVE_GUEST_REGISTERS_REST
-    mrs     x0, tpidr_el2
-    stp     x2, x3, [x0, #16]
-    stp     x4, x5, [x0, #32]
-    stp     x6, x7, [x0, #48]
-    stp     x8, x9, [x0, #64]
-    stp     x10, x11, [x0, #80]
-    stp     x12, x13, [x0, #96]
-    stp     x14, x15, [x0, #112]
-    stp     x16, x17, [x0, #128]
-    stp     x18, x19, [x0, #144]
-    stp     x20, x21, [x0, #160]
-    stp     x22, x23, [x0, #176]
-    stp     x24, x25, [x0, #192]
-    stp     x26, x27, [x0, #208]
-    stp     x28, x29, [x0, #224]
-    mrs     x1, elr_el2
-    stp     x30, x1, [x0, #240]
-    mrs     x1, spsr_el2
-    str     x1, [x0, #256]
-    ldp     x2, x3, [sp], #16
-    stp     x2, x3, [x0]
-.endm
-
 /* The partial save of an exit a handler may answer by itself: only the registers a call
    clobbers (x0-x18, x30) and the return address; x19-x29 stay live in the callee-saved
    registers throughout. x0 = this CPU's PerCpu; the guest's x0 and x1 are on the stack;
@@ -70,9 +45,29 @@ global_asm!(
     stp     x2, x3, [x0]
 .endm
 
-/* Returns to the guest from a partial save, with what the handler left in the frame. */
-.macro RESUME_CALLER_SAVED
+/* The rest of the frame: x19-x29 and SPSR (x0 = this CPU's PerCpu; clobbers x1). */
+.macro SAVE_CALLEE_SAVED
+    str     x19, [x0, #152]
+    stp     x20, x21, [x0, #160]
+    stp     x22, x23, [x0, #176]
+    stp     x24, x25, [x0, #192]
+    stp     x26, x27, [x0, #208]
+    stp     x28, x29, [x0, #224]
+    mrs     x1, spsr_el2
+    str     x1, [x0, #256]
+.endm
+
+/* The whole frame. The guest's x0 and x1 are already on the stack (the vectors' first
+   instruction). */
+.macro SAVE_GUEST_REGISTERS_REST
     mrs     x0, tpidr_el2
+    SAVE_CALLER_SAVED
+    SAVE_CALLEE_SAVED
+.endm
+
+/* Returns to the guest with the frame's x0-x18, x30 and return address (x0 = this
+   CPU's PerCpu): all a partial save saved; x19-x29 and SPSR are live or restored. */
+.macro RESUME_CALLER_SAVED
     ldp     x30, x1, [x0, #240]
     msr     elr_el2, x1
     ldp     x2, x3, [x0, #16]
@@ -153,6 +148,7 @@ guest_hypercall_other:
     SAVE_CALLER_SAVED
     bl      handle_guest_local_hypercall    /* (PerCpu) */
     cbz     w0, guest_partial_declined
+    mrs     x0, tpidr_el2
     RESUME_CALLER_SAVED
 
 guest_sync_other:
@@ -168,19 +164,13 @@ guest_sync_other:
     SAVE_CALLER_SAVED
     bl      handle_guest_read               /* (PerCpu, ESR) */
     cbz     w0, guest_partial_declined
+    mrs     x0, tpidr_el2
     RESUME_CALLER_SAVED
 
 guest_partial_declined:
     /* The frame holds all but x19-x29 and SPSR, unchanged by the handler: complete it. */
     mrs     x0, tpidr_el2
-    str     x19, [x0, #152]
-    stp     x20, x21, [x0, #160]
-    stp     x22, x23, [x0, #176]
-    stp     x24, x25, [x0, #192]
-    stp     x26, x27, [x0, #208]
-    stp     x28, x29, [x0, #224]
-    mrs     x1, spsr_el2
-    str     x1, [x0, #256]
+    SAVE_CALLEE_SAVED
     bl      handle_guest_sync
     b       guest_resume
 
@@ -212,26 +202,13 @@ guest_resume:
     mrs     x0, tpidr_el2
     ldr     x1, [x0, #256]
     msr     spsr_el2, x1
-    ldp     x30, x1, [x0, #240]
-    msr     elr_el2, x1
-    ldp     x2, x3, [x0, #16]
-    ldp     x4, x5, [x0, #32]
-    ldp     x6, x7, [x0, #48]
-    ldp     x8, x9, [x0, #64]
-    ldp     x10, x11, [x0, #80]
-    ldp     x12, x13, [x0, #96]
-    ldp     x14, x15, [x0, #112]
-    ldp     x16, x17, [x0, #128]
-    ldp     x18, x19, [x0, #144]
+    ldr     x19, [x0, #152]
     ldp     x20, x21, [x0, #160]
     ldp     x22, x23, [x0, #176]
     ldp     x24, x25, [x0, #192]
     ldp     x26, x27, [x0, #208]
     ldp     x28, x29, [x0, #224]
-    ldp     x0, x1, [x0]
-    eret
-    dsb     nsh                 /* no speculation past eret */
-    isb
+    RESUME_CALLER_SAVED
 
 /* Drops the current hypervisor stack and enters the vCPU in this CPU's frame. */
     .global enter_guest
