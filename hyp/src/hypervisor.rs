@@ -1021,18 +1021,27 @@ impl Hypervisor {
     /// is online is woken; one running on another physical CPU is kicked, so it exits and
     /// its list registers are refilled. (One running on `from_cpu` is refilled on entry.)
     fn kick(&mut self, from_cpu: usize, domain: usize, effects: crate::vgic::Effects) {
-        // Most exits change no one's interrupts: leave before reading the clock.
-        if effects.is_empty() {
-            return;
-        }
-        let mut now = None;
-        for vcpu in effects.kick.iter() {
-            let id = VcpuId { domain, vcpu };
-            // The vCPU this CPU runs sees its interrupts on the way back in (the common
-            // case: an event or timer for the caller itself).
-            if self.running.get(from_cpu) == Some(&Some(id)) {
-                continue;
+        // The vCPU this CPU runs sees its interrupts on the way back in. That leaves no
+        // one to kick on most exits (no change, or an event or timer for the caller
+        // itself), decided here without the loop and its larger frame.
+        let mut others = effects.kick;
+        if let Some(Some(here)) = self.running.get(from_cpu) {
+            if here.domain == domain {
+                others = others.without(here.vcpu);
             }
+        }
+        if !others.is_empty() {
+            self.kick_others(from_cpu, domain, others);
+        }
+    }
+
+    /// [`Hypervisor::kick`] for vCPUs other than the one on `from_cpu`: a blocked one is
+    /// woken, one running elsewhere is sent the kick SGI.
+    #[inline(never)]
+    fn kick_others(&mut self, from_cpu: usize, domain: usize, others: crate::vgic::VcpuSet) {
+        let mut now = None;
+        for vcpu in others.iter() {
+            let id = VcpuId { domain, vcpu };
             let wakeable = self
                 .domain(domain)
                 .and_then(|domain| domain.vcpus.get(vcpu))

@@ -119,6 +119,12 @@ impl VcpuSet {
         self.0 == 0
     }
 
+    /// The set without `vcpu`.
+    #[must_use]
+    pub const fn without(self, vcpu: usize) -> VcpuSet {
+        VcpuSet(self.0 & !VcpuSet::only(vcpu).0)
+    }
+
     /// Adds `vcpu` (ignored if not below [`MAX_VCPUS`]).
     pub fn insert(&mut self, vcpu: usize) {
         self.0 |= VcpuSet::only(vcpu).0;
