@@ -275,6 +275,48 @@ pub fn distributor_type() -> Option<u32> {
     Some(read(DISTRIBUTOR.load(Ordering::Relaxed) + GICD_TYPER))
 }
 
+/// A value x20 and x28 hold across [`distributor_type_in_every_register`]'s first load.
+const KEPT: u64 = 0x5eed_0000_0000_2028;
+
+/// Reads GICD_TYPER three ways: into a register the compiler picks, into x20 and x28 (a
+/// hypervisor may answer a trapped load into a caller-saved register without saving the
+/// others, and must send these down its full path), and once more while x20 and x28 hold
+/// [`KEPT`]. Returns the three values and whether x20 and x28 still held it after that
+/// load. `None` before [`configure`].
+pub fn distributor_type_in_every_register() -> Option<([u32; 3], bool)> {
+    configured_version()?;
+    let address = DISTRIBUTOR.load(Ordering::Relaxed) + GICD_TYPER;
+    let (into_x20, into_x28): (u64, u64);
+    let (again, kept_x20, kept_x28): (u64, u64, u64);
+    // SAFETY: as in `read`: `address` is the distributor's GICD_TYPER. Plain `ldr`s with
+    // no writeback (so the syndrome is valid); x20 and x28 are declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "ldr w20, [{address}]",
+            "ldr w28, [{address}]",
+            "mov {into_x20}, x20",
+            "mov {into_x28}, x28",
+            "mov x20, {kept}",
+            "mov x28, {kept}",
+            "ldr {again:w}, [{address}]",
+            "mov {kept_x20}, x20",
+            "mov {kept_x28}, x28",
+            address = in(reg) address,
+            kept = in(reg) KEPT,
+            into_x20 = out(reg) into_x20,
+            into_x28 = out(reg) into_x28,
+            again = out(reg) again,
+            kept_x20 = out(reg) kept_x20,
+            kept_x28 = out(reg) kept_x28,
+            out("x20") _,
+            out("x28") _,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    let values = [again as u32, into_x20 as u32, into_x28 as u32];
+    Some((values, kept_x20 == KEPT && kept_x28 == KEPT))
+}
+
 /// Acknowledges the highest-priority pending interrupt: returns the raw IAR value
 /// (pass it to [`end_of_interrupt`]) and the INTID.
 pub fn acknowledge() -> (u32, u32) {

@@ -32,6 +32,7 @@ pub const SCENARIO: Scenario = Scenario {
             Test::new("unknown_hypercall", unknown_hypercall),
             Test::new("unknown_subops", unknown_subops),
             Test::new("shutdown_reason_values", shutdown_reason_values),
+            Test::new("gic_read_into_any_register", gic_read_into_any_register),
         ],
     )
 };
@@ -211,6 +212,34 @@ fn shutdown_reason_values(_context: &Context) -> TestResult {
         return Err(Failure::new(
             format_args!("SHUTDOWN_* = [0, 1, 2, 3, 4, 5]"),
             format_args!("{values:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A trapped load of an emulated distributor register (GICD_TYPER) gives the same value
+/// whichever general register it lands in, x20 and x28 included, and leaves the other
+/// registers alone: a hypervisor may answer some loads without saving every register.
+fn gic_read_into_any_register(context: &Context) -> TestResult {
+    crate::platform::ensure(&context.boot)?;
+    let Some(([first, into_x20, into_x28], kept)) =
+        crate::gic::distributor_type_in_every_register()
+    else {
+        return Err(Failure::new(
+            format_args!("a configured GIC"),
+            format_args!("none"),
+        ));
+    };
+    if first == 0 || into_x20 != first || into_x28 != first {
+        return Err(Failure::new(
+            format_args!("GICD_TYPER alike in any register"),
+            format_args!("{first:#x}, x20 {into_x20:#x}, x28 {into_x28:#x}"),
+        ));
+    }
+    if !kept {
+        return Err(Failure::new(
+            format_args!("x20 and x28 kept across a trapped load"),
+            format_args!("changed"),
         ));
     }
     Ok(())
