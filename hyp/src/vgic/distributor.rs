@@ -88,25 +88,20 @@ pub(crate) fn id_register(offset: u64, architecture_revision: u32) -> u32 {
 }
 
 /// Checks that `size` is one of `allowed` and `offset` is aligned to it.
-pub(crate) fn check_size(offset: u64, size: u8, allowed: Sizes) -> Result<(), AccessError> {
-    if size < 16 && allowed.0 & (1 << size) != 0 && offset.is_multiple_of(u64::from(size)) {
+pub(crate) fn check_size(offset: u64, size: u8, allowed: &[u8]) -> Result<(), AccessError> {
+    if allowed.contains(&size) && offset.is_multiple_of(u64::from(size)) {
         Ok(())
     } else {
         Err(AccessError::BadSize)
     }
 }
 
-/// The access sizes a register allows: bit `n` set allows `n` bytes (a mask, so the
-/// check is one test).
-#[derive(Clone, Copy)]
-pub(crate) struct Sizes(u16);
-
 /// Sizes of a 32-bit-only register.
-pub(crate) const WORD: Sizes = Sizes(1 << 4);
+pub(crate) const WORD: &[u8] = &[4];
 /// Sizes of a byte-accessible register.
-pub(crate) const BYTE_OR_WORD: Sizes = Sizes(1 << 1 | 1 << 4);
+pub(crate) const BYTE_OR_WORD: &[u8] = &[1, 4];
 /// Sizes of a 64-bit register.
-pub(crate) const WORD_OR_DOUBLEWORD: Sizes = Sizes(1 << 4 | 1 << 8);
+pub(crate) const WORD_OR_DOUBLEWORD: &[u8] = &[4, 8];
 
 impl Vgic {
     /// Reads `size` bytes at `offset` in `frame`, accessed by `vcpu`.
