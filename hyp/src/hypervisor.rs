@@ -600,9 +600,7 @@ impl Hypervisor {
             GuestExit::Hypercall {
                 immediate: HYPERCALL_IMMEDIATE,
             } => {
-                let frame = &mut cpu.frame;
-                let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
-                let number = frame.x[16];
+                let (number, args) = cpu.frame.hypercall();
                 let Self {
                     domains, frames, ..
                 } = self;
@@ -1128,7 +1126,7 @@ impl Hypervisor {
         let Some(current) = cpu.current else {
             return false;
         };
-        let number = cpu.frame.x[16];
+        let (number, args) = cpu.frame.hypercall();
         if !hypercall::is_local(number) || !self.is_alive(current.domain) {
             return false;
         }
@@ -1139,7 +1137,6 @@ impl Hypervisor {
             return false;
         };
         let frame = &mut cpu.frame;
-        let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
         match hypercall::dispatch(domain, current.vcpu, frames, number, args) {
             Outcome::Return(value) => frame.x[0] = value,
             Outcome::Continue { x1, x2 } => frame.continue_hypercall(x1, x2),

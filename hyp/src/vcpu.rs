@@ -25,6 +25,12 @@ pub struct GuestRegisters {
 }
 
 impl GuestRegisters {
+    /// A Xen hypercall as the guest made it: the number (x16) and the arguments (x0-x4).
+    pub fn hypercall(&self) -> (u64, [u64; 5]) {
+        let [a0, a1, a2, a3, a4, ..] = self.x;
+        (self.x[16], [a0, a1, a2, a3, a4])
+    }
+
     /// Xen's hypercall continuation: the vCPU issues its hypercall again (`pc` steps back
     /// onto the 4-byte HVC) with x1 and x2 replaced, for what is left of the work; other
     /// vCPUs and interrupts may run in between.

@@ -252,7 +252,8 @@ extern "C" fn handle_guest_sync(per_cpu: &mut PerCpu) {
 }
 
 /// A load that trapped (the vectors pass its ESR_EL2), with only x0-x18, x30 and the
-/// return address in the frame: true when answered (the vectors restore those and resume), false to take the full path.
+/// return address in the frame: true when answered (the vectors restore those and
+/// resume), false to take the full path.
 #[unsafe(no_mangle)]
 extern "C" fn handle_guest_read(per_cpu: &mut PerCpu, esr: u64) -> bool {
     let far = super::cpu::read_far_el2();
