@@ -36,6 +36,9 @@ pub struct CpuState {
     /// The running vCPU's vGIC generation when it was last entered: with
     /// `list_registers_idle`, an entry that finds it unchanged has nothing to do.
     pub entered_generation: u64,
+    /// A physical interrupt the vectors acknowledged and left to the full exit path,
+    /// which handles it before any other.
+    pub taken: Option<crate::arch::Acknowledged>,
 }
 
 impl CpuState {
@@ -53,6 +56,7 @@ impl CpuState {
             list_registers_clear: false,
             list_registers_idle: false,
             entered_generation: 0,
+            taken: None,
         }
     }
 }

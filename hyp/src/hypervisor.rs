@@ -1780,7 +1780,8 @@ fn wait_or_halt(cpu: &mut CpuState, mut next: Next) {
 }
 
 impl Hypervisor {
-    /// Acknowledges and handles every physical interrupt pending at this CPU's GIC.
+    /// Acknowledges and handles every physical interrupt pending at this CPU's GIC, the
+    /// one the vectors acknowledged and left to this path first ([`CpuState::taken`]).
     pub fn take_interrupts(&mut self, cpu: &mut CpuState) -> Next {
         self.drop_if_dying(cpu);
         let mut next = if cpu.current.is_some() {
@@ -1788,57 +1789,104 @@ impl Hypervisor {
         } else {
             Next::Idle
         };
-        while let Some(acknowledged) = arch::acknowledge_interrupt() {
-            let intid = arch::interrupt_id(acknowledged);
-            if intid == arch::el2_timer_intid() {
-                arch::arm_timer(None);
-                arch::end_interrupt(acknowledged);
-                let now = arch::read_counter();
-                self.wake_expired(cpu.index, now);
-                self.fire_singleshots(cpu.index, now);
-                self.expire_watchdogs(cpu, now);
-                next = self.tick(cpu);
-            } else if intid == arch::kick_intid() {
-                // Another CPU changed something this one must act on: reschedule.
-                arch::end_interrupt(acknowledged);
-                self.drop_if_dying(cpu);
-                next = self.schedule(cpu);
-            } else if intid == arch::virtual_timer_intid() {
-                // The running vCPU's virtual timer expired. As Xen does, mask it (the guest
-                // reprograms CNTV_CTL in its handler) and inject its virtual PPI.
-                arch::mask_virtual_timer();
-                arch::end_interrupt(acknowledged);
-                if let Some(owner) = cpu.current.or(cpu.last) {
-                    if cpu.current.is_none() {
-                        // Fired after its vCPU left: keep the saved copy masked too.
-                        if let Some(vcpu) = self.vcpu_mut(owner) {
-                            vcpu.el1.cntv_ctl_el0 |= TIMER_IMASK;
-                        }
-                    }
-                    let effects = match self.vgics.get_mut(owner.domain) {
-                        Some(vgic) => vgic.set_pending(owner.vcpu, intid),
-                        None => crate::vgic::Effects::NONE,
-                    };
-                    self.kick(cpu.index, owner.domain, effects);
-                }
-            } else if Some(intid) == self.console_input.intid {
-                // Drained before the end, so the level-triggered line is low again.
-                self.take_console_input(cpu.index);
-                arch::end_interrupt(acknowledged);
-                if cpu.current.is_none() {
-                    // An idle CPU: the vCPU the input woke may be queued right here.
-                    next = self.schedule(cpu);
-                }
-            } else if Some(intid) == arch::maintenance_intid() {
-                // The list registers ran low; refilling them happens on the way back in.
-                arch::end_interrupt(acknowledged);
-            } else {
-                arch::end_interrupt(acknowledged);
-                defmt::warn!("unexpected physical interrupt {=u32}", intid);
-            }
+        while let Some(acknowledged) = cpu.taken.take().or_else(arch::acknowledge_interrupt) {
+            next = self.handle_interrupt(cpu, acknowledged, next);
         }
         next
     }
+
+    /// Handles one acknowledged physical interrupt; `next` is what to do afterwards as
+    /// decided so far, and the result what to do now.
+    fn handle_interrupt(
+        &mut self,
+        cpu: &mut CpuState,
+        acknowledged: arch::Acknowledged,
+        mut next: Next,
+    ) -> Next {
+        let intid = acknowledged.intid;
+        if intid == arch::virtual_timer_intid() {
+            // The running vCPU's virtual timer expired. As Xen does, mask it (the guest
+            // reprograms CNTV_CTL in its handler) and inject its virtual PPI.
+            arch::mask_virtual_timer();
+            arch::end_interrupt(acknowledged);
+            if let Some(owner) = cpu.current.or(cpu.last) {
+                if cpu.current.is_none() {
+                    // Fired after its vCPU left: keep the saved copy masked too.
+                    if let Some(vcpu) = self.vcpu_mut(owner) {
+                        vcpu.el1.cntv_ctl_el0 |= TIMER_IMASK;
+                    }
+                }
+                let effects = match self.vgics.get_mut(owner.domain) {
+                    Some(vgic) => vgic.set_pending(owner.vcpu, intid),
+                    None => crate::vgic::Effects::NONE,
+                };
+                self.kick(cpu.index, owner.domain, effects);
+            }
+        } else if Some(intid) == arch::maintenance_intid() {
+            // The list registers ran low; refilling them happens on the way back in.
+            arch::end_interrupt(acknowledged);
+        } else if intid == arch::el2_timer_intid() {
+            arch::arm_timer(None);
+            arch::end_interrupt(acknowledged);
+            let now = arch::read_counter();
+            self.wake_expired(cpu.index, now);
+            self.fire_singleshots(cpu.index, now);
+            self.expire_watchdogs(cpu, now);
+            next = self.tick(cpu);
+        } else if intid == arch::kick_intid() {
+            // Another CPU changed something this one must act on: reschedule.
+            arch::end_interrupt(acknowledged);
+            self.drop_if_dying(cpu);
+            next = self.schedule(cpu);
+        } else if Some(intid) == self.console_input.intid {
+            // Drained before the end, so the level-triggered line is low again.
+            self.take_console_input(cpu.index);
+            arch::end_interrupt(acknowledged);
+            if cpu.current.is_none() {
+                // An idle CPU: the vCPU the input woke may be queued right here.
+                next = self.schedule(cpu);
+            }
+        } else {
+            arch::end_interrupt(acknowledged);
+            defmt::warn!("unexpected physical interrupt {=u32}", intid);
+        }
+        next
+    }
+
+    /// Handles the physical interrupt `acknowledged`, taken while `cpu`'s vCPU ran, by
+    /// itself, without the rest of an exit, when it can: returns false, having changed
+    /// nothing, when the full exit path must take it ([`CpuState::taken`] carries it
+    /// there).
+    ///
+    /// It takes the running vCPU's virtual timer, whose handling never reschedules, so the
+    /// vCPU that ran is the one that resumes. (The maintenance interrupt does not either,
+    /// but its exit folds back and refills the list registers: the calls here cost it more
+    /// than the registers they save.) As
+    /// [`Hypervisor::answer_register_read`], it sees only the caller-saved registers in
+    /// `cpu.frame`, and neither touches them: the exit folds the list registers back and
+    /// the entry fills them, as the full path does.
+    pub fn answer_interrupt(
+        &mut self,
+        cpu: &mut CpuState,
+        acknowledged: arch::Acknowledged,
+    ) -> bool {
+        let Some(current) = cpu.current else {
+            return false;
+        };
+        if !answers_half_way(acknowledged.intid) || !self.is_alive(current.domain) {
+            return false;
+        }
+        self.leave_guest(cpu);
+        let next = self.handle_interrupt(cpu, acknowledged, Next::Resume);
+        debug_assert!(next == Next::Resume && cpu.current == Some(current));
+        self.enter_guest(cpu);
+        true
+    }
+}
+
+/// Whether [`Hypervisor::answer_interrupt`] may take physical interrupt `intid`.
+fn answers_half_way(intid: u32) -> bool {
+    intid == arch::virtual_timer_intid()
 }
 
 /// Entry from the exception vectors for a synchronous exit.
@@ -1862,6 +1910,24 @@ pub fn handle_guest_read(cpu: &mut CpuState, esr: u64, far: u64, hpfar: u64) -> 
 /// it down the full path, [`handle_guest_exit`].
 pub fn handle_guest_local_hypercall(cpu: &mut CpuState) -> bool {
     HYPERVISOR.lock().answer_local_hypercall(cpu)
+}
+
+/// Entry from the exception vectors for a physical interrupt taken while a guest ran, with
+/// only part of the guest's registers saved ([`Hypervisor::answer_interrupt`]): true
+/// when handled (or when nothing was pending), false to take the full path,
+/// [`handle_guest_interrupt`], with the acknowledged interrupt in [`CpuState::taken`].
+pub fn handle_guest_interrupt_partially(cpu: &mut CpuState) -> bool {
+    let Some(acknowledged) = arch::acknowledge_interrupt() else {
+        // Withdrawn before it was acknowledged: nothing to do.
+        return true;
+    };
+    // Decided before the lock, so that an interrupt for the full path pays little more.
+    if answers_half_way(acknowledged.intid) && HYPERVISOR.lock().answer_interrupt(cpu, acknowledged)
+    {
+        return true;
+    }
+    cpu.taken = Some(acknowledged);
+    false
 }
 
 /// Entry from the exception vectors for a physical interrupt taken while a guest ran.

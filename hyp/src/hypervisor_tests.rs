@@ -1379,3 +1379,94 @@ proptest::proptest! {
         let _ = serial::take_console_lines();
     }
 }
+
+/// Enables PPI `intid` and both groups in slot `slot`'s virtual GIC, as a guest does
+/// through its distributor (GICD_ISENABLER0, GICD_CTLR).
+fn enable_ppi(setup: &mut Setup, slot: usize, intid: u32) {
+    let vgic = &mut setup.hypervisor.vgics[slot];
+    vgic.write(crate::vgic::Frame::Distributor, 0, 0x100, 4, 1 << intid)
+        .unwrap();
+    vgic.write(crate::vgic::Frame::Distributor, 0, 0x0, 4, 0b11)
+        .unwrap();
+}
+
+/// The list registers of the fake GIC, read and then cleared (the tests of one thread
+/// share them).
+fn take_list_registers() -> [u64; 4] {
+    core::array::from_fn(|index| {
+        let value = arch::read_list_register(index);
+        arch::write_list_register(index, 0);
+        value
+    })
+}
+
+/// The guest's virtual timer, taken by `answer_interrupt` with the partial frame, ends
+/// as the full interrupt exit leaves it: the same list registers, model and CPU state,
+/// the live timer masked; other interrupts are declined without a change, and the full
+/// path handles the one the vectors acknowledged before any other.
+#[test]
+fn an_interrupt_answered_alone_matches_the_full_exit() {
+    let timer = arch::virtual_timer_intid();
+    let acknowledged = arch::Acknowledged {
+        raw: timer,
+        intid: timer,
+    };
+    let mut full = setup(&["alpha"]);
+    enable_ppi(&mut full, 0, timer);
+    full.hypervisor.enter_guest(&mut full.cpu);
+    fake::raise_interrupt(timer);
+    full.hypervisor.leave_guest(&full.cpu);
+    let next = full.hypervisor.take_interrupts(&mut full.cpu);
+    assert_eq!(full.hypervisor.settle(&mut full.cpu, next), Next::Resume);
+    full.hypervisor.enter_guest(&mut full.cpu);
+    let full_list_registers = take_list_registers();
+    // (The test domains have a GICv2.)
+    assert_eq!(
+        crate::vgic::list_registers::decode_gicv2(full_list_registers[0] as u32).map(|lr| lr.intid),
+        Some(timer)
+    );
+    drop(full);
+
+    let mut alone = setup(&["alpha"]);
+    enable_ppi(&mut alone, 0, timer);
+    alone.hypervisor.enter_guest(&mut alone.cpu);
+    let mut live = crate::vcpu::El1Context::default();
+    arch::restore_el1(&live);
+    assert!(alone
+        .hypervisor
+        .answer_interrupt(&mut alone.cpu, acknowledged));
+    assert_eq!(take_list_registers(), full_list_registers);
+    arch::save_el1(&mut live);
+    assert_ne!(
+        live.cntv_ctl_el0 & TIMER_IMASK,
+        0,
+        "the live timer is masked"
+    );
+    assert!(!alone.cpu.list_registers_idle);
+    assert!(alone.cpu.taken.is_none());
+
+    // Anything that may reschedule goes to the full path, unchanged.
+    let frame = alone.cpu.frame;
+    let generation = alone.hypervisor.vgics[0].generation();
+    let maintenance = arch::maintenance_intid().unwrap();
+    for intid in [arch::el2_timer_intid(), arch::kick_intid(), maintenance, 33] {
+        let other = arch::Acknowledged { raw: intid, intid };
+        assert!(!alone.hypervisor.answer_interrupt(&mut alone.cpu, other));
+    }
+    assert_eq!(alone.cpu.frame, frame);
+    assert_eq!(alone.hypervisor.vgics[0].generation(), generation);
+    // So does everything without a running vCPU.
+    let current = alone.cpu.current.take();
+    assert!(!alone
+        .hypervisor
+        .answer_interrupt(&mut alone.cpu, acknowledged));
+    alone.cpu.current = current;
+
+    // What the vectors acknowledged and passed on is handled first, once.
+    let generation = alone.hypervisor.vgics[0].generation();
+    alone.cpu.taken = Some(acknowledged);
+    alone.hypervisor.take_interrupts(&mut alone.cpu);
+    assert!(alone.cpu.taken.is_none());
+    assert_ne!(alone.hypervisor.vgics[0].generation(), generation);
+    take_list_registers();
+}

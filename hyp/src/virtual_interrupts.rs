@@ -75,12 +75,32 @@ pub enum Arrival {
 /// Puts vCPU `vcpu`'s interrupts into the list registers before it runs. A vCPU that was
 /// not the last one on this CPU also loads its interface state.
 pub fn enter(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arrival: Arrival) {
-    // Most entries follow an exit that changed nothing here: the LRs and ICH_HCR/GICH_HCR
-    // (written only on entries) are as the last entry left them.
-    if arrival == Arrival::Returning && state.list_registers.is_current(vgic) {
-        return;
+    if arrival == Arrival::Returning {
+        let list_registers = &mut state.list_registers;
+        // Most entries follow an exit that changed nothing here: the LRs and
+        // ICH_HCR/GICH_HCR (written only on entries) are as the last entry left them.
+        if list_registers.is_current(vgic) {
+            return;
+        }
+        // The next most common: one interrupt touched since then (a timer, an event, an
+        // SGI), put into a free LR. Nothing overflowed then or now, so the maintenance
+        // request that entry wrote stays right: at most that one LR to write.
+        if list_registers.is_written() && list_registers.add_touched(vgic, vcpu) {
+            write_changed(vgic.version(), list_registers);
+            return;
+        }
     }
     refill(vgic, state, vcpu, arrival);
+}
+
+/// Writes the LRs whose contents the model changed. (Inlined: a call costs its callers
+/// more than the loop.)
+#[inline(always)]
+fn write_changed(version: GicVersion, list_registers: &mut ListRegisters) {
+    for (index, entry) in list_registers.write_back() {
+        let value = entry.map_or(0, |entry| encode(version, &entry));
+        arch::write_list_register(index, value);
+    }
 }
 
 /// The rest of [`enter`], kept out of line so the common case stays a few instructions.
@@ -100,11 +120,7 @@ fn refill(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arrival: Arr
         }
     }
     state.list_registers.populate(vgic, vcpu);
-    let version = vgic.version();
-    for (index, entry) in state.list_registers.write_back() {
-        let value = entry.map_or(0, |entry| encode(version, &entry));
-        arch::write_list_register(index, value);
-    }
+    write_changed(vgic.version(), &mut state.list_registers);
     arch::set_virtual_interface(state.list_registers.needs_maintenance());
 }
 

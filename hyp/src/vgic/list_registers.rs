@@ -447,7 +447,7 @@ impl ListRegisters {
     /// goes into a free LR without choosing again (about 500 instructions less per
     /// delivery). Returns false, having changed nothing, where a full choice is needed:
     /// the interrupt sits in an LR already, or no LR is free.
-    fn add_touched(&mut self, vgic: &mut Vgic, vcpu: usize) -> bool {
+    pub fn add_touched(&mut self, vgic: &mut Vgic, vcpu: usize) -> bool {
         let previous = vgic.generation().wrapping_sub(1);
         if self.folded || self.overflowed || self.populated_at != Some(previous) {
             return false;
@@ -458,11 +458,14 @@ impl ListRegisters {
         if self.find(intid).is_some() {
             return false;
         }
-        if vgic.wants_list_register(vcpu, intid) {
-            let free = !self.valid & (((1u32 << self.count) - 1) as u16);
-            if free == 0 {
+        let free = !self.valid & (((1u32 << self.count) - 1) as u16);
+        if free == 0 {
+            if vgic.wants_list_register(vcpu, intid) {
                 return false;
             }
+        } else if intid < SPI_BASE || vgic.targets(vcpu, intid) {
+            // `take` decides whether it wants an LR (`Vgic::wants_list_register`, but for
+            // the target, which holds for a banked interrupt) with one lookup, not two.
             let index = free.trailing_zeros() as usize;
             if let Some((entry, moved)) = take(vgic, vcpu, intid) {
                 if let Some(slot) = self.slots.get_mut(index) {
@@ -477,6 +480,12 @@ impl ListRegisters {
         }
         self.populated_at = Some(vgic.generation());
         true
+    }
+
+    /// Whether every LR holds what the slots say (nothing left to write): the last entry
+    /// wrote them all, and nothing changed them since.
+    pub fn is_written(&self) -> bool {
+        self.dirty == 0
     }
 
     /// Gives the slots' transferred pending states back to the model when the hardware has

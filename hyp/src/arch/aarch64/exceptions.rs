@@ -12,12 +12,14 @@
 //! other exit, and this one with any other sub-op, takes the full path below; both paths
 //! give the same answer (`hypercall::XEN_VERSION`).
 //!
-//! Two kinds of exit go half way first: only the registers a call clobbers (x0-x18, x30)
+//! Three kinds of exit go half way first: only the registers a call clobbers (x0-x18, x30)
 //! and the return address are saved before a handler that may answer by itself. A load
 //! with a valid syndrome goes to `handle_guest_read` (a read of a virtual GIC register:
 //! `Hypervisor::answer_register_read`); a hypercall that involves only its caller
 //! (`hypercall::is_local`: xen_version, console_io) to `handle_guest_local_hypercall`
-//! (`Hypervisor::answer_local_hypercall`). When the handler declines, the vector saves
+//! (`Hypervisor::answer_local_hypercall`); and every physical interrupt to
+//! `handle_guest_irq_partially`, which acknowledges it and handles the guest's virtual
+//! timer (`Hypervisor::answer_interrupt`), passing any other to the full path. When the handler declines, the vector saves
 //! the rest (x19-x29, still live, and SPSR) and takes the full path.
 
 use super::cpu::PerCpu;
@@ -180,7 +182,19 @@ guest_sync_full:
     b       guest_resume
 
 guest_irq_entry:
-    SAVE_GUEST_REGISTERS
+    /* Half way first: the guest's virtual timer is handled with only the caller-saved
+       registers saved (handle_guest_irq_partially); any other interrupt, acknowledged,
+       goes on to the full path. */
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, tpidr_el2
+    SAVE_CALLER_SAVED
+    bl      handle_guest_irq_partially      /* (PerCpu) */
+    cbz     w0, guest_irq_declined
+    mrs     x0, tpidr_el2
+    RESUME_CALLER_SAVED
+guest_irq_declined:
+    mrs     x0, tpidr_el2
+    SAVE_CALLEE_SAVED
     bl      handle_guest_irq
     b       guest_resume
 
@@ -267,6 +281,14 @@ extern "C" fn handle_guest_read(per_cpu: &mut PerCpu, esr: u64) -> bool {
 #[unsafe(no_mangle)]
 extern "C" fn handle_guest_local_hypercall(per_cpu: &mut PerCpu) -> bool {
     crate::hypervisor::handle_guest_local_hypercall(&mut per_cpu.cpu)
+}
+
+/// A physical interrupt taken from a guest, with only x0-x18, x30 and the return address
+/// in the frame: true when handled (the vectors restore those and resume), false to take
+/// the full path, [`handle_guest_irq`].
+#[unsafe(no_mangle)]
+extern "C" fn handle_guest_irq_partially(per_cpu: &mut PerCpu) -> bool {
+    crate::hypervisor::handle_guest_interrupt_partially(&mut per_cpu.cpu)
 }
 
 #[unsafe(no_mangle)]

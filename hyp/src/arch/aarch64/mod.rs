@@ -21,21 +21,21 @@ pub fn phys_to_virt(address: PhysAddr) -> *mut u8 {
     address.raw() as *mut u8
 }
 
-/// Acknowledges the highest-priority pending physical interrupt at this CPU's GIC; the
-/// raw value goes back to [`end_interrupt`]. `None` when nothing is pending.
-pub fn acknowledge_interrupt() -> Option<u32> {
-    gic::Gic::get().and_then(gic::Gic::acknowledge)
-}
-
-/// The INTID inside an acknowledged value.
-pub fn interrupt_id(acknowledged: u32) -> u32 {
-    gic::Gic::get().map_or(acknowledged & 0x3ff, |gic| gic.interrupt_id(acknowledged))
+/// Acknowledges the highest-priority pending physical interrupt at this CPU's GIC.
+/// `None` when nothing is pending.
+pub fn acknowledge_interrupt() -> Option<super::Acknowledged> {
+    let gic = gic::Gic::get()?;
+    let raw = gic.acknowledge()?;
+    Some(super::Acknowledged {
+        raw,
+        intid: gic.interrupt_id(raw),
+    })
 }
 
 /// Ends a physical interrupt the hypervisor handled itself (priority drop and deactivate).
-pub fn end_interrupt(acknowledged: u32) {
+pub fn end_interrupt(acknowledged: super::Acknowledged) {
     if let Some(gic) = gic::Gic::get() {
-        gic.end_of_interrupt(acknowledged);
+        gic.end_of_interrupt(acknowledged.raw);
     }
 }
 

@@ -228,20 +228,21 @@ pub fn raise_interrupt(intid: u32) {
 }
 
 /// Takes the oldest fake pending interrupt.
-pub fn acknowledge_interrupt() -> Option<u32> {
+pub fn acknowledge_interrupt() -> Option<super::Acknowledged> {
     PENDING_INTERRUPTS.with(|pending| {
         let mut pending = pending.borrow_mut();
-        (!pending.is_empty()).then(|| pending.remove(0))
+        (!pending.is_empty()).then(|| {
+            let raw = pending.remove(0);
+            super::Acknowledged {
+                raw,
+                intid: raw & 0x3ff,
+            }
+        })
     })
 }
 
-/// The INTID inside an acknowledged value.
-pub fn interrupt_id(acknowledged: u32) -> u32 {
-    acknowledged & 0x3ff
-}
-
 /// Ends a fake interrupt (nothing to do).
-pub fn end_interrupt(_acknowledged: u32) {}
+pub fn end_interrupt(_acknowledged: super::Acknowledged) {}
 
 /// Records the EL2 timer deadline.
 pub fn arm_timer(deadline: Option<u64>) {
