@@ -12,15 +12,16 @@
 //! other exit, and this one with any other sub-op, takes the full path below; both paths
 //! give the same answer (`hypercall::XEN_VERSION`).
 //!
-//! Three kinds of exit go half way first: only the registers a call clobbers (x0-x18, x30)
-//! and the return address are saved before a handler that may answer by itself. A load
-//! with a valid syndrome goes to `handle_guest_read` (a read of a virtual GIC register:
-//! `Hypervisor::answer_register_read`); a hypercall that involves only its caller
-//! (`hypercall::is_local`: xen_version, console_io) to `handle_guest_local_hypercall`
-//! (`Hypervisor::answer_local_hypercall`); and every physical interrupt to
-//! `handle_guest_irq_partially`, which acknowledges it and handles the guest's virtual
-//! timer (`Hypervisor::answer_interrupt`), passing any other to the full path. When the handler declines, the vector saves
-//! the rest (x19-x29, still live, and SPSR) and takes the full path.
+//! Three kinds of exit go half way first: only the registers a call clobbers (x0-x18,
+//! x30) and the return address are saved before a handler that may answer by itself. A
+//! load with a valid syndrome goes to `handle_guest_read` (a read of a virtual GIC
+//! register: `Hypervisor::answer_register_read`); a hypercall that involves only its
+//! caller (`hypercall::is_local`: xen_version, console_io) to
+//! `handle_guest_local_hypercall` (`Hypervisor::answer_local_hypercall`); and every
+//! physical interrupt to `handle_guest_irq_partially`, which acknowledges it and handles
+//! the guest's virtual timer (`Hypervisor::answer_interrupt`), passing any other on
+//! acknowledged. When the handler declines, the vector saves the rest (x19-x29, still
+//! live, and SPSR) and takes the full path.
 
 use super::cpu::PerCpu;
 use core::arch::global_asm;
