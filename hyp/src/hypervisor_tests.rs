@@ -552,14 +552,19 @@ fn le32(bytes: &[u8], offset: usize) -> u32 {
     u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap())
 }
 
-/// Enables the event-channel PPI (31) and group 1 in the current domain's virtual GIC, as
-/// a guest does through its GICv2 distributor.
-fn enable_upcall(setup: &mut Setup, slot: usize) {
+/// Enables PPI `intid` and both groups in slot `slot`'s virtual GIC, as a guest does
+/// through its distributor (GICD_ISENABLER0, GICD_CTLR).
+fn enable_ppi(setup: &mut Setup, slot: usize, intid: u32) {
     let vgic = &mut setup.hypervisor.vgics[slot];
-    vgic.write(crate::vgic::Frame::Distributor, 0, 0x100, 4, 1 << 31)
-        .unwrap(); // ISENABLER0
+    vgic.write(crate::vgic::Frame::Distributor, 0, 0x100, 4, 1 << intid)
+        .unwrap();
     vgic.write(crate::vgic::Frame::Distributor, 0, 0x0, 4, 0b11)
-        .unwrap(); // CTLR
+        .unwrap();
+}
+
+/// Enables the event-channel PPI (31) and both groups in slot `slot`'s virtual GIC.
+fn enable_upcall(setup: &mut Setup, slot: usize) {
+    enable_ppi(setup, slot, 31);
 }
 
 #[test]
@@ -1378,16 +1383,6 @@ proptest::proptest! {
         }
         let _ = serial::take_console_lines();
     }
-}
-
-/// Enables PPI `intid` and both groups in slot `slot`'s virtual GIC, as a guest does
-/// through its distributor (GICD_ISENABLER0, GICD_CTLR).
-fn enable_ppi(setup: &mut Setup, slot: usize, intid: u32) {
-    let vgic = &mut setup.hypervisor.vgics[slot];
-    vgic.write(crate::vgic::Frame::Distributor, 0, 0x100, 4, 1 << intid)
-        .unwrap();
-    vgic.write(crate::vgic::Frame::Distributor, 0, 0x0, 4, 0b11)
-        .unwrap();
 }
 
 /// The list registers of the fake GIC, read and then cleared (the tests of one thread

@@ -323,7 +323,7 @@ impl ListRegisters {
     /// and nothing is left to write: the model has not changed since the last populate,
     /// and no sync came between.
     pub fn is_current(&self, vgic: &Vgic) -> bool {
-        self.dirty == 0 && self.chosen_for(vgic)
+        self.is_written() && self.chosen_for(vgic)
     }
 
     /// Whether `populate` would choose what the slots hold: it chose them for the model
