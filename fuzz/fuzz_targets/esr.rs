@@ -2,7 +2,7 @@
 //! values: it never panics, and what it reports is exactly what the syndrome encodes
 //! (sizes 1/2/4/8, registers 0-31, fault levels 0-3, the IPA's page from HPFAR and its
 //! offset from FAR), so no later stage is handed an impossible value. The IPA is then
-//! classified as the vGIC would (`vgic::decode_ipa`), whose offsets must fall in the frame.
+//! classified as the vGIC would (`vgic::Shape::decode_ipa`), whose offsets must fall in the frame.
 //! The exit vectors' shorter decode of a load (`esr::decode_emulatable_read`) must agree.
 #![no_main]
 
@@ -68,7 +68,9 @@ fuzz_target!(|input: (u64, u64, u64, u8)| {
             }
             let vcpus = usize::from(vcpus % 10);
             for version in [GicVersion::V2, GicVersion::V3] {
-                if let Some((frame, offset)) = vgic::decode_ipa(version, vcpus, abort.ipa.raw()) {
+                if let Some((frame, offset)) =
+                    vgic::Shape::new(version, vcpus).decode_ipa(abort.ipa.raw())
+                {
                     let limit = match (frame, version) {
                         (Frame::Distributor, GicVersion::V2) => vgic::DISTRIBUTOR_V2_SIZE,
                         (Frame::Distributor, GicVersion::V3) => vgic::DISTRIBUTOR_V3_SIZE,

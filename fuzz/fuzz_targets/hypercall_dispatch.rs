@@ -8,7 +8,7 @@
 //!
 //! Invariants: nothing panics; every Xen hypercall that comes back to the same vCPU
 //! answers a result or a valid errno in x0; a load the exit vectors would answer alone
-//! (`Hypervisor::answer_register_read`) ends exactly as the full exit ends it; guest memory that no pointer of the calls can
+//! (`virtual_interrupts::answer_read`) ends exactly as the full exit ends it; guest memory that no pointer of the calls can
 //! reach is never written while its domain lives (either domain: an ended one is
 //! scrubbed); and when the domains can be shut down at the end, every frame they held is
 //! back in the pool.
@@ -302,7 +302,10 @@ fuzz_target!(|input: Input| {
                 // the full exit leaves it; one it declines, untouched.
                 if let Some((ipa, access)) = esr::decode_emulatable_read(esr_value, far, hpfar) {
                     let before = cpu.frame;
-                    if hypervisor.answer_register_read(&mut cpu, ipa, access) {
+                    let model = |cpu: &mut CpuState, frame, offset| {
+                        hypervisor.answer_register_read(cpu, frame, offset, access)
+                    };
+                    if hyp::virtual_interrupts::answer_read(&mut cpu, ipa, access, model) {
                         answered_alone = Some(cpu.frame);
                     } else {
                         assert_eq!(cpu.frame, before, "a declined read changed the frame");

@@ -23,6 +23,9 @@ pub struct CpuState {
     pub index: usize,
     /// The vCPU on this CPU, if any.
     pub current: Option<VcpuId>,
+    /// The shape of the running vCPU's vGIC, set with `current` when a vCPU is loaded:
+    /// what its identification registers say, answered from here without the lock.
+    pub vgic_shape: crate::vgic::Shape,
     /// The vCPU whose state the virtual CPU interface last held.
     pub last: Option<VcpuId>,
     /// Every list register of this CPU is known to be invalid: the last vCPU to use them
@@ -52,6 +55,7 @@ impl CpuState {
             },
             index,
             current: None,
+            vgic_shape: crate::vgic::Shape::new(crate::vgic::GicVersion::V2, 1),
             last: None,
             list_registers_clear: false,
             list_registers_idle: false,

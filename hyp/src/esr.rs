@@ -69,6 +69,14 @@ pub struct EmulatableAccess {
     pub acquire_release: bool,
 }
 
+impl EmulatableAccess {
+    /// Whether the register transferred is x0-x18, x30 or XZR: those a vector that saved
+    /// only the caller-saved registers holds in the frame (x19-x29 are still live).
+    pub const fn in_partial_frame(&self) -> bool {
+        matches!(self.register, 0..=18 | 30 | 31)
+    }
+}
+
 /// Why a stage-2 abort happened (the fault status code, DFSC/IFSC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultKind {

@@ -10,7 +10,6 @@
 //! and arms the EL2 timer for the end of its slice, so a vCPU that never traps is still
 //! preempted. A CPU with nothing to run waits for an interrupt.
 
-use crate::addr::IntermediatePhysAddr;
 use crate::arch;
 use crate::cpu::{CpuState, VcpuId};
 use crate::domain::{Domain, DomainState, MAX_DOMAINS};
@@ -21,7 +20,7 @@ use crate::mm::FrameAllocator;
 use crate::scheduler::{Decision, Scheduler, DEFAULT_WEIGHT};
 use crate::serial;
 use crate::vcpu::{RunState, INJECTED_UNDEFINED_ESR};
-use crate::vgic::{GicVersion, Vgic};
+use crate::vgic::{Frame, GicVersion, Vgic};
 use hypercall_abi::sched_op::ShutdownReason;
 use hypercall_abi::{HYPERCALL_IMMEDIATE, SMCCC_IMMEDIATE};
 
@@ -963,7 +962,7 @@ impl Hypervisor {
     ) -> Option<(crate::vgic::Frame, u64)> {
         self.domain(current.domain)?;
         let vgic = self.vgics.get(current.domain)?;
-        crate::vgic::decode_ipa(vgic.version(), vgic.vcpus(), abort.ipa.raw())
+        vgic.shape().decode_ipa(abort.ipa.raw())
     }
 
     /// Trap-and-emulate of a virtual GIC register access; a guest that touches it in a way
@@ -1071,10 +1070,11 @@ impl Hypervisor {
         next
     }
 
-    /// Answers a trapped load from a virtual GIC register by itself, without the rest of
-    /// an exit, when it can: returns false, having changed nothing, when the full exit
-    /// path must take the access instead (and, if it is at fault, end the domain with
-    /// the reason).
+    /// Answers a trapped load from a virtual GIC register that holds state by itself,
+    /// without the rest of an exit, when it can: `frame` and `offset` are what
+    /// [`crate::virtual_interrupts::answer_identity_read`] decoded with the CPU's copy of the
+    /// vGIC's shape. Returns false, having changed nothing, when the full exit path must
+    /// take the access instead (and, if it is at fault, end the domain with the reason).
     ///
     /// The vectors call this with only the caller-saved registers (x0-x18, x30) and the
     /// return address saved in `cpu.frame`, so the load may only target one of those. A
@@ -1085,22 +1085,22 @@ impl Hypervisor {
     pub fn answer_register_read(
         &self,
         cpu: &mut CpuState,
-        ipa: IntermediatePhysAddr,
+        frame: Frame,
+        offset: u64,
         access: EmulatableAccess,
     ) -> bool {
         let Some(current) = cpu.current else {
             return false;
         };
-        let saved_register = matches!(access.register, 0..=18 | 30 | 31);
-        if !saved_register || !cpu.list_registers_idle || !self.is_alive(current.domain) {
+        if !access.in_partial_frame() || !cpu.list_registers_idle || !self.is_alive(current.domain)
+        {
             return false;
         }
+        // `frame` and `offset` were decoded with the CPU's copy of the shape. It is the
+        // domain's (a slot is rebuilt only from its own entry of the pack); and were it
+        // not, the model checks every offset against its own frame sizes and vCPUs, so
+        // the read is still of a register this vGIC has, or refused.
         let Some(vgic) = self.vgics.get(current.domain) else {
-            return false;
-        };
-        let Some((frame, offset)) =
-            crate::vgic::decode_ipa(vgic.version(), vgic.vcpus(), ipa.raw())
-        else {
             return false;
         };
         crate::virtual_interrupts::emulate_read(
@@ -1621,6 +1621,9 @@ impl Hypervisor {
         arch::set_stage2(vttbr);
         let runstate_area = vcpu.runstate_area.is_some();
         cpu.current = Some(id);
+        if let Some(vgic) = self.vgics.get(id.domain) {
+            cpu.vgic_shape = vgic.shape();
+        }
         if let Some(slot) = self.running.get_mut(cpu.index) {
             *slot = Some(id);
         }
@@ -1902,7 +1905,23 @@ pub fn handle_guest_read(cpu: &mut CpuState, esr: u64, far: u64, hpfar: u64) -> 
     let Some((ipa, access)) = crate::esr::decode_emulatable_read(esr, far, hpfar) else {
         return false;
     };
-    HYPERVISOR.lock().answer_register_read(cpu, ipa, access)
+    crate::virtual_interrupts::answer_read(cpu, ipa, access, |cpu, frame, offset| {
+        answer_register_read_locked(cpu, frame, offset, access)
+    })
+}
+
+/// [`Hypervisor::answer_register_read`] under the lock: out of line, so that the lock-free
+/// identity read above saves no more registers than it needs.
+#[inline(never)]
+fn answer_register_read_locked(
+    cpu: &mut CpuState,
+    frame: Frame,
+    offset: u64,
+    access: EmulatableAccess,
+) -> bool {
+    HYPERVISOR
+        .lock()
+        .answer_register_read(cpu, frame, offset, access)
 }
 
 /// Entry from the exception vectors for a hypercall that may be answered with only part

@@ -10,7 +10,8 @@ use crate::arch::fake;
 use crate::bootpack::DomainImage;
 use crate::domain_dt::{layout, GuestGic};
 use crate::esr::{Abort, EmulatableAccess, FaultKind, GuestExit};
-use crate::vcpu::RunState;
+use crate::vcpu::{GuestRegisters, RunState};
+use crate::virtual_interrupts::{self, LockFreeRead};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::event_channel_op::Port;
 use hypercall_abi::hypercall as number;
@@ -47,6 +48,24 @@ pub(super) fn setup(names: &[&str]) -> Setup {
 }
 
 fn setup_with_vcpus(names: &[&str], vcpus: u32) -> Setup {
+    setup_with_gic(names, vcpus, gic())
+}
+
+/// A GICv3 domain's frames: the distributor and `vcpus` redistributors.
+fn gic_v3(vcpus: u32) -> GuestGic {
+    GuestGic::V3 {
+        distributor: AddrRange::new(
+            IntermediatePhysAddr::new(layout::GICD_BASE),
+            layout::GICD_SIZE_V3,
+        ),
+        redistributors: AddrRange::new(
+            IntermediatePhysAddr::new(layout::GICR_BASE),
+            u64::from(vcpus) * layout::GICR_SIZE_PER_VCPU,
+        ),
+    }
+}
+
+fn setup_with_gic(names: &[&str], vcpus: u32, guest_gic: GuestGic) -> Setup {
     let guard = fake::guest_translation_lock();
     let pool = [AddrRange::new(PhysAddr::new(POOL_BASE), POOL_SIZE)];
     let frames = FrameAllocator::new(&pool, &[]).unwrap();
@@ -68,7 +87,7 @@ fn setup_with_vcpus(names: &[&str], vcpus: u32) -> Setup {
                 slot,
                 &entry,
                 DomainSchedule::default(),
-                gic(),
+                guest_gic,
                 &Default::default(),
             )
             .unwrap();
@@ -1196,6 +1215,40 @@ fn fp_registers_are_switched_only_for_vcpus_that_used_them() {
     assert_eq!(live(), mine);
 }
 
+/// A trapped load taken half way, as `handle_guest_read` takes it: the lock-free step,
+/// then the model's answer for a register that holds state.
+fn answer_read(setup: &mut Setup, ipa: IntermediatePhysAddr, access: EmulatableAccess) -> bool {
+    let hypervisor = &setup.hypervisor;
+    virtual_interrupts::answer_read(&mut setup.cpu, ipa, access, |cpu, frame, offset| {
+        hypervisor.answer_register_read(cpu, frame, offset, access)
+    })
+}
+
+/// The same load taken by the full exit path from the registers `before`: the registers
+/// it leaves (the vCPU resumes).
+fn full_exit_read(
+    setup: &mut Setup,
+    before: GuestRegisters,
+    ipa: IntermediatePhysAddr,
+    access: EmulatableAccess,
+) -> GuestRegisters {
+    setup.cpu.frame = before;
+    let abort = Abort {
+        virtual_address: GuestVirtAddr::new(0),
+        ipa,
+        write: false,
+        stage1_walk: false,
+        kind: FaultKind::Translation(3),
+        access: Some(access),
+    };
+    let exit = GuestExit::DataAbort(abort);
+    assert_eq!(
+        setup.hypervisor.exit_and_enter(&mut setup.cpu, exit, 0),
+        Next::Resume
+    );
+    setup.cpu.frame
+}
+
 /// A trapped load from the virtual distributor that `answer_register_read` answers by
 /// itself leaves the vCPU exactly as the full exit path would; one it cannot answer by
 /// itself it declines without changing anything.
@@ -1228,10 +1281,7 @@ fn a_register_read_answered_alone_matches_the_full_exit() {
             };
             setup.cpu.frame.x = core::array::from_fn(|index| 0x1111_1111_1111 * index as u64);
             let before = setup.cpu.frame;
-            if !setup
-                .hypervisor
-                .answer_register_read(&mut setup.cpu, ipa, access)
-            {
+            if !answer_read(&mut setup, ipa, access) {
                 assert_eq!(
                     setup.cpu.frame, before,
                     "declined at {offset:#x}: nothing changed"
@@ -1253,30 +1303,19 @@ fn a_register_read_answered_alone_matches_the_full_exit() {
                 "x19-x29 are not saved on this path"
             );
             let alone = setup.cpu.frame;
-            setup.cpu.frame = before;
-            let abort = Abort {
-                virtual_address: GuestVirtAddr::new(0),
-                ipa,
-                write: false,
-                stage1_walk: false,
-                kind: FaultKind::Translation(3),
-                access: Some(access),
-            };
-            let next =
-                setup
-                    .hypervisor
-                    .exit_and_enter(&mut setup.cpu, GuestExit::DataAbort(abort), 0);
-            assert_eq!(next, Next::Resume);
             assert_eq!(
-                setup.cpu.frame, alone,
+                full_exit_read(&mut setup, before, ipa, access),
+                alone,
                 "{offset:#x} x{register} size {size}"
             );
             assert_eq!(alone.pc, before.pc + 4);
         }
     }
     assert!(answered > 40, "{answered}");
-    // Nothing to answer from with list registers in use, or no vCPU.
-    let ipa = IntermediatePhysAddr::new(layout::GICD_BASE + 4);
+    // Nothing to answer a register with state from while list registers are in use (an
+    // identification register does not care), and nothing at all with no vCPU.
+    let control = IntermediatePhysAddr::new(layout::GICD_BASE);
+    let typer = IntermediatePhysAddr::new(layout::GICD_BASE + 4);
     let access = EmulatableAccess {
         size: 4,
         sign_extend: false,
@@ -1285,17 +1324,124 @@ fn a_register_read_answered_alone_matches_the_full_exit() {
         acquire_release: false,
     };
     setup.cpu.list_registers_idle = false;
-    assert!(!setup
-        .hypervisor
-        .answer_register_read(&mut setup.cpu, ipa, access));
+    assert!(!answer_read(&mut setup, control, access));
+    assert!(answer_read(&mut setup, typer, access));
     setup.cpu.list_registers_idle = true;
-    assert!(setup
-        .hypervisor
-        .answer_register_read(&mut setup.cpu, ipa, access));
+    assert!(answer_read(&mut setup, control, access));
     setup.cpu.current = None;
-    assert!(!setup
-        .hypervisor
-        .answer_register_read(&mut setup.cpu, ipa, access));
+    assert!(!answer_read(&mut setup, control, access));
+    assert!(!answer_read(&mut setup, typer, access));
+}
+
+/// A trapped load from an identification register, answered from the CPU's copy of the
+/// vGIC's shape without the lock, leaves the vCPU exactly as the full exit path would;
+/// every other load it declines without changing anything. A GICv3 domain with two
+/// vCPUs, so that the copy a CPU starts with (GICv2, one vCPU) would give other answers.
+#[test]
+fn an_identity_read_answered_without_the_lock_matches_the_full_exit() {
+    let mut setup = setup_with_gic(&["alpha"], 2, gic_v3(2));
+    let shape = setup.hypervisor.vgics[0].shape();
+    assert_eq!(shape.version(), GicVersion::V3);
+    assert_eq!(
+        setup.cpu.vgic_shape, shape,
+        "copied when the vCPU was loaded"
+    );
+    let distributor = layout::GICD_BASE;
+    let second_redistributor = layout::GICR_BASE + layout::GICR_SIZE_PER_VCPU;
+    let mut answered = 0;
+    for ipa in [
+        distributor,             // GICD_CTLR: state
+        distributor + 0x4,       // GICD_TYPER
+        distributor + 0x8,       // GICD_IIDR
+        distributor + 0x104,     // GICD_ISENABLER1: state
+        distributor + 0xffe8,    // GICD_PIDR2
+        layout::GICR_BASE + 0x8, // GICR_TYPER of vCPU 0
+        second_redistributor + 0x8,
+        second_redistributor + 0xc,
+        second_redistributor + 0x14, // GICR_WAKER: state
+        second_redistributor + 0xffe8,
+        second_redistributor + 0x1_0100, // GICR_ISENABLER0: state
+        layout::GICR_BASE + 2 * layout::GICR_SIZE_PER_VCPU, // beyond the last
+    ] {
+        for (register, size) in [(0, 4), (7, 8), (18, 2), (20, 4), (30, 4), (31, 4)] {
+            let access = EmulatableAccess {
+                size,
+                sign_extend: false,
+                register,
+                sixty_four_bit: true,
+                acquire_release: false,
+            };
+            let ipa = IntermediatePhysAddr::new(ipa);
+            setup.cpu.frame.x = core::array::from_fn(|index| 0x1111_1111_1111 * index as u64);
+            let before = setup.cpu.frame;
+            if !(virtual_interrupts::answer_identity_read(&mut setup.cpu, ipa, access)
+                == LockFreeRead::Answered)
+            {
+                assert_eq!(
+                    setup.cpu.frame, before,
+                    "declined at {ipa:?}: nothing changed"
+                );
+                continue;
+            }
+            answered += 1;
+            assert!(
+                access.in_partial_frame(),
+                "x{register} is not in the partial frame"
+            );
+            let alone = setup.cpu.frame;
+            assert_eq!(
+                full_exit_read(&mut setup, before, ipa, access),
+                alone,
+                "{ipa:?} x{register} size {size}"
+            );
+        }
+    }
+    // Each of the seven identification registers into x0, x30 and XZR (four bytes; both
+    // whole GICR_TYPERs also into x7 as eight), and no state register or bad size.
+    assert_eq!(answered, 7 * 3 + 2, "{answered}");
+    // The vCPU 1 frame's GICR_TYPER says Last: the shape is the domain's, not the CPU's
+    // starting one.
+    let access = EmulatableAccess {
+        size: 8,
+        sign_extend: false,
+        register: 0,
+        sixty_four_bit: true,
+        acquire_release: false,
+    };
+    let ipa = IntermediatePhysAddr::new(second_redistributor + 0x8);
+    let lock_free = |cpu: &mut CpuState| virtual_interrupts::answer_identity_read(cpu, ipa, access);
+    assert_eq!(lock_free(&mut setup.cpu), LockFreeRead::Answered);
+    assert_eq!(setup.cpu.frame.x[0], (1 << 32) | (1 << 8) | (1 << 4));
+    // A register with state goes to the model, decoded.
+    let ipa = IntermediatePhysAddr::new(second_redistributor + 0x14);
+    let access = EmulatableAccess { size: 4, ..access };
+    assert_eq!(
+        virtual_interrupts::answer_identity_read(&mut setup.cpu, ipa, access),
+        LockFreeRead::NeedsModel(
+            crate::vgic::Frame::Redistributors,
+            layout::GICR_SIZE_PER_VCPU + 0x14
+        )
+    );
+    // Were the CPU's copy not the domain's shape (it always is), the model still checks
+    // each decoded offset against its own frames: a third vCPU's redistributor is
+    // decoded, then refused, and the full path takes the load.
+    setup.cpu.vgic_shape = crate::vgic::Shape::new(GicVersion::V3, 3);
+    let third =
+        IntermediatePhysAddr::new(layout::GICR_BASE + 2 * layout::GICR_SIZE_PER_VCPU + 0x14);
+    let before = setup.cpu.frame;
+    assert_eq!(
+        virtual_interrupts::answer_identity_read(&mut setup.cpu, third, access),
+        LockFreeRead::NeedsModel(
+            crate::vgic::Frame::Redistributors,
+            2 * layout::GICR_SIZE_PER_VCPU + 0x14
+        )
+    );
+    assert!(!answer_read(&mut setup, third, access));
+    assert_eq!(setup.cpu.frame, before);
+    setup.cpu.vgic_shape = shape;
+    assert!(answer_read(&mut setup, ipa, access), "GICR_WAKER of vCPU 1");
+    setup.cpu.current = None;
+    assert_eq!(lock_free(&mut setup.cpu), LockFreeRead::Declined);
 }
 
 /// A hypercall that involves only its caller (`hypercall::is_local`), answered by

@@ -3,7 +3,9 @@
 //! the virtual interface state switched with the vCPU, and trapped distributor and
 //! redistributor accesses emulated.
 
+use crate::addr::IntermediatePhysAddr;
 use crate::arch;
+use crate::cpu::CpuState;
 use crate::esr::EmulatableAccess;
 use crate::vcpu::GuestRegisters;
 use crate::vgic::list_registers::{
@@ -218,6 +220,7 @@ pub fn emulate_access(
 
 /// The load half of [`emulate_access`]: a read changes nothing in the model, so it needs
 /// only shared access to it. On an error the registers are left as they were.
+#[inline(always)]
 pub fn emulate_read(
     vgic: &Vgic,
     frame: Frame,
@@ -226,11 +229,83 @@ pub fn emulate_read(
     access: EmulatableAccess,
     registers: &mut GuestRegisters,
 ) -> Result<(), EmulationError> {
+    let value = vgic
+        .read(frame, vcpu, offset, access.size)
+        .map_err(EmulationError::Access)?;
+    complete_load(value, access, registers);
+    Ok(())
+}
+
+/// What the lock-free first step ([`answer_identity_read`]) made of a trapped load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockFreeRead {
+    /// Answered: the register written, the PC moved on.
+    Answered,
+    /// Not for a partial exit (no vCPU, a register the partial frame does not hold, an
+    /// address no vGIC frame claims, a refused access): nothing changed.
+    Declined,
+    /// A register that holds state, at `offset` in `frame`: the model answers it, under
+    /// the lock ([`crate::hypervisor::Hypervisor::answer_register_read`]).
+    NeedsModel(Frame, u64),
+}
+
+/// Decodes a trapped load with the CPU's copy of the running vCPU's vGIC shape and
+/// answers it, without the hypervisor lock, when it reads an identification register
+/// (`GICD_TYPER`, `GICD_IIDR`, `GICR_TYPER`, ...: what
+/// [`crate::vgic::Shape::read_identity`] answers). The vectors call this with only the
+/// caller-saved registers saved, so the load must target one of those.
+///
+/// Nothing here can be stale. The shape is fixed when a domain is built and copied when
+/// its vCPU is loaded on this CPU; a domain that another CPU ends meanwhile sends this
+/// one a kick, taken as soon as the vCPU resumes, and until then reads what was true of
+/// its vGIC.
+pub fn answer_identity_read(
+    cpu: &mut CpuState,
+    ipa: IntermediatePhysAddr,
+    access: EmulatableAccess,
+) -> LockFreeRead {
+    if cpu.current.is_none() || !access.in_partial_frame() {
+        return LockFreeRead::Declined;
+    }
+    let shape = cpu.vgic_shape;
+    let Some((frame, offset)) = shape.decode_ipa(ipa.raw()) else {
+        return LockFreeRead::Declined;
+    };
+    match shape.read_identity(frame, offset, access.size) {
+        Some(Ok(value)) => {
+            complete_load(value, access, &mut cpu.frame);
+            LockFreeRead::Answered
+        }
+        // Refused: the full exit path ends the domain with the reason.
+        Some(Err(_)) => LockFreeRead::Declined,
+        None => LockFreeRead::NeedsModel(frame, offset),
+    }
+}
+
+/// A trapped load taken half way: [`answer_identity_read`] without the lock, then for a
+/// register that holds state `model`, given the decoded frame and offset (the model's
+/// answer under the lock, [`crate::hypervisor::Hypervisor::answer_register_read`]). True
+/// when answered; false, with nothing changed, for the full exit path.
+#[inline(always)]
+pub fn answer_read(
+    cpu: &mut CpuState,
+    ipa: IntermediatePhysAddr,
+    access: EmulatableAccess,
+    model: impl FnOnce(&mut CpuState, Frame, u64) -> bool,
+) -> bool {
+    match answer_identity_read(cpu, ipa, access) {
+        LockFreeRead::Answered => true,
+        LockFreeRead::Declined => false,
+        LockFreeRead::NeedsModel(frame, offset) => model(cpu, frame, offset),
+    }
+}
+
+/// Completes an emulated load of `value`: truncated to the access size, sign- or
+/// zero-extended as the syndrome says, into the target register; the PC moves past the
+/// instruction.
+fn complete_load(value: u64, access: EmulatableAccess, registers: &mut GuestRegisters) {
     let size = access.size;
-    let mut value = vgic
-        .read(frame, vcpu, offset, size)
-        .map_err(EmulationError::Access)?
-        & size_mask(size);
+    let mut value = value & size_mask(size);
     if access.sign_extend && size < 8 {
         let shift = 64 - u32::from(size) * 8;
         value = (((value << shift) as i64) >> shift) as u64;
@@ -240,7 +315,6 @@ pub fn emulate_read(
     }
     registers.write(access.register, value);
     registers.pc = registers.pc.wrapping_add(4);
-    Ok(())
 }
 
 /// The bits an access of `size` bytes carries.

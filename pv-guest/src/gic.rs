@@ -275,6 +275,13 @@ pub fn distributor_type() -> Option<u32> {
     Some(read(DISTRIBUTOR.load(Ordering::Relaxed) + GICD_TYPER))
 }
 
+/// Reads GICD_CTLR: unlike GICD_TYPER, a register that holds state (the group enables a
+/// guest writes), the `bench` scenario's `gic-trap-state`; `None` before [`configure`].
+pub fn distributor_control() -> Option<u32> {
+    configured_version()?;
+    Some(read(DISTRIBUTOR.load(Ordering::Relaxed) + GICD_CTLR))
+}
+
 /// A value x20 and x28 hold across [`distributor_type_in_every_register`]'s first load.
 const KEPT: u64 = 0x5eed_0000_0000_2028;
 

@@ -42,6 +42,7 @@ use crate::test::{self, Verdict};
 pub const KNOWN: &[&str] = &[
     "hypercall",
     "gic-trap",
+    "gic-trap-state",
     "virtual-ipi",
     "virq-completion",
     "vm-switch",

@@ -15,7 +15,7 @@
 use super::state::{IROUTER_MASK, PRIORITY_MASK};
 use super::{
     AccessError, Effects, Frame, GicVersion, VcpuSet, Vgic, DISTRIBUTOR_V2_SIZE,
-    DISTRIBUTOR_V3_SIZE, NR_INTIDS, NR_SGIS, SPI_BASE,
+    DISTRIBUTOR_V3_SIZE, NR_SGIS, SPI_BASE,
 };
 
 /// `GICD_CTLR` / `GICR_*`: `EnableGrp0`.
@@ -28,8 +28,6 @@ const CTLR_ARE: u32 = 1 << 4;
 const CTLR_DS: u32 = 1 << 6;
 /// `GICD_IIDR` / `GICR_IIDR`: implementer Arm (0x43B), product 0, revision 0.
 pub const IIDR: u32 = 0x0000_043b;
-/// `GICD_TYPER.IDbits` for GICv3 without LPIs: 10 INTID bits.
-const TYPER_ID_BITS: u32 = 9 << 19;
 
 /// The eight `GICD_SGIR` / `GICD_*SGIR` offsets and friends (GICv2).
 const SGIR: u64 = 0xf00;
@@ -188,9 +186,13 @@ impl Vgic {
         self.all_vcpus()
     }
 
-    /// `GICD_TYPER.ITLinesNumber`: 32 * (N + 1) INTIDs.
-    const fn it_lines_number() -> u32 {
-        (NR_INTIDS as u32 / 32) - 1
+    /// A distributor register the state arms do not claim: an identification register
+    /// ([`super::Shape::read_distributor_identity`]), else reserved (RAZ).
+    fn read_identity_or_zero(&self, offset: u64, size: u8) -> Result<u64, AccessError> {
+        match self.shape().read_distributor_identity(offset, size) {
+            Some(answer) => answer,
+            None => check_size(offset, size, WORD).map(|()| 0),
+        }
     }
 
     fn read_distributor_v2(&self, vcpu: usize, offset: u64, size: u8) -> Result<u64, AccessError> {
@@ -201,14 +203,6 @@ impl Vgic {
             0x000 => {
                 check_size(offset, size, WORD)?;
                 self.ctlr()
-            }
-            0x004 => {
-                check_size(offset, size, WORD)?;
-                Self::it_lines_number() | ((self.vcpus as u32 - 1) << 5)
-            }
-            0x008 => {
-                check_size(offset, size, WORD)?;
-                IIDR
             }
             0x080..=0x3ff => {
                 check_size(offset, size, WORD)?;
@@ -238,14 +232,7 @@ impl Vgic {
                 check_size(offset, size, BYTE_OR_WORD)?;
                 self.read_sgi_sources(vcpu, ((offset - 0xf10) & 0xf) as u32, size)
             }
-            0xfd0..=0xfff => {
-                check_size(offset, size, WORD)?;
-                id_register(offset - 0xfd0, 2)
-            }
-            _ => {
-                check_size(offset, size, WORD)?;
-                0
-            }
+            _ => return self.read_identity_or_zero(offset, size),
         };
         Ok(u64::from(value))
     }
@@ -312,14 +299,6 @@ impl Vgic {
                 check_size(offset, size, WORD)?;
                 u64::from(self.ctlr())
             }
-            0x0004 => {
-                check_size(offset, size, WORD)?;
-                u64::from(Self::it_lines_number() | TYPER_ID_BITS)
-            }
-            0x0008 => {
-                check_size(offset, size, WORD)?;
-                u64::from(IIDR)
-            }
             0x0080..=0x03ff => {
                 check_size(offset, size, WORD)?;
                 match BitRegister::decode(offset) {
@@ -368,15 +347,8 @@ impl Vgic {
                     route >> 32
                 }
             }
-            0xffd0..=0xffff => {
-                check_size(offset, size, WORD)?;
-                u64::from(id_register(offset - 0xffd0, 3))
-            }
-            _ => {
-                // TYPER2, STATUSR, IGRPMODR, NSACR, SGIR and reserved space: RAZ.
-                check_size(offset, size, WORD)?;
-                0
-            }
+            // TYPER2, STATUSR, IGRPMODR, NSACR, SGIR and reserved space: RAZ.
+            _ => return self.read_identity_or_zero(offset, size),
         };
         Ok(value)
     }

@@ -8,6 +8,8 @@
 //! * [`distributor`]: emulation of the GICv2 and GICv3 distributor registers (`GICD_*`).
 //! * [`redistributor`]: emulation of the GICv3 redistributor frames (`GICR_*`) and the
 //!   decoding of a trapped `ICC_SGI1R_EL1` write.
+//! * [`shape`]: what the domain's build fixes ([`Shape`]: version, vCPU count), where the
+//!   frames lie and the identification registers that follow from it.
 //! * [`list_registers`]: the hardware-independent list-register manager
 //!   ([`ListRegisters`]) and the bit layouts of `GICH_LR<n>` (v2) and `ICH_LR<n>_EL2` (v3).
 //!
@@ -16,7 +18,7 @@
 //!
 //! # Wiring (what the hypervisor does)
 //!
-//! * Stage-2 data abort at an IPA: [`decode_ipa`] tells whether it is the distributor or the
+//! * Stage-2 data abort at an IPA: [`Shape::decode_ipa`] tells whether it is the distributor or the
 //!   redistributor region and the offset into it; then [`Vgic::read`] / [`Vgic::write`] with
 //!   the access size from `esr::EmulatableAccess`. `Err(AccessError::BadSize)` or
 //!   `Err(AccessError::OutOfRange)` end the guilty domain (the hypervisor does not inject
@@ -32,6 +34,7 @@
 pub mod distributor;
 pub mod list_registers;
 pub mod redistributor;
+pub mod shape;
 pub mod state;
 
 pub use list_registers::{
@@ -39,6 +42,7 @@ pub use list_registers::{
     LrState, MAX_LIST_REGISTERS,
 };
 pub use redistributor::{decode_sgi1r, Sgi1rRequest};
+pub use shape::Shape;
 pub use state::{Candidate, Deliverable, IrqState, Vgic};
 
 /// Most vCPUs one domain's virtual GIC serves.
@@ -66,8 +70,9 @@ pub const REDISTRIBUTOR_IPA: u64 = 0x0302_0000;
 pub const REDISTRIBUTOR_STRIDE: u64 = 0x2_0000;
 
 /// Which GIC architecture the domain sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GicVersion {
+    #[default]
     /// GICv2: memory-mapped distributor with `GICD_ITARGETSR`, CPU interface via GICV.
     V2,
     /// GICv3 with affinity routing: distributor, one redistributor per vCPU, system registers.
@@ -166,54 +171,9 @@ impl Effects {
     }
 }
 
-/// Which emulated frame, if any, a guest IPA falls into, and the offset into it.
-///
-/// `version` and `vcpus` decide the frame sizes; the GICv2 CPU interface is not emulated
-/// (the hardware GICV frame is mapped there) and so is not claimed.
-pub fn decode_ipa(version: GicVersion, vcpus: usize, ipa: u64) -> Option<(Frame, u64)> {
-    let distributor_size = match version {
-        GicVersion::V2 => DISTRIBUTOR_V2_SIZE,
-        GicVersion::V3 => DISTRIBUTOR_V3_SIZE,
-    };
-    if let Some(offset) = ipa.checked_sub(DISTRIBUTOR_IPA) {
-        if offset < distributor_size {
-            return Some((Frame::Distributor, offset));
-        }
-    }
-    if version == GicVersion::V3 {
-        let vcpus = vcpus.clamp(1, MAX_VCPUS) as u64;
-        if let Some(offset) = ipa.checked_sub(REDISTRIBUTOR_IPA) {
-            if offset < vcpus * REDISTRIBUTOR_STRIDE {
-                return Some((Frame::Redistributors, offset));
-            }
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decode_ipa_claims_the_frames() {
-        assert_eq!(
-            decode_ipa(GicVersion::V2, 2, 0x0300_1004),
-            Some((Frame::Distributor, 4))
-        );
-        assert_eq!(decode_ipa(GicVersion::V2, 2, 0x0300_2000), None);
-        assert_eq!(decode_ipa(GicVersion::V2, 2, 0x0302_0000), None);
-        assert_eq!(
-            decode_ipa(GicVersion::V3, 2, 0x0300_f000),
-            Some((Frame::Distributor, 0xe000))
-        );
-        assert_eq!(
-            decode_ipa(GicVersion::V3, 2, 0x0305_0008),
-            Some((Frame::Redistributors, 0x3_0008))
-        );
-        assert_eq!(decode_ipa(GicVersion::V3, 2, 0x0306_0000), None);
-        assert_eq!(decode_ipa(GicVersion::V3, 2, 0x0300_0fff), None);
-    }
 
     #[test]
     fn vcpu_set_operations() {

@@ -9,14 +9,11 @@
 //! vCPU `n` has affinity `0.0.0.n` (Aff3.Aff2.Aff1.Aff0), matching its `VMPIDR_EL2`.
 
 use super::distributor::{
-    check_size, id_register, truncate, BitRegister, BYTE_OR_WORD, IIDR, WORD, WORD_OR_DOUBLEWORD,
+    check_size, truncate, BitRegister, BYTE_OR_WORD, WORD, WORD_OR_DOUBLEWORD,
 };
-use super::{AccessError, Effects, GicVersion, VcpuSet, Vgic, REDISTRIBUTOR_STRIDE};
+use super::shape::REDISTRIBUTOR_FRAME;
+use super::{AccessError, Effects, GicVersion, VcpuSet, Vgic};
 
-/// Size of one redistributor frame (`RD_base` or `SGI_base`).
-const FRAME: u64 = 0x1_0000;
-/// `GICR_TYPER.Last`.
-const TYPER_LAST: u64 = 1 << 4;
 /// `GICR_WAKER.ProcessorSleep`.
 const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
 /// `GICR_WAKER.ChildrenAsleep`.
@@ -66,55 +63,17 @@ impl Vgic {
         self.send_sgi(sender, request.intid, request.targets)
     }
 
-    /// The redistributor frame `offset` (from the first redistributor) falls in: the vCPU
-    /// and the offset inside that vCPU's 128 KiB.
-    fn redistributor_of(&self, offset: u64, size: u8) -> Result<(usize, u64), AccessError> {
-        if self.version != GicVersion::V3 {
-            return Err(AccessError::OutOfRange);
-        }
-        let vcpu = offset / REDISTRIBUTOR_STRIDE;
-        let end = offset
-            .checked_add(u64::from(size))
-            .ok_or(AccessError::OutOfRange)?;
-        if vcpu >= self.vcpus as u64 || end > self.vcpus as u64 * REDISTRIBUTOR_STRIDE {
-            return Err(AccessError::OutOfRange);
-        }
-        Ok((vcpu as usize, offset % REDISTRIBUTOR_STRIDE))
-    }
-
-    fn redistributor_typer(&self, vcpu: usize) -> u64 {
-        let vcpu_number = vcpu as u64;
-        let mut value = (vcpu_number << 32) | (vcpu_number << 8);
-        if vcpu + 1 == self.vcpus {
-            value |= TYPER_LAST;
-        }
-        value
-    }
-
     /// Reads a redistributor register; `offset` is from the first vCPU's `RD_base`.
     pub fn read_redistributor(&self, offset: u64, size: u8) -> Result<u64, AccessError> {
-        let (vcpu, offset) = self.redistributor_of(offset, size)?;
-        if offset >= FRAME {
-            return self.read_sgi_frame(vcpu, offset - FRAME, size);
+        let (vcpu, offset) = self.shape().redistributor_of(offset, size)?;
+        if offset >= REDISTRIBUTOR_FRAME {
+            return self.read_sgi_frame(vcpu, offset - REDISTRIBUTOR_FRAME, size);
         }
         let value: u64 = match offset {
             0x0000 | 0x0010 => {
                 // CTLR (no LPIs: EnableLPIs RAZ, RWP 0), STATUSR.
                 check_size(offset, size, WORD)?;
                 0
-            }
-            0x0004 => {
-                check_size(offset, size, WORD)?;
-                u64::from(IIDR)
-            }
-            0x0008..=0x000f => {
-                check_size(offset, size, WORD_OR_DOUBLEWORD)?;
-                let typer = self.redistributor_typer(vcpu);
-                match (size, offset) {
-                    (8, _) => typer,
-                    (_, 0x0008) => typer & 0xffff_ffff,
-                    _ => typer >> 32,
-                }
             }
             0x0014 => {
                 check_size(offset, size, WORD)?;
@@ -129,14 +88,14 @@ impl Vgic {
                 check_size(offset, size, WORD_OR_DOUBLEWORD)?;
                 0
             }
-            0xffd0..=0xffff => {
-                check_size(offset, size, WORD)?;
-                u64::from(id_register(offset - 0xffd0, 3))
-            }
-            _ => {
-                check_size(offset, size, WORD)?;
-                0
-            }
+            // IIDR, TYPER and the identification block; the rest is reserved (RAZ).
+            _ => match self.shape().read_redistributor_identity(vcpu, offset, size) {
+                Some(answer) => answer?,
+                None => {
+                    check_size(offset, size, WORD)?;
+                    0
+                }
+            },
         };
         Ok(value)
     }
@@ -148,10 +107,10 @@ impl Vgic {
         size: u8,
         value: u64,
     ) -> Result<Effects, AccessError> {
-        let (vcpu, offset) = self.redistributor_of(offset, size)?;
+        let (vcpu, offset) = self.shape().redistributor_of(offset, size)?;
         let value = truncate(value, size);
-        if offset >= FRAME {
-            return self.write_sgi_frame(vcpu, offset - FRAME, size, value as u32);
+        if offset >= REDISTRIBUTOR_FRAME {
+            return self.write_sgi_frame(vcpu, offset - REDISTRIBUTOR_FRAME, size, value as u32);
         }
         match offset {
             0x0008..=0x000f | 0x0070..=0x007f => {

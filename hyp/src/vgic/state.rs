@@ -221,13 +221,7 @@ pub struct Vgic {
 impl Vgic {
     /// A virtual GIC in its reset state for `vcpus` vCPUs (clamped to 1..=[`MAX_VCPUS`]).
     pub const fn new(version: GicVersion, vcpus: usize) -> Vgic {
-        let vcpus = if vcpus == 0 {
-            1
-        } else if vcpus > MAX_VCPUS {
-            MAX_VCPUS
-        } else {
-            vcpus
-        };
+        let vcpus = super::Shape::new(version, vcpus).vcpus();
         let mut bank = [IrqState::reset(0, version); 32];
         let mut intid = 0;
         while intid < 32 {
@@ -269,6 +263,15 @@ impl Vgic {
     /// Records a change to the distributor-wide state.
     pub(crate) fn changed(&mut self) {
         self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// What the domain's build fixed: version and vCPU count.
+    pub const fn shape(&self) -> super::Shape {
+        // `vcpus` is 1..=MAX_VCPUS (clamped by `new`).
+        super::Shape {
+            version: self.version,
+            last_vcpu: (self.vcpus - 1) as u8,
+        }
     }
 
     /// The GIC version the domain sees.

@@ -15,7 +15,8 @@
 //! Three kinds of exit go half way first: only the registers a call clobbers (x0-x18,
 //! x30) and the return address are saved before a handler that may answer by itself. A
 //! load with a valid syndrome goes to `handle_guest_read` (a read of a virtual GIC
-//! register: `Hypervisor::answer_register_read`); a hypercall that involves only its
+//! register: an identification register without the lock, any other through
+//! `Hypervisor::answer_register_read`); a hypercall that involves only its
 //! caller (`hypercall::is_local`: xen_version, console_io) to
 //! `handle_guest_local_hypercall` (`Hypervisor::answer_local_hypercall`); and every
 //! physical interrupt to `handle_guest_irq_partially`, which acknowledges it and handles
