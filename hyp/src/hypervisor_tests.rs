@@ -1541,6 +1541,69 @@ fn take_list_registers() -> [u64; 4] {
     })
 }
 
+/// The guest's virtual timer taken both ways from the state `prepare` leaves before the
+/// vCPU's entry: by the full interrupt exit, and by `answer_interrupt` with the partial
+/// frame. Both must leave the same list registers, vGIC model, vCPU interrupt state and
+/// CPU state.
+fn timer_both_ways(prepare: impl Fn(&mut Setup)) {
+    let timer = arch::virtual_timer_intid();
+    let run = |alone: bool| {
+        let mut setup = setup(&["alpha"]);
+        prepare(&mut setup);
+        setup.hypervisor.enter_guest(&mut setup.cpu);
+        if alone {
+            let acknowledged = arch::Acknowledged {
+                raw: timer,
+                intid: timer,
+            };
+            assert!(setup
+                .hypervisor
+                .answer_interrupt(&mut setup.cpu, acknowledged));
+        } else {
+            fake::raise_interrupt(timer);
+            setup.hypervisor.leave_guest(&setup.cpu);
+            let next = setup.hypervisor.take_interrupts(&mut setup.cpu);
+            assert_eq!(setup.hypervisor.settle(&mut setup.cpu, next), Next::Resume);
+            setup.hypervisor.enter_guest(&mut setup.cpu);
+        }
+        let vcpu = &setup.hypervisor.domain(0).unwrap().vcpus[0];
+        let cpu = &setup.cpu;
+        (
+            take_list_registers(),
+            std::format!("{:?}", setup.hypervisor.vgics[0]),
+            std::format!("{:?}", vcpu.interrupts),
+            (cpu.list_registers_idle, cpu.entered_generation, cpu.last),
+        )
+    };
+    assert_eq!(run(true), run(false));
+}
+
+/// The timer's interrupt goes the short way (`deliver_own_timer`: no LR in use, the vCPU
+/// returning) and the general one (another interrupt in an LR; the timer disabled), and
+/// ends as the full exit leaves it every time.
+#[test]
+fn the_timer_answered_alone_matches_the_full_exit_in_every_state() {
+    let timer = arch::virtual_timer_intid();
+    // No LR in use: the short way.
+    timer_both_ways(|setup| enable_ppi(setup, 0, timer));
+    // The timer disabled: made pending in the model, no LR.
+    timer_both_ways(|_| {});
+    // Another PPI in an LR (pending, not yet acknowledged): the general way.
+    timer_both_ways(|setup| {
+        enable_ppi(setup, 0, timer);
+        enable_ppi(setup, 0, 20);
+        setup.hypervisor.vgics[0].set_pending(0, 20);
+    });
+    // Every LR full (4 in the fake), the timer waits in the model.
+    timer_both_ways(|setup| {
+        enable_ppi(setup, 0, timer);
+        for intid in 16..21 {
+            enable_ppi(setup, 0, intid);
+            setup.hypervisor.vgics[0].set_pending(0, intid);
+        }
+    });
+}
+
 /// The guest's virtual timer, taken by `answer_interrupt` with the partial frame, ends
 /// as the full interrupt exit leaves it: the same list registers, model and CPU state,
 /// the live timer masked; other interrupts are declined without a change, and the full

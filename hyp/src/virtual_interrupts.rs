@@ -76,6 +76,7 @@ pub enum Arrival {
 
 /// Puts vCPU `vcpu`'s interrupts into the list registers before it runs. A vCPU that was
 /// not the last one on this CPU also loads its interface state.
+#[inline(always)]
 pub fn enter(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arrival: Arrival) {
     if arrival == Arrival::Returning {
         let list_registers = &mut state.list_registers;
@@ -93,6 +94,33 @@ pub fn enter(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arrival: 
         }
     }
     refill(vgic, state, vcpu, arrival);
+}
+
+/// Makes `intid` pending for `vcpu` ([`Vgic::set_pending`]) and enters it again, for a vCPU
+/// returning to this CPU (as [`enter`] with [`Arrival::Returning`]), trying first what
+/// that finds in the usual case: the one interrupt touched, put into a free LR
+/// ([`crate::vgic::ListRegisters::pend_own`]). Returns what `set_pending` returns.
+pub fn pend_and_return(
+    vgic: &mut Vgic,
+    state: &mut VcpuInterrupts,
+    vcpu: usize,
+    intid: u32,
+) -> Effects {
+    let list_registers = &mut state.list_registers;
+    let (effects, added) = list_registers.pend_own(vgic, vcpu, intid);
+    if added {
+        write_changed(vgic.version(), list_registers);
+    } else {
+        enter_returning(vgic, state, vcpu);
+    }
+    effects
+}
+
+/// [`enter`] of a returning vCPU, out of line: [`pend_and_return`]'s unusual case, kept
+/// from growing the usual one's frame.
+#[inline(never)]
+fn enter_returning(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) {
+    enter(vgic, state, vcpu, Arrival::Returning);
 }
 
 /// Writes the LRs whose contents the model changed. (Inlined: a call costs its callers

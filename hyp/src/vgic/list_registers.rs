@@ -26,7 +26,7 @@
 //! of a vCPU running elsewhere is overwritten by that vCPU's next sync (as in KVM without
 //! halting the guest).
 
-use super::state::Vgic;
+use super::state::{IrqState, Vgic};
 use super::{Effects, GicVersion, VcpuSet, NR_INTIDS, NR_SGIS, SPI_BASE};
 
 /// Most list registers the architecture allows (`ICH_VTR_EL2.ListRegs` + 1 <= 16).
@@ -467,19 +467,64 @@ impl ListRegisters {
             // `take` decides whether it wants an LR (`Vgic::wants_list_register`, but for
             // the target, which holds for a banked interrupt) with one lookup, not two.
             let index = free.trailing_zeros() as usize;
-            if let Some((entry, moved)) = take(vgic, vcpu, intid) {
-                if let Some(slot) = self.slots.get_mut(index) {
-                    *slot = Some(entry);
-                    self.dirty |= 1 << index;
-                    self.valid |= 1 << index;
-                    if moved {
-                        self.transferred |= 1 << index;
-                    }
-                }
-            }
+            let taken = take(vgic, vcpu, intid);
+            self.put(index, taken);
         }
         self.populated_at = Some(vgic.generation());
         true
+    }
+
+    /// Puts what [`take`] took, if anything, into free slot `index`, to be written.
+    #[inline(always)]
+    fn put(&mut self, index: usize, taken: Option<(LrEntry, bool)>) {
+        let Some((entry, moved)) = taken else {
+            return;
+        };
+        if let Some(slot) = self.slots.get_mut(index) {
+            *slot = Some(entry);
+            self.dirty |= 1 << index;
+            self.valid |= 1 << index;
+            if moved {
+                self.transferred |= 1 << index;
+            }
+        }
+    }
+
+    /// [`Vgic::set_pending`] of `intid` for `vcpu`, then, if [`ListRegisters::is_written`],
+    /// [`ListRegisters::add_touched`]: what an interrupt of a running vCPU's own (its
+    /// virtual timer) asks before the vCPU returns. Returns what `set_pending` returns and
+    /// whether `add_touched` took the change (if not, the caller enters the usual way).
+    ///
+    /// For a PPI while the slots are as the last entry chose and wrote them and an LR is
+    /// free, the usual case, both steps share one lookup of the interrupt and skip what
+    /// that case makes certain; the model and the slots end exactly as the two steps leave
+    /// them (a property test).
+    pub fn pend_own(&mut self, vgic: &mut Vgic, vcpu: usize, intid: u32) -> (Effects, bool) {
+        let free = !self.valid & (((1u32 << self.count) - 1) as u16);
+        let usual = (NR_SGIS..SPI_BASE).contains(&intid)
+            && self.is_written()
+            && self.chosen_for(vgic)
+            && !self.overflowed
+            && free != 0
+            && self.find(intid).is_none();
+        if !usual {
+            let effects = vgic.set_pending(vcpu, intid);
+            let added = self.is_written() && self.add_touched(vgic, vcpu);
+            return (effects, added);
+        }
+        let group_enables = (vgic.group_enabled(false), vgic.group_enabled(true));
+        // None: pending already (nothing changed, as `set_pending` finds), or no such vCPU.
+        let Some(irq) = vgic.pend_private_to_take(vcpu, intid) else {
+            return (Effects::NONE, false);
+        };
+        let taken = take_from(irq, vcpu, intid, false, group_enables);
+        self.put(free.trailing_zeros() as usize, taken);
+        self.populated_at = Some(vgic.generation());
+        // A banked interrupt is delivered to its own vCPU only, before and after.
+        let effects = Effects {
+            kick: VcpuSet::only(vcpu),
+        };
+        (effects, true)
     }
 
     /// Whether every LR holds what the slots say (nothing left to write): the last entry
@@ -676,8 +721,21 @@ fn fold(
 fn take(vgic: &mut Vgic, vcpu: usize, intid: u32) -> Option<(LrEntry, bool)> {
     let sgi_v2 = vgic.version() == GicVersion::V2 && intid < NR_SGIS;
     // Both enables first: one lookup of the interrupt, not two.
-    let (group0_enabled, group1_enabled) = (vgic.group_enabled(false), vgic.group_enabled(true));
+    let group_enables = (vgic.group_enabled(false), vgic.group_enabled(true));
     let irq = vgic.irq_mut(vcpu, intid)?;
+    take_from(irq, vcpu, intid, sgi_v2, group_enables)
+}
+
+/// [`take`] of `irq`, the state of `intid` for `vcpu` (a GICv2 SGI if `sgi_v2`), with the
+/// distributor's group enables (group 0, group 1).
+#[inline(always)]
+fn take_from(
+    irq: &mut IrqState,
+    vcpu: usize,
+    intid: u32,
+    sgi_v2: bool,
+    (group0_enabled, group1_enabled): (bool, bool),
+) -> Option<(LrEntry, bool)> {
     let group_enabled = if irq.group1 {
         group1_enabled
     } else {
@@ -1415,6 +1473,32 @@ mod tests {
         Ok(())
     }
 
+    /// The usual case of `pend_own`: a vCPU entered with nothing to deliver, then its
+    /// enabled PPI made pending goes straight into the first LR.
+    #[test]
+    fn pend_own_puts_a_private_interrupt_straight_into_a_free_lr() {
+        for version in [GicVersion::V2, GicVersion::V3] {
+            let mut harness = Harness::new(version, 2, 4);
+            harness.enable(1, 27, 0xa0);
+            harness.enter(1);
+            assert_eq!(harness.lrs[1].valid_mask(), 0);
+            let generation = harness.vgic.generation();
+            let (effects, added) = harness.lrs[1].pend_own(&mut harness.vgic, 1, 27);
+            assert_eq!((effects.kick, added), (VcpuSet::only(1), true));
+            assert_eq!(harness.vgic.generation(), generation + 2);
+            let entry = harness.lrs[1].entry(0).unwrap();
+            assert_eq!(
+                (entry.intid, entry.state, entry.priority),
+                (27, LrState::Pending, 0xa0)
+            );
+            assert!(!harness.lrs[1].is_written(), "LR 0 is left to write");
+            // Again while the LR holds it: latched in the model, the general way.
+            let (effects, added) = harness.lrs[1].pend_own(&mut harness.vgic, 1, 27);
+            assert_eq!((effects.kick, added), (VcpuSet::only(1), false));
+            assert!(harness.vgic.irq(1, 27).unwrap().pending_latch);
+        }
+    }
+
     proptest! {
         #[test]
         fn gicv2_lr_encoding_round_trips(
@@ -1542,6 +1626,42 @@ mod tests {
                     }
                 }
             }
+        }
+
+        /// `pend_own` is `set_pending` then (LRs written) `add_touched`, whatever the state:
+        /// the same effects, the same answer, the same model and slots to the last field.
+        #[test]
+        fn pend_own_is_set_pending_then_add_touched(
+            v3 in any::<bool>(),
+            count in 1usize..5,
+            operations in proptest::collection::vec(operation(), 0..80),
+            entered in any::<bool>(),
+            enabled in any::<bool>(),
+            vcpu in 0usize..3,
+            intid in prop_oneof![16u32..32, 0u32..64],
+        ) {
+            let version = if v3 { GicVersion::V3 } else { GicVersion::V2 };
+            let mut harness = Harness::new(version, 3, count);
+            for operation in &operations {
+                apply(&mut harness, operation);
+            }
+            if enabled {
+                harness.enable(vcpu, intid, 0x80);
+            }
+            if entered {
+                // As the vCPU's last entry left its slots: the usual case.
+                harness.enter(vcpu);
+            }
+            let (mut vgic, mut lrs) = (harness.vgic.clone(), harness.lrs[vcpu].clone());
+            let expected_effects = vgic.set_pending(vcpu, intid);
+            let expected_added = lrs.is_written() && lrs.add_touched(&mut vgic, vcpu);
+            let (effects, added) = harness.lrs[vcpu].pend_own(&mut harness.vgic, vcpu, intid);
+            prop_assert_eq!((effects, added), (expected_effects, expected_added));
+            prop_assert_eq!(std::format!("{:?}", harness.vgic), std::format!("{:?}", vgic));
+            prop_assert_eq!(
+                std::format!("{:?}", harness.lrs[vcpu]),
+                std::format!("{:?}", lrs)
+            );
         }
 
         #[test]

@@ -310,6 +310,35 @@ impl Vgic {
         }
     }
 
+    /// [`Vgic::set_pending`] of PPI `intid` for `vcpu` and then [`Vgic::irq_mut`] of it, for
+    /// a caller that takes it into a list register at once
+    /// ([`super::ListRegisters::pend_own`]): the same change, counted the same way, with
+    /// one lookup. `None`, with nothing counted, when it was pending already or there is
+    /// no such vCPU.
+    pub(crate) fn pend_private_to_take(
+        &mut self,
+        vcpu: usize,
+        intid: u32,
+    ) -> Option<&mut IrqState> {
+        debug_assert!((NR_SGIS..SPI_BASE).contains(&intid));
+        if vcpu >= self.vcpus || intid >= SPI_BASE {
+            return None;
+        }
+        // Both steps mark it as maybe live, as `irq_mut_unrecorded` does.
+        let live = self.banked_maybe_live.get(vcpu)?;
+        live.set(live.get() | 1 << intid);
+        if self.banked.get(vcpu)?.get(intid as usize)?.pending_latch {
+            return None;
+        }
+        // `touch`'s change and record, then `irq_mut`'s change.
+        self.changed();
+        self.last_touch = Some((self.generation, intid));
+        self.changed();
+        let irq = self.banked.get_mut(vcpu)?.get_mut(intid as usize)?;
+        irq.pending_latch = true;
+        Some(irq)
+    }
+
     pub(crate) fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
         self.changed();
         self.irq_mut_unrecorded(vcpu, intid)
