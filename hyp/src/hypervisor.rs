@@ -1867,7 +1867,8 @@ impl Hypervisor {
     /// than the registers they save.) As
     /// [`Hypervisor::answer_register_read`], it sees only the caller-saved registers in
     /// `cpu.frame`, and neither touches them: the exit folds the list registers back and
-    /// the entry fills them, as the full path does.
+    /// the entry fills them, as the full path does, or, in the usual case, the one LR the
+    /// timer needs is filled directly (`deliver_own_timer`).
     pub fn answer_interrupt(
         &mut self,
         cpu: &mut CpuState,

@@ -44,7 +44,7 @@ pub fn memory_op(
 /// XENMEM_add_to_physmap with Xen/ARM's rules (`xenmem_add_to_physmap_one`): the domain
 /// must be the caller; for XENMAPSPACE_shared_info `idx` must be 0, and the page replaces
 /// whatever the guest had at `gpfn` (a RAM page there becomes unreachable, as on Xen). A
-/// second call moves it. For XENMAPSPACE_grant_table see [`map_grant_frame`]. Other
+/// second call moves it. For XENMAPSPACE_grant_table see `map_grant_frame`. Other
 /// spaces are not provided.
 pub fn add_to_physmap(
     domain: &mut Domain,
