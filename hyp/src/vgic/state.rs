@@ -321,20 +321,18 @@ impl Vgic {
         intid: u32,
     ) -> Option<&mut IrqState> {
         debug_assert!((NR_SGIS..SPI_BASE).contains(&intid));
-        if vcpu >= self.vcpus || intid >= SPI_BASE {
+        if intid >= SPI_BASE {
             return None;
         }
-        // Both steps mark it as maybe live, as `irq_mut_unrecorded` does.
-        let live = self.banked_maybe_live.get(vcpu)?;
-        live.set(live.get() | 1 << intid);
-        if self.banked.get(vcpu)?.get(intid as usize)?.pending_latch {
+        // Marked maybe live even when nothing changes, as `touch` marks it.
+        if self.irq_mut_unrecorded(vcpu, intid)?.pending_latch {
             return None;
         }
         // `touch`'s change and record, then `irq_mut`'s change.
         self.changed();
         self.last_touch = Some((self.generation, intid));
         self.changed();
-        let irq = self.banked.get_mut(vcpu)?.get_mut(intid as usize)?;
+        let irq = self.irq_mut_unrecorded(vcpu, intid)?;
         irq.pending_latch = true;
         Some(irq)
     }
