@@ -1,7 +1,8 @@
 //! The hypervisor's exit path on the host: a `Hypervisor` with two domains built in fake
 //! RAM (as `hyp/src/hypervisor_tests.rs` does) takes arbitrary sequences of exits from
 //! whichever vCPU runs: Xen hypercalls (`HVC #0xEA1`) with arbitrary numbers and
-//! registers, SMCCC/PSCI calls, and raw syndromes (`ESR`, `FAR`, `HPFAR`) decoded by
+//! registers (offered half way first, as the vectors do, or straight to the full exit),
+//! SMCCC/PSCI calls, and raw syndromes (`ESR`, `FAR`, `HPFAR`) decoded by
 //! `esr::decode_guest_exit`, so data aborts reach the vGIC emulation and the fault path.
 //! Pointer arguments point into the running domain's own pages (one writable, one
 //! read-only, one uncached), or anywhere.
@@ -65,6 +66,9 @@ enum Exit {
     Hypercall {
         number: u8,
         args: [Arg; 5],
+        /// Offered to the vectors' half-way paths first, as the vectors offer it
+        /// (`Hypervisor::answer_event_channel_op`, `answer_local_hypercall`).
+        half_way: bool,
     },
     Psci {
         function: u8,
@@ -112,6 +116,18 @@ const PSCI_FUNCTIONS: [u32; 18] = [
     psci::SMCCC_ARCH_WORKAROUND_1,
     psci::VENDOR_HYP_CALL_UID,
 ];
+
+/// x0 after a Xen hypercall: a result or a valid errno.
+fn assert_result(x0: u64) {
+    let x0 = x0 as i64;
+    assert!(x0 >= -4095, "x0 {x0:#x} is neither a result nor an errno");
+    if x0 < 0 {
+        assert!(
+            hypercall_abi::errno::Errno::from_return(x0 as u64).is_some(),
+            "unknown errno {x0}"
+        );
+    }
+}
 
 fn image() -> &'static [u8] {
     static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
@@ -241,10 +257,29 @@ fuzz_target!(|input: Input| {
                 write_guest(ram, u64::from(offset), &bytes);
                 continue;
             }
-            Exit::Hypercall { number: call, args } => {
+            Exit::Hypercall {
+                number: call,
+                args,
+                half_way,
+            } => {
                 cpu.frame.x[16] = u64::from(call % 64);
                 for (register, arg) in cpu.frame.x.iter_mut().zip(args) {
                     *register = arg.value();
+                }
+                if half_way {
+                    let before = cpu.frame;
+                    let answered = if cpu.frame.x[16] == number::EVENT_CHANNEL_OP {
+                        hypervisor.answer_event_channel_op(&mut cpu)
+                    } else {
+                        hypervisor.answer_local_hypercall(&mut cpu)
+                    };
+                    if answered {
+                        assert_eq!(cpu.current, Some(current), "answered half way, elsewhere");
+                        assert_result(cpu.frame.x[0]);
+                        let _ = hyp::serial::take_console_lines();
+                        continue;
+                    }
+                    assert_eq!(cpu.frame, before, "a declined hypercall changed the frame");
                 }
                 (GuestExit::Hypercall { immediate: 0xea1 }, 0)
             }
@@ -324,14 +359,7 @@ fuzz_target!(|input: Input| {
         let _ = hyp::serial::take_console_lines();
         if let (GuestExit::Hypercall { immediate: 0xea1 }, Next::Resume) = (guest_exit, next) {
             if cpu.current == before {
-                let x0 = cpu.frame.x[0] as i64;
-                assert!(x0 >= -4095, "x0 {x0:#x} is neither a result nor an errno");
-                if x0 < 0 {
-                    assert!(
-                        hypercall_abi::errno::Errno::from_return(x0 as u64).is_some(),
-                        "unknown errno {x0}"
-                    );
-                }
+                assert_result(cpu.frame.x[0]);
             }
         }
         match next {

@@ -76,6 +76,10 @@ pub struct Domain {
     pub console_ring: PhysAddr,
     /// The domain's end of the console event channel, once attached.
     pub console_port: Option<u32>,
+    /// The vCPUs whose `polling` is not empty: every event delivery asks who polls its
+    /// port, and this mask spares it the search while no one does (the usual case).
+    /// Kept by [`Domain::start_polling`] and [`Domain::stop_polling`].
+    pollers: crate::vgic::VcpuSet,
     /// Its grant table and the grants it has mapped.
     pub grants: crate::grant_table::GrantTable,
     /// Its watchdogs (SCHEDOP_watchdog): the counter value at which each one in use
@@ -387,6 +391,7 @@ impl Domain {
             hvm_params,
             console_ring,
             console_port: None,
+            pollers: crate::vgic::VcpuSet::EMPTY,
             grants,
             watchdogs: [None; crate::lifecycle::WATCHDOGS],
             watchdog_deadline: None,
@@ -436,6 +441,46 @@ impl Domain {
             &*arch::phys_to_virt(self.console_ring)
                 .cast::<hypercall_abi::shared::XenconsInterface>()
         }
+    }
+
+    /// vCPU `vcpu` waits in SCHEDOP_poll on `ports` (none: it does not), until
+    /// `deadline` if one is given.
+    pub fn start_polling(
+        &mut self,
+        vcpu: usize,
+        ports: heapless::Vec<u16, { crate::vcpu::MAX_POLLED_PORTS }>,
+        deadline: Option<u64>,
+    ) {
+        let Some(target) = self.vcpus.get_mut(vcpu) else {
+            return;
+        };
+        if ports.is_empty() {
+            self.pollers = self.pollers.without(vcpu);
+        } else {
+            self.pollers.insert(vcpu);
+        }
+        target.polling = ports;
+        target.poll_deadline = deadline;
+    }
+
+    /// vCPU `vcpu` polls no more (woken).
+    pub fn stop_polling(&mut self, vcpu: usize) {
+        self.start_polling(vcpu, heapless::Vec::new(), None);
+    }
+
+    /// The vCPUs polling `port` (Xen's `evtchn_check_pollers`).
+    pub fn pollers_of(&self, port: u16) -> crate::vgic::VcpuSet {
+        let mut pollers = crate::vgic::VcpuSet::EMPTY;
+        for index in self.pollers.iter() {
+            if self
+                .vcpus
+                .get(index)
+                .is_some_and(|vcpu| vcpu.polling.contains(&port))
+            {
+                pollers.insert(index);
+            }
+        }
+        pollers
     }
 
     /// The shared_info page.

@@ -322,8 +322,9 @@ impl Hypervisor {
         if wake.woken {
             if let Some(vcpu) = self.vcpu_mut(id) {
                 let _ = vcpu.set_state(RunState::Ready);
-                vcpu.polling.clear();
-                vcpu.poll_deadline = None;
+            }
+            if let Some(domain) = self.domains.get_mut(id.domain).and_then(Option::as_mut) {
+                domain.stop_polling(id.vcpu);
             }
         }
         if let Some(target) = wake.cpu_to_kick.filter(|target| *target != from_cpu) {
@@ -657,7 +658,11 @@ impl Hypervisor {
                         Next::Resume
                     }
                     Outcome::EventChannel { cmd, arg } => {
-                        cpu.frame.x[0] = self.event_channel_op(cpu.index, current, cmd, arg);
+                        let (value, upcall) = self.event_channel_op(cpu.index, current, cmd, arg);
+                        cpu.frame.x[0] = value;
+                        if let Some(upcall) = upcall {
+                            self.raise_upcall(cpu.index, upcall.domain, upcall.vcpu);
+                        }
                         Next::Resume
                     }
                     Outcome::Continue { x1, x2 } => {
@@ -855,16 +860,19 @@ impl Hypervisor {
     }
 
     /// EVTCHNOP from `current`'s domain: the operation on the port tables, then its
-    /// action (an event delivered, an unmasked port re-checked). Returns x0.
+    /// action (an event delivered, an unmasked port re-checked). Returns x0 and the vCPU
+    /// whose upcall the action asks for, which the caller raises
+    /// ([`Hypervisor::raise_upcall`]): the caller's own, the usual case, goes straight into
+    /// a list register on the way back ([`Hypervisor::answer_event_channel_op`]).
     fn event_channel_op(
         &mut self,
         from_cpu: usize,
         current: VcpuId,
         cmd: u32,
         arg: crate::addr::GuestVirtAddr,
-    ) -> u64 {
+    ) -> (u64, Option<VcpuId>) {
         let Some(caller) = self.domain(current.domain) else {
-            return hypercall_abi::errno::Errno::ESRCH.to_return();
+            return (hypercall_abi::errno::Errno::ESRCH.to_return(), None);
         };
         let owned = caller.guest_accessible();
         let memory = crate::guest_memory::GuestMemory::new(&owned);
@@ -873,12 +881,10 @@ impl Hypervisor {
         let (result, action) = if cmd == hypercall_abi::event_channel_op::SEND {
             let console = caller.console_port;
             match memory.read_value::<u32>(arg) {
-                Err(error) => return error.to_return(),
+                Err(error) => return (error.to_return(), None),
                 Ok(port) if Some(port) == console => {
-                    // Input that waited for room in in[] first; serve_console signals.
-                    self.deliver_console_input(from_cpu, current.domain, false);
-                    self.serve_console(from_cpu, current.domain);
-                    return 0;
+                    self.console_port_sent(from_cpu, current.domain);
+                    return (0, None);
                 }
                 Ok(port) => crate::hypercall::event_channel::send(
                     &mut self.event_tables(),
@@ -895,10 +901,17 @@ impl Hypervisor {
                 arg,
             )
         };
-        if let Some(action) = action {
-            self.carry_out_event(from_cpu, action);
-        }
-        result
+        let upcall = action.and_then(|action| self.apply_event(from_cpu, action));
+        (result, upcall)
+    }
+
+    /// Domain `slot` sent on its console port, whose other end is the hypervisor: input
+    /// that waited for room in `in[]` goes first, then its `out[]` is served (which
+    /// signals). Out of line: the common send keeps a small frame.
+    #[inline(never)]
+    fn console_port_sent(&mut self, from_cpu: usize, slot: usize) {
+        self.deliver_console_input(from_cpu, slot, false);
+        self.serve_console(from_cpu, slot);
     }
 
     /// Applies an event-channel action to the target domain's shared_info and, when the
@@ -908,23 +921,28 @@ impl Hypervisor {
         from_cpu: usize,
         action: crate::event_channel::Action,
     ) {
+        if let Some(upcall) = self.apply_event(from_cpu, action) {
+            self.raise_upcall(from_cpu, upcall.domain, upcall.vcpu);
+        }
+    }
+
+    /// [`Hypervisor::carry_out_event`] but for the upcall, which it returns: the vCPU whose
+    /// upcall interrupt the 2-level protocol says to raise, if any.
+    #[inline(always)]
+    fn apply_event(
+        &mut self,
+        from_cpu: usize,
+        action: crate::event_channel::Action,
+    ) -> Option<VcpuId> {
         let slot = usize::from(action.domain());
-        let Some(domain) = self.domain(slot) else {
-            return;
-        };
+        let domain = self.domain(slot)?;
         let vcpu = action.vcpu();
         let vcpu_info = vcpu.and_then(|vcpu| domain.vcpu_info(vcpu as usize));
         let inject = action.apply(domain.shared_info(), vcpu_info);
         if let crate::event_channel::Action::Deliver(deliver) = action {
             // Xen's evtchn_check_pollers: a vCPU polling this port wakes, masked or not.
             // (A mask, not a collected list: a list is a 72-byte value copied out.)
-            let port = deliver.port.0 as u16;
-            let mut pollers = crate::vgic::VcpuSet::EMPTY;
-            for (index, vcpu) in domain.vcpus.iter().enumerate() {
-                if vcpu.polling.contains(&port) {
-                    pollers.insert(index);
-                }
-            }
+            let pollers = domain.pollers_of(deliver.port.0 as u16);
             if !pollers.is_empty() {
                 let now = arch::read_counter();
                 for index in pollers.iter() {
@@ -939,8 +957,12 @@ impl Hypervisor {
                 }
             }
         }
-        if let (true, Some(vcpu)) = (inject, vcpu) {
-            self.raise_upcall(from_cpu, slot, vcpu as usize);
+        match (inject, vcpu) {
+            (true, Some(vcpu)) => Some(VcpuId {
+                domain: slot,
+                vcpu: vcpu as usize,
+            }),
+            _ => None,
         }
     }
 
@@ -1143,6 +1165,52 @@ impl Hypervisor {
             // `is_local` promises neither (host tests); were it broken, the caller is
             // told the call does not exist rather than left half served.
             _ => frame.x[0] = hypercall_abi::errno::Errno::ENOSYS.to_return(),
+        }
+        true
+    }
+
+    /// Answers an event-channel operation by itself, without the rest of an exit: returns
+    /// false, having changed nothing, when the full exit path must run (no vCPU, or its
+    /// domain ended).
+    ///
+    /// As [`Hypervisor::answer_local_hypercall`], it sees only the caller-saved registers
+    /// and the return address in `cpu.frame`: the arguments and the result are among
+    /// them. Every EVTCHNOP lets its caller go on (it may wake or interrupt other vCPUs,
+    /// never switch this CPU's), so the steps the full exit takes around it are all it
+    /// needs, and none of them touches x19-x29: the list registers folded back
+    /// ([`Hypervisor::leave_guest`]), the operation (`Hypervisor::event_channel_op`),
+    /// the list registers filled again ([`Hypervisor::enter_guest`]). An upcall for the
+    /// caller itself (a loopback channel, an IPI port) goes, as the timer's does, straight
+    /// into a free LR with one lookup (`Hypervisor::pend_and_return`).
+    ///
+    /// The sub-op is not decoded first: `hypercall::dispatch` would only check it against
+    /// the same set the operation checks, with the same answer (-ENOSYS, host tests).
+    #[inline(never)]
+    pub fn answer_event_channel_op(&mut self, cpu: &mut CpuState) -> bool {
+        let Some(current) = cpu.current else {
+            return false;
+        };
+        if !self.is_alive(current.domain) {
+            return false;
+        }
+        // x0 = the sub-op (Xen reads an int: the low 32 bits), x1 = its argument.
+        let [cmd, arg, ..] = cpu.frame.x;
+        let (cmd, arg) = (cmd as u32, crate::addr::GuestVirtAddr::new(arg));
+        if !cpu.list_registers_idle {
+            self.leave_guest(cpu);
+        }
+        let (value, upcall) = self.event_channel_op(cpu.index, current, cmd, arg);
+        cpu.frame.x[0] = value;
+        match upcall {
+            Some(upcall) if upcall == current && cpu.last == Some(current) => {
+                let intid = crate::domain_dt::layout::EVENT_CHANNEL_INTID;
+                self.pend_and_return(cpu, current, intid);
+            }
+            Some(upcall) => {
+                self.raise_upcall(cpu.index, upcall.domain, upcall.vcpu);
+                self.enter_guest(cpu);
+            }
+            None => self.enter_guest(cpu),
         }
         true
     }
@@ -1904,6 +1972,20 @@ impl Hypervisor {
     ) {
         arch::mask_virtual_timer();
         arch::end_interrupt(acknowledged);
+        self.pend_and_return(cpu, current, acknowledged.intid);
+    }
+
+    /// Makes private interrupt `intid` pending for `current`, the vCPU `cpu` runs, and
+    /// fills its list registers for its return, when it was the last vCPU on `cpu` and its
+    /// exit is folded back ([`Hypervisor::leave_guest`]; with no list register in use
+    /// there is nothing to fold): what
+    /// [`Vgic::set_pending`](crate::vgic::Vgic::set_pending), [`Hypervisor::kick`] and
+    /// [`Hypervisor::enter_guest`] do, with one lookup of the vCPU and, in the usual case,
+    /// one of the interrupt ([`crate::virtual_interrupts::pend_and_return`]). (Inlined, with
+    /// all it calls, into both callers' paths, the timer's and an event's: the usual case
+    /// is short enough that each call is a fair part of it.)
+    #[inline(always)]
+    fn pend_and_return(&mut self, cpu: &mut CpuState, current: VcpuId, intid: u32) {
         let Self { domains, vgics, .. } = self;
         let vcpu = domains
             .get_mut(current.domain)
@@ -1913,13 +1995,12 @@ impl Hypervisor {
             return;
         };
         let interrupts = &mut vcpu.interrupts;
-        let intid = acknowledged.intid;
         let effects =
             crate::virtual_interrupts::pend_and_return(vgic, interrupts, current.vcpu, intid);
         let others = effects.kick.without(current.vcpu);
         cpu.entered_generation = vgic.generation();
         cpu.list_registers_idle = vcpu.interrupts.list_registers.valid_mask() == 0;
-        // A banked interrupt concerns its own vCPU alone; were that ever not so, the
+        // A private interrupt concerns its own vCPU alone; were that ever not so, the
         // others hear of it as from any exit.
         if !others.is_empty() {
             self.kick_others(cpu.index, current.domain, others);
@@ -1969,6 +2050,13 @@ fn answer_register_read_locked(
 /// it down the full path, [`handle_guest_exit`].
 pub fn handle_guest_local_hypercall(cpu: &mut CpuState) -> bool {
     HYPERVISOR.lock().answer_local_hypercall(cpu)
+}
+
+/// Entry from the exception vectors for an event-channel operation, with only part of the
+/// guest's registers saved ([`Hypervisor::answer_event_channel_op`]); false sends it down
+/// the full path, [`handle_guest_exit`].
+pub fn handle_guest_event_channel_op(cpu: &mut CpuState) -> bool {
+    HYPERVISOR.lock().answer_event_channel_op(cpu)
 }
 
 /// Entry from the exception vectors for a physical interrupt taken while a guest ran, with

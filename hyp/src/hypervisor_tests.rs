@@ -921,6 +921,10 @@ fn poll_returns_at_once_blocks_and_wakes_on_its_ports_or_timeout() {
         setup.hypervisor.domain(0).unwrap().vcpus[0].state(),
         RunState::Blocked
     );
+    // The domain's mask of pollers names it for that port only.
+    let alpha_domain = setup.hypervisor.domain(0).unwrap();
+    assert_eq!(alpha_domain.pollers_of(a as u16), crate::vgic::VcpuSet::only(0));
+    assert!(alpha_domain.pollers_of(b as u16).is_empty());
     // An event on the polled port (masked or not) wakes it.
     hypercall_abi::evtchn2l::set_mask(setup.hypervisor.domain(0).unwrap().shared_info(), Port(a));
     setup.hypervisor.carry_out_event(
@@ -934,7 +938,7 @@ fn poll_returns_at_once_blocks_and_wakes_on_its_ports_or_timeout() {
     let alpha = &setup.hypervisor.domain(0).unwrap().vcpus[0];
     assert_eq!(alpha.state(), RunState::Ready);
     assert!(alpha.polling.is_empty());
-    let _ = b;
+    assert!(setup.hypervisor.domain(0).unwrap().pollers_of(a as u16).is_empty());
     // A timeout wakes it too.
     hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
     assert_eq!(setup.cpu.current.unwrap().domain, 0);
@@ -1501,6 +1505,259 @@ fn a_local_hypercall_answered_alone_matches_the_full_exit() {
     setup.cpu.frame.x[16] = number::XEN_VERSION;
     setup.cpu.current = None;
     assert!(!setup.hypervisor.answer_local_hypercall(&mut setup.cpu));
+}
+
+/// Everything an event-channel operation may change, as text: x0 and the argument bytes
+/// the caller sees, the list registers, every domain's vGIC model, event bits and upcall
+/// flags, the vCPUs' interrupt state and the CPU's entry state, and the console output.
+fn event_channel_outcome(setup: &mut Setup, argument_length: usize) -> std::string::String {
+    use core::sync::atomic::Ordering::SeqCst;
+    use std::fmt::Write;
+    let mut text = std::format!(
+        "x0 {:#x}, frame {:?}\n",
+        setup.cpu.frame.x[0],
+        setup.cpu.frame
+    );
+    let ram = setup.hypervisor.domain(0).unwrap().ram.start;
+    let mut argument = std::vec![0u8; argument_length];
+    // SAFETY: the test domain's first RAM page, in fake RAM.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            arch::phys_to_virt(ram),
+            argument.as_mut_ptr(),
+            argument.len(),
+        )
+    };
+    let _ = writeln!(
+        text,
+        "argument {argument:?}, LRs {:x?}",
+        take_list_registers()
+    );
+    for slot in 0..2 {
+        let Some(domain) = setup.hypervisor.domain(slot) else {
+            continue;
+        };
+        let shared = domain.shared_info();
+        let pending: Vec<u64> = shared
+            .evtchn_pending
+            .iter()
+            .map(|word| word.load(SeqCst))
+            .collect();
+        let masked: Vec<u64> = shared
+            .evtchn_mask
+            .iter()
+            .map(|word| word.load(SeqCst))
+            .collect();
+        let _ = writeln!(
+            text,
+            "domain {slot}: pending {pending:x?} masked {masked:x?}"
+        );
+        let _ = writeln!(text, "  vgic {:?}", setup.hypervisor.vgics[slot]);
+        for (index, vcpu) in domain.vcpus.iter().enumerate() {
+            let info = domain.vcpu_info(index).unwrap();
+            let _ = writeln!(
+                text,
+                "  vcpu {index}: upcall {} selector {:x} state {:?} interrupts {:?}",
+                info.evtchn_upcall_pending.load(SeqCst),
+                info.evtchn_pending_sel.load(SeqCst),
+                vcpu.state(),
+                vcpu.interrupts
+            );
+        }
+    }
+    let cpu = &setup.cpu;
+    let _ = writeln!(
+        text,
+        "cpu: idle {} generation {} last {:?}, console {:?}",
+        cpu.list_registers_idle,
+        cpu.entered_generation,
+        cpu.last,
+        serial::take_console_lines()
+    );
+    text
+}
+
+/// EVTCHNOP `cmd` with `argument` at guest VA `address` (0x1000 maps the first RAM
+/// page), from the state `prepare` leaves before vCPU 0 of "alpha" is entered, both
+/// ways: answered half way (`answer_event_channel_op`) and by the full exit. Both must leave
+/// everything [`event_channel_outcome`] shows the same; returns that.
+fn event_channel_op_both_ways(
+    prepare: impl Fn(&mut Setup),
+    cmd: u64,
+    argument: &[u8],
+    address: u64,
+) -> std::string::String {
+    let run = |half_way: bool| {
+        let mut setup = setup(&["alpha", "beta"]);
+        take_list_registers();
+        map_first_page(&setup);
+        prepare(&mut setup);
+        poke(&setup, 0, argument);
+        setup.hypervisor.enter_guest(&mut setup.cpu);
+        let _ = serial::take_console_lines();
+        setup.cpu.frame.x = core::array::from_fn(|index| 0x3333 * index as u64);
+        setup.cpu.frame.x[16] = number::EVENT_CHANNEL_OP;
+        setup.cpu.frame.x[..2].copy_from_slice(&[cmd, address]);
+        if half_way {
+            assert!(setup.hypervisor.answer_event_channel_op(&mut setup.cpu));
+        } else {
+            let exit = GuestExit::Hypercall { immediate: 0xea1 };
+            let next = setup.hypervisor.exit_and_enter(&mut setup.cpu, exit, 0);
+            assert_eq!(next, Next::Resume);
+        }
+        event_channel_outcome(&mut setup, argument.len().max(24))
+    };
+    let (half_way, full) = (run(true), run(false));
+    for (alone, exit) in half_way.lines().zip(full.lines()) {
+        assert_eq!(
+            alone, exit,
+            "EVTCHNOP {cmd:#x} at {address:#x}: half way, then full exit"
+        );
+    }
+    half_way
+}
+
+/// A loopback channel in "alpha" (ports a, b) with nothing pending, and an interdomain
+/// channel from "alpha" (port c) to "beta"; returns (a, b, c). Both domains' upcall
+/// PPIs enabled unless `upcall_enabled` is false.
+fn event_channels_for_both_ways(setup: &mut Setup, upcall_enabled: bool) -> (u32, u32, u32) {
+    use core::sync::atomic::Ordering::SeqCst;
+    if upcall_enabled {
+        enable_upcall(setup, 0);
+        enable_upcall(setup, 1);
+    }
+    // alloc_unbound {dom = SELF, remote = SELF} -> a; bind_interdomain {SELF, a} -> b.
+    let mut request = std::vec![0u8; 8];
+    request[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    request[2..4].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    let (_, back) = evtchn(setup, 6, &request);
+    let a = le32(&back, 4);
+    let mut request = std::vec![0u8; 12];
+    request[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    request[4..8].copy_from_slice(&a.to_le_bytes());
+    let (_, back) = evtchn(setup, 0, &request);
+    let b = le32(&back, 8);
+    let (c, _) = setup.hypervisor.connect_channel(0, 1).unwrap();
+    for slot in 0..2 {
+        let domain = setup.hypervisor.domain(slot).unwrap();
+        for word in &domain.shared_info().evtchn_pending {
+            word.store(0, SeqCst);
+        }
+        for index in 0..domain.vcpus.len() {
+            let info = domain.vcpu_info(index).unwrap();
+            info.evtchn_upcall_pending.store(0, SeqCst);
+            info.evtchn_pending_sel.store(0, SeqCst);
+        }
+    }
+    // The guest takes the upcalls the bindings raised (its LRs empty), and the next exit
+    // folds that back: no LR in use, nothing pending.
+    take_list_registers();
+    hypercall(setup, number::XEN_VERSION, [0; 5]);
+    (a, b, c)
+}
+
+/// Event-channel operations answered half way, with only the caller-saved registers,
+/// leave what the full exit leaves, in every case the half-way path tells apart: an
+/// upcall for the caller itself straight into a free LR (and with the upcall disabled,
+/// or another interrupt in an LR), an event for another domain, the console port, and
+/// operations that fail or write their argument back.
+#[test]
+fn an_event_channel_op_answered_half_way_matches_the_full_exit() {
+    let channels = |setup: &mut Setup| event_channels_for_both_ways(setup, true);
+    let plain = |setup: &mut Setup| {
+        channels(setup);
+    };
+    let mut probe = setup(&["alpha", "beta"]);
+    let (a, b, c) = channels(&mut probe);
+    assert!(probe.cpu.list_registers_idle && probe.cpu.last == probe.cpu.current);
+    drop(probe);
+    const SEND: u64 = 4;
+    // The usual case: an upcall for the caller, returning with no LR in use.
+    let own = event_channel_op_both_ways(plain, SEND, &b.to_le_bytes(), 0x1000);
+    assert!(own.contains("x0 0x0,"), "{own}");
+    assert!(own.contains("idle false"), "the upcall is in an LR: {own}");
+    // The upcall PPI disabled: pending in the model, no LR.
+    event_channel_op_both_ways(
+        |setup| {
+            event_channels_for_both_ways(setup, false);
+        },
+        SEND,
+        &b.to_le_bytes(),
+        0x1000,
+    );
+    // Another interrupt already in an LR: the general way (fold back, fill again).
+    event_channel_op_both_ways(
+        |setup| {
+            channels(setup);
+            enable_ppi(setup, 0, 20);
+            setup.hypervisor.vgics[0].set_pending(0, 20);
+        },
+        SEND,
+        &b.to_le_bytes(),
+        0x1000,
+    );
+    // An event for the other domain; its vCPU is not running here.
+    let other = event_channel_op_both_ways(plain, SEND, &c.to_le_bytes(), 0x1000);
+    assert!(
+        other.contains("idle true"),
+        "nothing for the caller: {other}"
+    );
+    assert!(
+        other.contains("domain 1: pending [2,"),
+        "port 1 of beta: {other}"
+    );
+    // The console port: the hypervisor serves the ring.
+    event_channel_op_both_ways(
+        |setup| {
+            channels(setup);
+            let port = setup.hypervisor.attach_console(0).unwrap();
+            poke(setup, 0x800, &port.to_le_bytes());
+        },
+        SEND,
+        &[],
+        0x1800,
+    );
+    // Failures: a port that does not exist, an argument the guest cannot reach, a sub-op
+    // that does not exist (also with bits above the 32 Xen reads), and the upper bits of
+    // a known one ignored as Xen does.
+    let missing = event_channel_op_both_ways(plain, SEND, &999u32.to_le_bytes(), 0x1000);
+    assert!(
+        missing.contains(&std::format!("x0 {:#x},", Errno::EINVAL.to_return())),
+        "{missing}"
+    );
+    let unreachable = event_channel_op_both_ways(plain, SEND, &b.to_le_bytes(), 0x5000);
+    assert!(
+        unreachable.contains(&std::format!("x0 {:#x},", Errno::EFAULT.to_return())),
+        "{unreachable}"
+    );
+    for cmd in [11, 99, 1 << 32 | 11] {
+        let unknown = event_channel_op_both_ways(plain, cmd, &[0; 24], 0x1000);
+        assert!(
+            unknown.contains(&std::format!("x0 {:#x},", Errno::ENOSYS.to_return())),
+            "{unknown}"
+        );
+    }
+    event_channel_op_both_ways(plain, 1 << 32 | SEND, &b.to_le_bytes(), 0x1000);
+    // Operations with OUT fields: alloc_unbound, status; and unmask of a pending port.
+    let mut request = std::vec![0u8; 8];
+    request[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    request[2..4].copy_from_slice(&1u16.to_le_bytes());
+    event_channel_op_both_ways(plain, 6, &request, 0x1000);
+    let mut request = std::vec![0u8; 24];
+    request[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    request[4..8].copy_from_slice(&c.to_le_bytes());
+    event_channel_op_both_ways(plain, 5, &request, 0x1000);
+    event_channel_op_both_ways(
+        |setup| {
+            channels(setup);
+            let shared = setup.hypervisor.domain(0).unwrap().shared_info();
+            hypercall_abi::evtchn2l::set_pending(shared, Port(a));
+            shared.evtchn_mask[0].fetch_or(1 << a, core::sync::atomic::Ordering::SeqCst);
+        },
+        9,
+        &a.to_le_bytes(),
+        0x1000,
+    );
 }
 
 proptest::proptest! {

@@ -156,7 +156,9 @@ pub struct Vcpu {
     pub vcpu_info: Option<crate::addr::PhysAddr>,
     /// Where the guest wants runstate updates (VCPUOP_register_runstate_memory_area).
     pub runstate_area: Option<crate::addr::GuestVirtAddr>,
-    /// Ports it waits on in SCHEDOP_poll (empty when not polling).
+    /// Ports it waits on in SCHEDOP_poll (empty when not polling). Set and cleared only
+    /// through [`crate::domain::Domain::start_polling`] and `stop_polling`, which keep
+    /// the domain's mask of pollers true.
     pub polling: heapless::Vec<u16, MAX_POLLED_PORTS>,
     /// When its SCHEDOP_poll gives up waiting (counter ticks), if it set a timeout.
     pub poll_deadline: Option<u64>,

@@ -100,6 +100,7 @@ pub fn enter(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arrival: 
 /// returning to this CPU (as [`enter`] with [`Arrival::Returning`]), trying first what
 /// that finds in the usual case: the one interrupt touched, put into a free LR
 /// ([`crate::vgic::ListRegisters::pend_own`]). Returns what `set_pending` returns.
+#[inline(always)]
 pub fn pend_and_return(
     vgic: &mut Vgic,
     state: &mut VcpuInterrupts,
@@ -128,7 +129,7 @@ fn enter_returning(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize) {
 #[inline(always)]
 fn write_changed(version: GicVersion, list_registers: &mut ListRegisters) {
     for (index, entry) in list_registers.write_back() {
-        let value = entry.map_or(0, |entry| encode(version, &entry));
+        let value = entry.map_or(0, |entry| encode(version, entry));
         arch::write_list_register(index, value);
     }
 }

@@ -240,10 +240,7 @@ fn poll(
         return Ok(false);
     }
     let deadline = (timeout != 0).then(|| vcpu::nanoseconds_to_ticks(timeout));
-    if let Some(target) = domain.vcpus.get_mut(vcpu) {
-        target.polling = polled;
-        target.poll_deadline = deadline;
-    }
+    domain.start_polling(vcpu, polled, deadline);
     Ok(true)
 }
 

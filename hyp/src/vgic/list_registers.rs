@@ -190,16 +190,18 @@ impl ChangedLrs<'_> {
     }
 }
 
-impl Iterator for ChangedLrs<'_> {
-    type Item = (usize, Option<LrEntry>);
+impl<'a> Iterator for ChangedLrs<'a> {
+    /// The entry by reference: a copy out of the slots was a call to `memcpy` (about 50
+    /// instructions on every delivery).
+    type Item = (usize, Option<&'a LrEntry>);
 
-    fn next(&mut self) -> Option<(usize, Option<LrEntry>)> {
+    fn next(&mut self) -> Option<(usize, Option<&'a LrEntry>)> {
         if self.mask == 0 {
             return None;
         }
         let index = self.mask.trailing_zeros() as usize;
         self.mask &= self.mask - 1;
-        Some((index, self.entries.get(index).copied().flatten()))
+        Some((index, self.entries.get(index).and_then(Option::as_ref)))
     }
 }
 
@@ -499,6 +501,7 @@ impl ListRegisters {
     /// free, the usual case, both steps share one lookup of the interrupt and skip what
     /// that case makes certain; the model and the slots end exactly as the two steps leave
     /// them (a property test).
+    #[inline(always)]
     pub fn pend_own(&mut self, vgic: &mut Vgic, vcpu: usize, intid: u32) -> (Effects, bool) {
         let free = !self.valid & (((1u32 << self.count) - 1) as u16);
         let usual = (NR_SGIS..SPI_BASE).contains(&intid)
@@ -847,7 +850,7 @@ mod tests {
             }
             lrs.populate(&mut self.vgic, vcpu);
             for (index, entry) in lrs.write_back() {
-                self.hardware[vcpu][index] = entry;
+                self.hardware[vcpu][index] = entry.copied();
             }
         }
 

@@ -315,6 +315,7 @@ impl Vgic {
     /// ([`super::ListRegisters::pend_own`]): the same change, counted the same way, with
     /// one lookup. `None`, with nothing counted, when it was pending already or there is
     /// no such vCPU.
+    #[inline(always)]
     pub(crate) fn pend_private_to_take(
         &mut self,
         vcpu: usize,
@@ -343,6 +344,7 @@ impl Vgic {
     }
 
     /// [`Vgic::irq_mut`] without counting a change: the caller records one if it makes it.
+    #[inline(always)]
     fn irq_mut_unrecorded(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
         if vcpu >= self.vcpus {
             return None;

@@ -18,7 +18,9 @@
 //! register: an identification register without the lock, any other through
 //! `Hypervisor::answer_register_read`); a hypercall that involves only its
 //! caller (`hypercall::is_local`: xen_version, console_io) to
-//! `handle_guest_local_hypercall` (`Hypervisor::answer_local_hypercall`); and every
+//! `handle_guest_local_hypercall` (`Hypervisor::answer_local_hypercall`); an
+//! event_channel_op, which never switches vCPUs here, to `handle_guest_event_channel_op`
+//! (`Hypervisor::answer_event_channel_op`); and every
 //! physical interrupt to `handle_guest_irq_partially`, which acknowledges it and handles
 //! the guest's virtual timer (`Hypervisor::answer_interrupt`), passing any other on
 //! acknowledged. When the handler declines, the vector saves the rest (x19-x29, still
@@ -145,12 +147,24 @@ guest_hypercall_other:
     /* xen_version's other sub-ops and console_io involve only the caller, its console and
        its memory (hypercall::is_local): answered by handle_guest_local_hypercall with
        only the caller-saved registers saved. */
+    cmp     x16, #{event_channel_op_number}
+    b.eq    guest_event_channel_op
     cmp     x16, #{xen_version_number}
     ccmp    x16, #{console_io_number}, #4, ne
     b.ne    guest_sync_full
     mrs     x0, tpidr_el2
     SAVE_CALLER_SAVED
     bl      handle_guest_local_hypercall    /* (PerCpu) */
+    cbz     w0, guest_partial_declined
+    mrs     x0, tpidr_el2
+    RESUME_CALLER_SAVED
+
+guest_event_channel_op:
+    /* Every event-channel operation lets its caller go on: answered by
+       handle_guest_event_channel_op with only the caller-saved registers saved. */
+    mrs     x0, tpidr_el2
+    SAVE_CALLER_SAVED
+    bl      handle_guest_event_channel_op   /* (PerCpu) */
     cbz     w0, guest_partial_declined
     mrs     x0, tpidr_el2
     RESUME_CALLER_SAVED
@@ -240,6 +254,7 @@ enter_guest:
     hvc_esr_high = const HYPERCALL_ESR >> 16,
     xen_version_number = const hypercall_abi::hypercall::XEN_VERSION,
     console_io_number = const hypercall_abi::hypercall::CONSOLE_IO,
+    event_channel_op_number = const hypercall_abi::hypercall::EVENT_CHANNEL_OP,
     xenver_version = const hypercall_abi::xen_version::VERSION,
     version_low = const crate::hypercall::XEN_VERSION & 0xffff,
     version_high = const crate::hypercall::XEN_VERSION >> 16,
@@ -283,6 +298,13 @@ extern "C" fn handle_guest_read(per_cpu: &mut PerCpu, esr: u64) -> bool {
 #[unsafe(no_mangle)]
 extern "C" fn handle_guest_local_hypercall(per_cpu: &mut PerCpu) -> bool {
     crate::hypervisor::handle_guest_local_hypercall(&mut per_cpu.cpu)
+}
+
+/// `HVC #0xEA1` with x16 = event_channel_op, with only x0-x18, x30 and the return address
+/// in the frame: true when answered, false to take the full path.
+#[unsafe(no_mangle)]
+extern "C" fn handle_guest_event_channel_op(per_cpu: &mut PerCpu) -> bool {
+    crate::hypervisor::handle_guest_event_channel_op(&mut per_cpu.cpu)
 }
 
 /// A physical interrupt taken from a guest, with only x0-x18, x30 and the return address
