@@ -923,7 +923,10 @@ fn poll_returns_at_once_blocks_and_wakes_on_its_ports_or_timeout() {
     );
     // The domain's mask of pollers names it for that port only.
     let alpha_domain = setup.hypervisor.domain(0).unwrap();
-    assert_eq!(alpha_domain.pollers_of(a as u16), crate::vgic::VcpuSet::only(0));
+    assert_eq!(
+        alpha_domain.pollers_of(a as u16),
+        crate::vgic::VcpuSet::only(0)
+    );
     assert!(alpha_domain.pollers_of(b as u16).is_empty());
     // An event on the polled port (masked or not) wakes it.
     hypercall_abi::evtchn2l::set_mask(setup.hypervisor.domain(0).unwrap().shared_info(), Port(a));
@@ -938,7 +941,12 @@ fn poll_returns_at_once_blocks_and_wakes_on_its_ports_or_timeout() {
     let alpha = &setup.hypervisor.domain(0).unwrap().vcpus[0];
     assert_eq!(alpha.state(), RunState::Ready);
     assert!(alpha.polling.is_empty());
-    assert!(setup.hypervisor.domain(0).unwrap().pollers_of(a as u16).is_empty());
+    assert!(setup
+        .hypervisor
+        .domain(0)
+        .unwrap()
+        .pollers_of(a as u16)
+        .is_empty());
     // A timeout wakes it too.
     hypercall(&mut setup, number::SCHED_OP, [0, 0, 0, 0, 0]);
     assert_eq!(setup.cpu.current.unwrap().domain, 0);

@@ -100,6 +100,8 @@ pub fn enter(vgic: &mut Vgic, state: &mut VcpuInterrupts, vcpu: usize, arrival: 
 /// returning to this CPU (as [`enter`] with [`Arrival::Returning`]), trying first what
 /// that finds in the usual case: the one interrupt touched, put into a free LR
 /// ([`crate::vgic::ListRegisters::pend_own`]). Returns what `set_pending` returns.
+// Inlined all the way into the timer's and an event's delivery (`Hypervisor::
+// pend_and_return`): left to itself, the compiler calls it from two sites (+13 each).
 #[inline(always)]
 pub fn pend_and_return(
     vgic: &mut Vgic,
